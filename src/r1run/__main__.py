@@ -1,0 +1,3 @@
+from r1run.cli.app import main
+
+main()

@@ -1,0 +1,128 @@
+"""`r1run build`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from r1run.cli.common import JsonOpt, err, handle_errors, out, print_json, status
+from r1run.llama import PINNED_RELEASE
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)
+
+
+@handle_errors
+def build(
+    source: Annotated[str, typer.Option(help="Where llama.cpp comes from: auto (git, then PyPI), git, pypi, or a PATH to a checkout, extracted tree or .tar.gz.")] = "auto",
+    ref: Annotated[Optional[str], typer.Option(help=f"llama.cpp release tag to build [default: {PINNED_RELEASE}].", show_default=False)] = None,
+    repo: Annotated[Optional[str], typer.Option(help="git remote for --source git/auto [default: upstream llama.cpp].", show_default=False)] = None,
+    backend: Annotated[str, typer.Option(help="auto, cpu, metal, cuda, rocm or vulkan.")] = "auto",
+    jobs: Annotated[Optional[int], typer.Option(help="Parallel compile jobs [default: physical cores].", show_default=False)] = None,
+    cmake_arg: Annotated[Optional[list[str]], typer.Option("--cmake-arg", help="Extra -D flag for CMake (repeatable).", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when an identical build exists.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the exact commands and exit.")] = False,
+    list_builds: Annotated[bool, typer.Option("--list", help="List the builds r1run has and exit.")] = False,
+    use: Annotated[Optional[str], typer.Option(help="Make build ID the default and exit.", show_default=False)] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Build llama.cpp for this machine (pinned release shown under --ref)."""
+    from r1run import proc
+    from r1run.errors import BadInput
+    from r1run.home import Home
+    from r1run.llama import build as core, cmake, manifest, source as src, toolchain
+
+    home = Home.from_env()
+    if list_builds:
+        _render_list(manifest.all_builds(home), manifest.default_id(home), json_)
+        return
+    if use:
+        if manifest.load(home, use) is None:
+            known = ", ".join(m.id for m in manifest.all_builds(home)) or "none"
+            raise BadInput(f"no build named {use!r}", f"builds: {known} (see `r1run build --list`)")
+        manifest.set_default(home, use)
+        status(f"default build is now {use}")
+        return
+
+    spec = src.parse_source(source, release=ref or PINNED_RELEASE, release_explicit=ref is not None, repo=repo)
+    for arg in cmake_arg or []:
+        if not arg.startswith("-D"):
+            raise BadInput(f"--cmake-arg {arg!r} is not a -D flag", "pass CMake cache entries such as -DGGML_CUDA_F16=ON")
+    request = core.BuildRequest(
+        source=spec, backend=cmake.parse_backend(backend), jobs=jobs, force=force,
+        extra_cmake=tuple(cmake_arg or ()),
+    )
+    tc = toolchain.detect()
+    if dry_run:
+        plan = core.make_plan(request, home, tc)
+        status(f"backend: {plan.backend.value} ({plan.backend_reason}); build {plan.id} in {plan.dir}")
+        for argv in plan.commands:
+            out().print(proc.quote(argv), highlight=False, markup=False)
+        return
+
+    result = _run_with_progress(request, home, tc)
+    m = result.manifest
+    if result.reused:
+        status(f"build {m.id} is up to date ({m.path}); --force rebuilds")
+    else:
+        status(f"built {m.id} in {m.build_seconds:.0f} s; log: {result.log_path}")
+    if json_:
+        print_json(manifest.to_json(m))
+    else:
+        _render_manifest(m)
+
+
+def _run_with_progress(request, home, tc):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from r1run.llama import build as core
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=err(), transient=True,
+    ) as progress:
+        task = progress.add_task("building llama.cpp", total=100, visible=False)
+
+        def on_progress(pct: float, line: str) -> None:
+            progress.update(task, completed=pct, visible=True)
+
+        def on_status(msg: str) -> None:
+            progress.console.print(f"[dim]r1run:[/dim] {msg}", highlight=False)
+
+        return core.build(request, home, tc, core.BuildEvents(on_status=on_status, on_progress=on_progress))
+
+
+def _render_manifest(m) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"llama.cpp build {m.id}", show_header=False)
+    table.add_row("release", m.release)
+    table.add_row("backend", f"{m.backend} ({m.backend_reason})")
+    table.add_row("source", f"{m.source.kind}: {m.source.location}")
+    table.add_row("digest", m.source.digest)
+    table.add_row("compiler", m.compiler or "unknown")
+    table.add_row("build time", f"{m.build_seconds:.0f} s with {m.jobs} jobs")
+    for role, path in sorted(m.binaries.items()):
+        table.add_row(role, path)
+    out().print(table)
+
+
+def _render_list(builds, default, json_: bool) -> None:
+    import json
+
+    if json_:
+        print_json(json.dumps({"default": default, "builds": [b.model_dump() for b in builds]}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="llama.cpp builds")
+    for col in ("", "id", "release", "backend", "source", "programs", "built"):
+        table.add_column(col)
+    for b in builds:
+        table.add_row("*" if b.id == default else "", b.id, b.release, b.backend, b.source.kind,
+                      str(len(b.binaries)), b.built_at)
+    out().print(table)
+    if not builds:
+        status("no builds yet: run `r1run build`")

@@ -1,0 +1,101 @@
+"""What every command shares: consoles, error handling, options defined once."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Callable, Optional, TypeVar
+
+import typer
+
+from r1run.errors import ExitCode, R1runError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+F = TypeVar("F", bound=Callable)
+
+_out: "Console | None" = None
+_err: "Console | None" = None
+
+
+def out() -> "Console":
+    """Results: stdout."""
+    global _out
+    if _out is None or _out.file is not sys.stdout:
+        from rich.console import Console
+
+        _out = Console(file=sys.stdout, soft_wrap=True)
+    return _out
+
+
+def err() -> "Console":
+    """Progress, status and warnings: stderr."""
+    global _err
+    if _err is None or _err.file is not sys.stderr:
+        from rich.console import Console
+
+        _err = Console(file=sys.stderr, soft_wrap=True)
+    return _err
+
+
+def status(msg: str) -> None:
+    err().print(f"[dim]r1run:[/dim] {msg}", highlight=False)
+
+
+def warn(msg: str) -> None:
+    err().print(f"[yellow]warning:[/yellow] {msg}", highlight=False)
+
+
+def print_json(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("R1RUN_DEBUG", "") not in ("", "0")
+
+
+def report_error(exc: R1runError) -> None:
+    from rich.markup import escape
+
+    extra = getattr(exc, "tail", None)
+    if extra:
+        err().print("\n".join(escape(line) for line in extra), style="dim", highlight=False)
+    if getattr(exc, "log_path", None):
+        err().print(f"log: {exc.log_path}", highlight=False)  # type: ignore[attr-defined]
+    err().print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
+    if exc.hint:
+        err().print(f"[cyan]hint:[/cyan] {escape(exc.hint)}", highlight=False)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn r1run's errors into message + hint and an exit code; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except R1runError as exc:
+            if debug_enabled():
+                traceback.print_exc()
+            report_error(exc)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            if debug_enabled():
+                traceback.print_exc()
+            err().print("interrupted")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (stable schema, see README).")]
+LlamaBinOpt = Annotated[
+    Optional[Path],
+    typer.Option("--llama-bin", envvar="R1RUN_LLAMA_BIN", help="Folder holding llama.cpp programs to use instead of r1run's build.",
+                 show_default=False),
+]

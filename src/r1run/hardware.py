@@ -1,0 +1,210 @@
+"""What this machine has: CPU, memory, GPUs. Detection is thin; parsers of tool output are pure."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from r1run import proc
+from r1run.errors import ToolMissing
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    vendor: str  # nvidia | amd | apple | vulkan | rpc | other
+    total_bytes: int
+    free_bytes: int
+    source: str  # how it was measured, e.g. "nvidia-smi", "llama.cpp --list-devices"
+    device: str = ""  # llama.cpp's device name when known (CUDA0, MTL0, RPC0...)
+
+
+@dataclass(frozen=True)
+class Cpu:
+    model: str
+    physical_cores: int
+    logical_cores: int
+    usable_cores: int  # what this process may run on (affinity)
+    performance_cores: int | None  # Apple: hw.perflevel0.physicalcpu
+    simd: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Machine:
+    os: str
+    arch: str
+    cpu: Cpu
+    ram_total: int
+    ram_available: int
+    gpus: list[Gpu]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- parsers (pure; each quotes the lines it reads) -------------------------------------------
+
+def parse_nvidia_smi(text: str) -> list[Gpu]:
+    """`nvidia-smi --query-gpu=index,name,memory.total,memory.free,memory.used --format=csv,noheader,nounits`:
+
+        0, NVIDIA GeForce RTX 4090, 24564, 23988, 15
+    """
+    gpus = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 4 or not parts[0].isdigit():
+            continue
+        try:
+            total, free = int(float(parts[2])) * MiB, int(float(parts[3])) * MiB
+        except ValueError:
+            continue
+        gpus.append(Gpu(parts[1], "nvidia", total, free, "nvidia-smi", f"CUDA{parts[0]}"))
+    return gpus
+
+
+def parse_rocm_smi(text: str) -> list[Gpu]:
+    """`rocm-smi --showmeminfo vram --json`:
+
+        {"card0": {"VRAM Total Memory (B)": "25753026560", "VRAM Total Used Memory (B)": "12345"}}
+    """
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return []
+    gpus = []
+    for i, (card, info) in enumerate(sorted(data.items()) if isinstance(data, dict) else []):
+        if not isinstance(info, dict):
+            continue
+        try:
+            total = int(info["VRAM Total Memory (B)"])
+            used = int(info.get("VRAM Total Used Memory (B)", 0))
+        except (KeyError, ValueError, TypeError):
+            continue
+        gpus.append(Gpu(card, "amd", total, max(total - used, 0), "rocm-smi", f"ROCm{i}"))
+    return gpus
+
+
+_LIST_DEVICE = re.compile(r"^\s+(?P<dev>[A-Za-z][\w]*\d*(?:\[[^\]]*\])?):\s+(?P<name>.*?)\s+\((?P<total>\d+) MiB, (?P<free>\d+) MiB free\)\s*$")
+
+
+def parse_list_devices(text: str) -> list[Gpu]:
+    """llama.cpp's `--list-devices` (stdout), one line per non-CPU device:
+
+        Available devices:
+          CUDA0: NVIDIA GeForce RTX 4090 (24077 MiB, 23500 MiB free)
+          MTL0: Apple M4 Max (98304 MiB, 98303 MiB free)
+          RPC0: 127.0.0.1:50052 (23456 MiB, 23000 MiB free)
+    """
+    gpus = []
+    for line in text.splitlines():
+        m = _LIST_DEVICE.match(line)
+        if not m:
+            continue
+        dev = m.group("dev")
+        vendor = next((v for p, v in (("CUDA", "nvidia"), ("MTL", "apple"), ("Metal", "apple"), ("ROCm", "amd"),
+                                       ("HIP", "amd"), ("Vulkan", "vulkan"), ("RPC", "rpc")) if dev.startswith(p)), "other")
+        total, free = int(m.group("total")) * MiB, int(m.group("free")) * MiB
+        if total == 0:  # BLAS and similar host-memory devices report 0 MiB
+            continue
+        gpus.append(Gpu(m.group("name"), vendor, total, free, "llama.cpp --list-devices", dev))
+    return gpus
+
+
+def metal_default_working_set(memsize: int, wired_limit_mb: int) -> int:
+    """Metal's recommended working set: iogpu.wired_limit_mb when set, else macOS's default share."""
+    if wired_limit_mb > 0:
+        return wired_limit_mb * MiB
+    share = 2 / 3 if memsize <= 32 * GiB else 0.75
+    return int(memsize * share)
+
+
+def parse_cpuinfo_flags(text: str) -> list[str]:
+    """SIMD features from /proc/cpuinfo's `flags` (x86) or `Features` (Arm) line."""
+    wanted = ("avx", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "fma", "f16c", "amx_int8",
+              "asimd", "sve", "sve2", "i8mm", "asimddp", "fphp")
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            have = set(value.split())
+            return [w for w in wanted if w in have]
+    return []
+
+
+# --- detection -------------------------------------------------------------------------------
+
+def _sysctl(name: str) -> str | None:
+    try:
+        res = proc.run(["sysctl", "-n", name], timeout=5)
+    except ToolMissing:
+        return None
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def detect_cpu() -> Cpu:
+    import psutil
+
+    logical = psutil.cpu_count(logical=True) or 1
+    physical = psutil.cpu_count(logical=False) or logical
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
+    model, simd, perf = platform.processor() or platform.machine(), [], None
+    if platform.system() == "Linux":
+        try:
+            text = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            text = ""
+        m = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+        model = m.group(1).strip() if m else model
+        simd = parse_cpuinfo_flags(text)
+    elif platform.system() == "Darwin":
+        model = _sysctl("machdep.cpu.brand_string") or model
+        p = _sysctl("hw.perflevel0.physicalcpu")
+        perf = int(p) if p and p.isdigit() else None
+        if platform.machine() == "arm64":
+            simd = ["neon"] + [f for f in ("FEAT_DotProd", "FEAT_I8MM", "FEAT_BF16") if _sysctl(f"hw.optional.arm.{f}") == "1"]
+    return Cpu(model, physical, logical, usable, perf, simd)
+
+
+def detect_gpus(list_devices_output: str | None = None) -> list[Gpu]:
+    """GPUs as llama.cpp sees them when its output is given, else from the vendors' tools."""
+    if list_devices_output:
+        found = [g for g in parse_list_devices(list_devices_output) if g.vendor != "rpc"]
+        if found:
+            return found
+    if proc.which("nvidia-smi"):
+        res = proc.run(["nvidia-smi", "--query-gpu=index,name,memory.total,memory.free,memory.used",
+                        "--format=csv,noheader,nounits"], timeout=20)
+        if res.returncode == 0:
+            return parse_nvidia_smi(res.stdout)
+    if proc.which("rocm-smi"):
+        res = proc.run(["rocm-smi", "--showmeminfo", "vram", "--json"], timeout=20)
+        if res.returncode == 0:
+            return parse_rocm_smi(res.stdout)
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        mem = _sysctl("hw.memsize")
+        wired = _sysctl("iogpu.wired_limit_mb")
+        if mem and mem.isdigit():
+            ws = metal_default_working_set(int(mem), int(wired) if wired and wired.isdigit() else 0)
+            return [Gpu(detect_cpu().model, "apple", ws, ws, "estimate: macOS default Metal working set", "MTL0")]
+    return []
+
+
+def detect(list_devices_output: str | None = None) -> Machine:
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return Machine(platform.system(), platform.machine(), detect_cpu(), vm.total, vm.available,
+                   detect_gpus(list_devices_output))
+
+
+def fmt_bytes(n: float) -> str:
+    for unit, size in (("TiB", 1024 * GiB), ("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"

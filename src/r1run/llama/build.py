@@ -1,0 +1,246 @@
+"""`r1run build`: fetch llama.cpp, configure it for a backend, build the programs r1run uses."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from r1run import __version__, proc
+from r1run.errors import BuildFailed
+from r1run.fsutil import locked
+from r1run.home import Home
+from r1run.llama import cmake, manifest, source, toolchain
+from r1run.llama.cmake import Backend, Toolchain
+from r1run.llama.manifest import BuildManifest, SourceInfo
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    source: source.SourceSpec
+    backend: Backend | None = None  # None: detect
+    jobs: int | None = None  # None: physical cores
+    force: bool = False
+    extra_cmake: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    id: str
+    backend: Backend
+    backend_reason: str
+    jobs: int
+    flags: list[str]
+    dir: Path
+    cmake_dir: Path
+    commands: list[list[str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    manifest: BuildManifest
+    reused: bool
+    source_note: str
+    log_path: Path | None
+
+
+@dataclass
+class BuildEvents:
+    """Callbacks the CLI uses to show progress; the core never prints."""
+
+    on_status: Callable[[str], None] = lambda msg: None
+    on_progress: Callable[[float, str], None] = lambda pct, line: None
+
+
+def default_jobs() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+
+
+def build_id(release: str, backend: Backend, extra: tuple[str, ...]) -> str:
+    bid = f"{release}-{backend.value}"
+    if extra:
+        bid += "-" + hashlib.sha256("\0".join(extra).encode()).hexdigest()[:8]
+    return bid
+
+
+def make_plan(req: BuildRequest, home: Home, tc: Toolchain) -> BuildPlan:
+    """Everything decided before touching the network or the compiler."""
+    if req.backend is None:
+        backend, reason = cmake.detect_backend(tc)
+    else:
+        backend, reason = req.backend, "requested"
+    cmake.check_backend(backend, tc)
+    jobs = cmake.validate_jobs(req.jobs) if req.jobs is not None else default_jobs()
+    # A local tree is only labelled with a release when the user says which (`--ref`).
+    known = req.source.kind != "path" or req.source.release_explicit
+    release = req.source.release if known else "local"
+    bid = build_id(release, backend, req.extra_cmake)
+    bdir = home.builds / bid
+    flags = cmake.cmake_flags(backend, ccache=bool(tc.ccache),
+                              release_number=source.release_number(release) if known else None,
+                              extra=req.extra_cmake, gpu_present=tc.nvidia_gpu)
+    cdir = bdir / "cmake"
+    commands = source.fetch_commands(req.source, home.sources) if req.source.kind != "path" else []
+    tree = "<llama.cpp source>" if req.source.kind != "path" else str(req.source.path)
+    commands += [
+        ["cmake", "-S", tree, "-B", str(cdir), *flags],
+        ["cmake", "--build", str(cdir), "--target", "help"],
+        ["cmake", "--build", str(cdir), "--config", "Release", "-j", str(jobs), "--target",
+         *[names[0] for names in cmake.PROGRAM_TARGETS.values()]],
+    ]
+    return BuildPlan(bid, backend, reason, jobs, flags, bdir, cdir, commands)
+
+
+def _up_to_date(existing: BuildManifest | None, req: BuildRequest, plan: BuildPlan, digest: str | None) -> bool:
+    if existing is None or existing.missing_binaries():
+        return False
+    if existing.cmake_flags != plan.flags or existing.backend != plan.backend.value:
+        return False
+    if req.source.kind == "path":
+        return digest is not None and existing.source.digest == digest
+    return existing.release == req.source.release and req.source.kind in ("auto", existing.source.kind)
+
+
+_FAILURE_HINTS = (
+    (re.compile(r"No CMAKE_(C|CXX)_COMPILER could be found|C(XX)? compiler identification is unknown"),
+     None),  # filled with the OS-specific compiler hint below
+    (re.compile(r"CUDA Toolkit not found|Failed to find nvcc|No CUDA toolset found|CMAKE_CUDA_COMPILER|"
+                r"CUDA_ARCHITECTURES|CUDA::|ggml-cuda", re.I),
+     "the CUDA toolkit was not usable: fix its install, or build for the CPU with `r1run build --backend cpu`"),
+    (re.compile(r"Could not find .*(hip|rocm)", re.I),
+     "ROCm was not usable: fix its install, or build for the CPU with `r1run build --backend cpu`"),
+    (re.compile(r"Could NOT find Vulkan|glslc", re.I),
+     "the Vulkan SDK was not usable: fix its install, or build for the CPU with `r1run build --backend cpu`"),
+)
+
+
+def failure_hint(lines: list[str], log_path: Path) -> str:
+    text = "\n".join(lines)
+    for pattern, hint in _FAILURE_HINTS:
+        if pattern.search(text):
+            return hint or toolchain.install_hint("cmake")
+    return f"read the full log at {log_path}; `r1run build --force` starts again"
+
+
+def _read_cache_value(cache: Path, key: str) -> str | None:
+    try:
+        for line in cache.read_text(errors="replace").splitlines():
+            if line.startswith(key + ":"):
+                return line.split("=", 1)[1]
+    except OSError:
+        return None
+    return None
+
+
+def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | None = None) -> BuildResult:
+    ev = events or BuildEvents()
+    plan = make_plan(req, home, tc)
+    with locked(home.builds / f".{plan.id}.lock"):
+        existing = manifest.load(home, plan.id)
+        digest = None
+        fetched: source.Source | None = None
+        if req.source.kind == "path" and existing is not None and not req.force:
+            fetched = source.fetch(req.source, home.sources)
+            digest = fetched.digest
+        if not req.force and _up_to_date(existing, req, plan, digest):
+            assert existing is not None
+            if manifest.default_id(home) is None:
+                manifest.set_default(home, existing.id)
+            return BuildResult(existing, True, "already built", None)
+
+        cmake_bin = toolchain.require_cmake()
+        ev.on_status(f"backend: {plan.backend.value} ({plan.backend_reason})")
+        if fetched is None:
+            ev.on_status(f"getting llama.cpp {req.source.release} (source: {req.source.kind})")
+            fetched = source.fetch(req.source, home.sources)
+        ev.on_status(f"source: {fetched.kind} {fetched.location} ({fetched.note})")
+
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        log_path = home.ensure(home.logs) / f"build-{plan.id}-{stamp}.log"
+        started = time.monotonic()
+        cdir = plan.cmake_dir
+        cached_home = _read_cache_value(cdir / "CMakeCache.txt", "CMAKE_HOME_DIRECTORY")
+        if cached_home is not None and Path(cached_home).resolve() != fetched.tree.resolve():
+            shutil.rmtree(cdir, ignore_errors=True)  # configured from another tree: start clean
+
+        def step(argv: list[str], what: str, on_line=None) -> None:
+            code, tail = proc.stream(argv, log_path=log_path, on_line=on_line)
+            if code != 0:
+                raise BuildFailed(f"{what} failed (exit {code})", failure_hint(tail, log_path),
+                                  log_path=log_path, tail=tail)
+
+        ev.on_status("configuring with CMake")
+        step([cmake_bin, "-S", str(fetched.tree), "-B", str(cdir), *plan.flags], "CMake configure")
+        help_out = proc.run([cmake_bin, "--build", str(cdir), "--target", "help"])
+        targets = cmake.choose_targets(cmake.parse_target_help(help_out.stdout))
+        if "completion" not in targets and "chat" not in targets:
+            raise BuildFailed("this llama.cpp tree has neither llama-completion nor llama-cli",
+                              "use a llama.cpp release from 2025 or later (`--ref`)", log_path=log_path,
+                              tail=help_out.stdout.splitlines()[-30:])
+        ev.on_status(f"building {len(targets)} programs with {plan.jobs} jobs: {' '.join(targets.values())}")
+
+        def on_line(line: str) -> None:
+            pct = cmake.progress_of(line)
+            if pct is not None:
+                ev.on_progress(pct, line)
+
+        step([cmake_bin, "--build", str(cdir), "--config", "Release", "-j", str(plan.jobs), "--target",
+              *targets.values()], "building llama.cpp", on_line)
+        binaries = _install(cdir, plan.dir / "bin", targets)
+        compiler_path = _read_cache_value(cdir / "CMakeCache.txt", "CMAKE_CXX_COMPILER")
+        result = BuildManifest(
+            id=plan.id,
+            release=fetched.release,
+            source=SourceInfo(kind=fetched.kind, location=fetched.location, digest=fetched.digest),
+            backend=plan.backend.value,
+            backend_reason=plan.backend_reason,
+            cmake_flags=plan.flags,
+            cmake_version=toolchain.tool_version(cmake_bin),
+            compiler=(toolchain.tool_version(compiler_path) if compiler_path else None),
+            jobs=plan.jobs,
+            targets=targets,
+            binaries={role: str(p) for role, p in binaries.items()},
+            build_seconds=round(time.monotonic() - started, 1),
+            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            r1run_version=__version__,
+            path=str(plan.dir),
+        )
+        manifest.save(home, result)
+        manifest.set_default(home, result.id)
+        return BuildResult(result, False, fetched.note, log_path)
+
+
+def _find_binary(cdir: Path, target: str) -> Path | None:
+    for candidate in (cdir / "bin" / target, cdir / "bin" / "Release" / target, cdir / target):
+        for p in (candidate, candidate.with_suffix(".exe")):
+            if p.is_file():
+                return p
+    return None
+
+
+def _install(cdir: Path, bin_dir: Path, targets: dict[str, str]) -> dict[str, Path]:
+    """Copy the built programs into bin/ in one swap, so a failed rebuild never breaks a working build."""
+    staging = bin_dir.with_name("bin.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    installed: dict[str, Path] = {}
+    for role, target in targets.items():
+        built = _find_binary(cdir, target)
+        if built is None:
+            continue
+        shutil.copy2(built, staging / built.name)
+        installed[role] = bin_dir / built.name
+    old = bin_dir.with_name("bin.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if bin_dir.exists():
+        bin_dir.rename(old)
+    staging.rename(bin_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return installed

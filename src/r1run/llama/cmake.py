@@ -1,0 +1,181 @@
+"""Pure builders for llama.cpp's CMake configuration: backend choice, flags, targets."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from r1run.errors import BadInput, ToolMissing
+
+
+class Backend(str, enum.Enum):
+    CPU = "cpu"
+    METAL = "metal"
+    CUDA = "cuda"
+    ROCM = "rocm"
+    VULKAN = "vulkan"
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """What the machine offers for building; gathered by `r1run.llama.toolchain.detect()`."""
+
+    system: str  # platform.system(): Darwin, Linux, Windows
+    machine: str  # platform.machine(): arm64, x86_64, aarch64
+    nvcc: str | None = None
+    nvidia_gpu: bool = False  # a GPU the driver sees (nvidia-smi -L or /proc/driver/nvidia/gpus)
+    hipcc: str | None = None
+    glslc: str | None = None
+    vulkan_sdk: str | None = None
+    ccache: str | None = None
+
+
+def parse_backend(text: str) -> Backend | None:
+    """'auto' gives None; anything unknown is a BadInput naming the valid choices."""
+    if text == "auto":
+        return None
+    try:
+        return Backend(text.lower())
+    except ValueError:
+        valid = ", ".join(["auto"] + [b.value for b in Backend])
+        raise BadInput(f"unknown backend {text!r}", f"choose one of: {valid}") from None
+
+
+def is_apple_silicon(tc: Toolchain) -> bool:
+    return tc.system == "Darwin" and tc.machine in ("arm64", "aarch64")
+
+
+def detect_backend(tc: Toolchain) -> tuple[Backend, str]:
+    """The best backend this machine can build, and why it was chosen."""
+    if is_apple_silicon(tc):
+        return Backend.METAL, "Apple Silicon: Metal"
+    if tc.nvcc and tc.nvidia_gpu:
+        return Backend.CUDA, f"NVIDIA GPU and CUDA toolkit found ({tc.nvcc})"
+    if tc.hipcc:
+        return Backend.ROCM, f"ROCm found ({tc.hipcc})"
+    if tc.glslc or tc.vulkan_sdk:
+        return Backend.VULKAN, f"Vulkan SDK found ({tc.glslc or tc.vulkan_sdk})"
+    if tc.nvcc:
+        return Backend.CPU, f"CUDA toolkit found ({tc.nvcc}) but no NVIDIA GPU: CPU (--backend cuda builds anyway)"
+    return Backend.CPU, "no GPU toolkit found (nvcc, hipcc, glslc): CPU"
+
+
+def check_backend(backend: Backend, tc: Toolchain) -> None:
+    """Refuse a requested backend whose toolkit is missing, before anything is configured."""
+    missing: dict[Backend, tuple[bool, str]] = {
+        Backend.METAL: (tc.system == "Darwin", "Metal needs macOS"),
+        Backend.CUDA: (bool(tc.nvcc), "the CUDA toolkit (nvcc) was not found on PATH or in CUDA_HOME"),
+        Backend.ROCM: (bool(tc.hipcc), "ROCm (hipcc) was not found on PATH or in ROCM_PATH"),
+        Backend.VULKAN: (bool(tc.glslc or tc.vulkan_sdk), "the Vulkan SDK (glslc) was not found"),
+    }
+    if backend in missing:
+        ok, why = missing[backend]
+        if not ok:
+            raise ToolMissing(
+                f"cannot build the {backend.value} backend: {why}",
+                "install it, or build for the CPU with `r1run build --backend cpu`",
+            )
+
+
+BASE_FLAGS = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",  # self-contained programs that can be installed atomically
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DGGML_RPC=ON",
+    # Nothing may be fetched at build time: no prebuilt web UI, no curl/openssl.
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_CURL=OFF",
+)
+
+BACKEND_FLAGS: dict[Backend, tuple[str, ...]] = {
+    Backend.CPU: ("-DGGML_NATIVE=ON", "-DGGML_METAL=OFF"),
+    Backend.METAL: ("-DGGML_NATIVE=ON", "-DGGML_METAL=ON", "-DGGML_METAL_EMBED_LIBRARY=ON"),
+    Backend.CUDA: ("-DGGML_NATIVE=ON", "-DGGML_CUDA=ON"),
+    Backend.ROCM: ("-DGGML_NATIVE=ON", "-DGGML_HIP=ON"),
+    Backend.VULKAN: ("-DGGML_NATIVE=ON", "-DGGML_VULKAN=ON"),
+}
+
+
+# CUDA architectures to build when no GPU is present to detect ("native" would fail to configure).
+CUDA_PORTABLE_ARCHS = "75;80;86;89;90"
+
+
+def cmake_flags(backend: Backend, *, ccache: bool, release_number: int | None = None,
+                commit: str | None = None, extra: tuple[str, ...] = (), gpu_present: bool = True) -> list[str]:
+    """The -D flags for configuring llama.cpp for one backend."""
+    flags = list(BASE_FLAGS) + list(BACKEND_FLAGS[backend])
+    if backend is Backend.CUDA and not gpu_present:
+        flags.append(f"-DCMAKE_CUDA_ARCHITECTURES={CUDA_PORTABLE_ARCHS}")
+    flags.append(f"-DGGML_CCACHE={'ON' if ccache else 'OFF'}")
+    # A tree without .git (or a shallow clone) would report build 0 / 1: say the real release.
+    if release_number is not None:
+        flags.append(f"-DLLAMA_BUILD_NUMBER={release_number}")
+    if commit:
+        flags.append(f"-DLLAMA_BUILD_COMMIT={commit}")
+    flags.extend(extra)
+    return flags
+
+
+# Roles r1run needs, each with the target names releases have used, newest first.
+PROGRAM_TARGETS: dict[str, tuple[str, ...]] = {
+    "chat": ("llama-cli",),
+    "completion": ("llama-completion",),
+    "server": ("llama-server",),
+    "bench": ("llama-bench",),
+    "gguf-split": ("llama-gguf-split",),
+    "fit-params": ("llama-fit-params",),
+    "quantize": ("llama-quantize",),
+    "imatrix": ("llama-imatrix",),
+    "rpc-server": ("ggml-rpc-server", "rpc-server"),
+}
+
+
+_MAKE_TARGET = re.compile(r"^\.\.\. ([\w.+-]+)")  # Unix Makefiles: "... llama-cli"
+_NINJA_TARGET = re.compile(r"^([\w.+-]+): (?:phony|CUSTOM_COMMAND|EXECUTABLE|\w+)")  # Ninja: "llama-cli: phony"
+
+
+def parse_target_help(text: str) -> set[str]:
+    """Target names from `cmake --build B --target help` (Makefiles or Ninja)."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        m = _MAKE_TARGET.match(line.strip()) or _NINJA_TARGET.match(line.strip())
+        if m:
+            names.add(m.group(1))
+    return names
+
+
+def choose_targets(available: set[str]) -> dict[str, str]:
+    """role -> target for every role whose program this release has."""
+    chosen: dict[str, str] = {}
+    for role, names in PROGRAM_TARGETS.items():
+        for name in names:
+            if name in available:
+                chosen[role] = name
+                break
+    return chosen
+
+
+_PERCENT = re.compile(r"^\[\s*(\d{1,3})%\]")  # "[ 35%] Building CXX object ..."
+_NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")  # "[12/345] Building CXX object ..."
+
+
+def progress_of(line: str) -> float | None:
+    """Build progress in percent from one line of CMake's build output, if it carries one."""
+    m = _PERCENT.match(line)
+    if m:
+        return float(m.group(1))
+    m = _NINJA_STEP.match(line)
+    if m and int(m.group(2)) > 0:
+        return 100.0 * int(m.group(1)) / int(m.group(2))
+    return None
+
+
+def validate_jobs(jobs: int) -> int:
+    if jobs < 1:
+        raise BadInput(f"--jobs must be at least 1 (got {jobs})", "omit --jobs to use one job per physical core")
+    return jobs

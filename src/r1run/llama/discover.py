@@ -1,0 +1,84 @@
+"""Find the llama.cpp to use: --llama-bin / R1RUN_LLAMA_BIN, else r1run's default build, else PATH."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from r1run import proc
+from r1run.errors import BadInput, ToolMissing
+from r1run.home import Home
+from r1run.llama import manifest
+from r1run.llama.cmake import PROGRAM_TARGETS
+from r1run.llama.manifest import BuildManifest
+from r1run.llama.probe import Capabilities, derive, probe_cached
+
+
+@dataclass(frozen=True)
+class LlamaInstall:
+    origin: str  # "--llama-bin", "build <id>", "PATH"
+    programs: dict[str, Path]  # role -> program
+    build: BuildManifest | None = None
+
+
+def _programs_in(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for role, names in PROGRAM_TARGETS.items():
+        for name in names:
+            for candidate in (folder / name, folder / f"{name}.exe"):
+                if candidate.is_file() and os.access(candidate, os.X_OK):
+                    found[role] = candidate
+                    break
+            if role in found:
+                break
+    return found
+
+
+def _programs_on_path() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for role, names in PROGRAM_TARGETS.items():
+        for name in names:
+            hit = proc.which(name)
+            if hit:
+                found[role] = Path(hit)
+                break
+    return found
+
+
+def find_all(home: Home, llama_bin: Path | None = None) -> list[LlamaInstall]:
+    """Every candidate in discovery order (doctor shows them all; the first is the one used)."""
+    candidates: list[LlamaInstall] = []
+    if llama_bin is not None:
+        folder = llama_bin.expanduser()
+        if not folder.is_dir():
+            raise BadInput(f"--llama-bin {folder}: no such folder",
+                           "point it at the folder holding llama-cli, llama-server... (or unset R1RUN_LLAMA_BIN)")
+        programs = _programs_in(folder)
+        if not programs:
+            raise BadInput(f"--llama-bin {folder} holds no llama.cpp programs",
+                           "point it at the folder holding llama-cli, llama-server... (often build/bin)")
+        candidates.append(LlamaInstall("--llama-bin", programs))
+    default = manifest.default_build(home)
+    if default is not None:
+        programs = {role: Path(p) for role, p in default.binaries.items() if Path(p).is_file()}
+        if programs:
+            candidates.append(LlamaInstall(f"build {default.id}", programs, default))
+    on_path = _programs_on_path()
+    if on_path:
+        candidates.append(LlamaInstall("PATH", on_path))
+    return candidates
+
+
+def find(home: Home, llama_bin: Path | None = None) -> LlamaInstall:
+    candidates = find_all(home, llama_bin)
+    if not candidates:
+        raise ToolMissing("no llama.cpp found: no r1run build, no --llama-bin, none on PATH",
+                          "run `r1run build` (or pass --llama-bin DIR)")
+    return candidates[0]
+
+
+def capabilities(install: LlamaInstall, home: Home) -> Capabilities:
+    cache = home.ensure(home.cache) / "probes.json"
+    probes = {role: probe_cached(path, cache) for role, path in install.programs.items()}
+    return derive(probes)

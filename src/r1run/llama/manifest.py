@@ -1,0 +1,87 @@
+"""The build manifest: what was built, from what, how, and where its programs are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from r1run.fsutil import write_atomic
+from r1run.home import Home
+
+MANIFEST_NAME = "manifest.json"
+
+
+class SourceInfo(BaseModel):
+    kind: str  # git | pypi | dir | tarball
+    location: str
+    digest: str
+
+
+class BuildManifest(BaseModel):
+    """Schema version 1 of `<R1RUN_HOME>/builds/<id>/manifest.json` (also `r1run build --json`)."""
+
+    schema_version: int = 1
+    id: str
+    release: str
+    source: SourceInfo
+    backend: str
+    backend_reason: str
+    cmake_flags: list[str]
+    cmake_version: str | None
+    compiler: str | None
+    jobs: int
+    targets: dict[str, str]  # role -> CMake target
+    binaries: dict[str, str]  # role -> absolute path
+    build_seconds: float
+    built_at: str  # ISO 8601, UTC
+    r1run_version: str
+    path: str
+
+    def missing_binaries(self) -> list[str]:
+        return [role for role, p in self.binaries.items() if not Path(p).is_file()]
+
+
+def manifest_path(home: Home, build_id: str) -> Path:
+    return home.builds / build_id / MANIFEST_NAME
+
+
+def load(home: Home, build_id: str) -> BuildManifest | None:
+    path = manifest_path(home, build_id)
+    try:
+        return BuildManifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValidationError, ValueError):
+        return None
+
+
+def save(home: Home, manifest: BuildManifest) -> None:
+    write_atomic(manifest_path(home, manifest.id), manifest.model_dump_json(indent=2) + "\n")
+
+
+def default_id(home: Home) -> str | None:
+    try:
+        text = home.default_build_file.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def set_default(home: Home, build_id: str) -> None:
+    write_atomic(home.default_build_file, build_id + "\n")
+
+
+def default_build(home: Home) -> BuildManifest | None:
+    build_id = default_id(home)
+    return load(home, build_id) if build_id else None
+
+
+def all_builds(home: Home) -> list[BuildManifest]:
+    if not home.builds.is_dir():
+        return []
+    found = [load(home, p.name) for p in sorted(home.builds.iterdir()) if (p / MANIFEST_NAME).is_file()]
+    return [m for m in found if m is not None]
+
+
+def to_json(manifest: BuildManifest) -> str:
+    return json.dumps(manifest.model_dump(), indent=2)

