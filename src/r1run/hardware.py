@@ -171,6 +171,13 @@ def detect_cpu() -> Cpu:
     return Cpu(model, physical, logical, usable, perf, simd)
 
 
+def busy_cores(interval: float = 0.2) -> float:
+    """How many logical CPUs other programs keep busy right now (sampled for `interval` seconds)."""
+    import psutil
+
+    return psutil.cpu_percent(interval=interval) / 100 * (psutil.cpu_count(logical=True) or 1)
+
+
 def detect_gpus(list_devices_output: str | None = None) -> list[Gpu]:
     """GPUs as llama.cpp sees them when its output is given, else from the vendors' tools."""
     if list_devices_output:

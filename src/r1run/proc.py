@@ -8,6 +8,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -131,11 +132,12 @@ def stream(
                     on_line(line)
             code = proc.wait()
         except BaseException:
-            stop(proc)
+            code = stop(proc)
             raise
         finally:
             if proc.stdout is not None:
                 proc.stdout.close()
+            sink.write(f"# exit {proc.returncode}\n")
     return code, list(tail)
 
 
@@ -207,6 +209,8 @@ class Child:
     def _finish(self) -> None:
         self._reader.join(timeout=5)
         if not self._sink.closed:
+            # llama.cpp may lose its last log lines when it exits early: the exit code says what happened.
+            self._sink.write(f"# exit {self.proc.returncode}\n")
             self._sink.close()
 
     def __enter__(self) -> "Child":
@@ -218,3 +222,77 @@ class Child:
 
 def last_lines(lines: Iterable[str], n: int) -> list[str]:
     return list(deque(lines, maxlen=n))
+
+
+def run_pty(
+    argv: Sequence[str | os.PathLike],
+    *,
+    log_path: Path,
+    on_output: Callable[[bytes], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Run an interactive program on a pseudo-terminal, relaying our stdin/stdout to it.
+
+    The program sees a terminal (so llama-cli shows its chat UI), its stderr goes to log_path,
+    and every byte it prints is also handed to on_output (r1run reads the per-turn speed lines).
+    Our terminal is put in raw mode while it runs, so keys such as Ctrl-C reach the program.
+    """
+    import select
+    import termios
+    import tty
+
+    args = [str(a) for a in argv]
+    log.debug("pty: %s (stderr > %s)", quote(args), log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    master, slave = os.openpty()
+    stdin_fd, stdout_fd = sys.stdin.fileno(), sys.stdout.fileno()
+    is_tty = os.isatty(stdin_fd)
+    if is_tty:
+        import fcntl
+
+        size = fcntl.ioctl(stdin_fd, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
+    with open(log_path, "ab") as errlog:
+        errlog.write(f"$ {quote(args)}\n".encode())
+        errlog.flush()
+        try:
+            child = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=errlog, env=env,
+                                     start_new_session=True, close_fds=True)
+        except FileNotFoundError as exc:
+            os.close(master)
+            os.close(slave)
+            raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
+    os.close(slave)
+    saved = termios.tcgetattr(stdin_fd) if is_tty else None
+    try:
+        if is_tty:
+            tty.setraw(stdin_fd)
+        watch = [master, stdin_fd]
+        while True:
+            ready, _, _ = select.select(watch, [], [], 0.2)
+            if master in ready:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:  # EIO: the program closed its terminal
+                    data = b""
+                if not data:
+                    break
+                os.write(stdout_fd, data)
+                if on_output is not None:
+                    on_output(data)
+            if stdin_fd in ready:
+                data = os.read(stdin_fd, 1024)
+                if data:
+                    os.write(master, data)
+                else:
+                    watch = [master]  # our input ended; let the program finish
+            if child.poll() is not None and master not in ready:
+                break
+    except BaseException:
+        stop(child)
+        raise
+    finally:
+        if saved is not None:
+            termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
+        os.close(master)
+    return stop(child) if child.poll() is None else child.returncode

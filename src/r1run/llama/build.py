@@ -101,7 +101,8 @@ def make_plan(req: BuildRequest, home: Home, tc: Toolchain) -> BuildPlan:
 def _up_to_date(existing: BuildManifest | None, req: BuildRequest, plan: BuildPlan, digest: str | None) -> bool:
     if existing is None or existing.missing_binaries():
         return False
-    if existing.cmake_flags != plan.flags or existing.backend != plan.backend.value:
+    flags = [f for f in existing.cmake_flags if f not in cmake.OLD_LAYOUT_FLAGS]
+    if flags != plan.flags or existing.backend != plan.backend.value:
         return False
     if req.source.kind == "path":
         return digest is not None and existing.source.digest == digest
@@ -158,8 +159,11 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
         cmake_bin = toolchain.require_cmake()
         ev.on_status(f"backend: {plan.backend.value} ({plan.backend_reason})")
         if fetched is None:
-            ev.on_status(f"getting llama.cpp {req.source.release} (source: {req.source.kind})")
+            ev.on_status(f"getting llama.cpp {req.source.release} (source: {req.source.kind})"
+                         if req.source.kind != "path" else f"using llama.cpp from {req.source.path}")
             fetched = source.fetch(req.source, home.sources)
+        flags = plan.flags + cmake.layout_flags((fetched.tree / "tools" / "server").is_dir(),
+                                                (fetched.tree / "examples" / "main").is_dir())
         ev.on_status(f"source: {fetched.kind} {fetched.location} ({fetched.note})")
 
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -177,7 +181,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
                                   log_path=log_path, tail=tail)
 
         ev.on_status("configuring with CMake")
-        step([cmake_bin, "-S", str(fetched.tree), "-B", str(cdir), *plan.flags], "CMake configure")
+        step([cmake_bin, "-S", str(fetched.tree), "-B", str(cdir), *flags], "CMake configure")
         help_out = proc.run([cmake_bin, "--build", str(cdir), "--target", "help"])
         targets = cmake.choose_targets(cmake.parse_target_help(help_out.stdout))
         if "completion" not in targets and "chat" not in targets:
@@ -201,7 +205,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
             source=SourceInfo(kind=fetched.kind, location=fetched.location, digest=fetched.digest),
             backend=plan.backend.value,
             backend_reason=plan.backend_reason,
-            cmake_flags=plan.flags,
+            cmake_flags=flags,
             cmake_version=toolchain.tool_version(cmake_bin),
             compiler=(toolchain.tool_version(compiler_path) if compiler_path else None),
             jobs=plan.jobs,

@@ -121,6 +121,16 @@ def cmake_flags(backend: Backend, *, ccache: bool, release_number: int | None = 
     return flags
 
 
+# Until mid-2025 the programs lived under examples/ (examples/main, examples/server, examples/rpc);
+# such a tree needs examples enabled to build them.
+OLD_LAYOUT_FLAGS = ("-DLLAMA_BUILD_EXAMPLES=ON",)
+
+
+def layout_flags(has_tools_dir: bool, has_examples_main: bool) -> list[str]:
+    """Flags a tree's layout needs beyond the backend's: examples on for a pre-tools/ tree."""
+    return list(OLD_LAYOUT_FLAGS) if has_examples_main and not has_tools_dir else []
+
+
 # Roles r1run needs, each with the target names releases have used, newest first.
 PROGRAM_TARGETS: dict[str, tuple[str, ...]] = {
     "chat": ("llama-cli",),
