@@ -90,4 +90,64 @@ def smollm2(test_cache: Path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def old_llama_home(test_cache: Path) -> Path:
+    """An R1RUN_HOME with a real early-2025 llama.cpp (the tree vendored in llama-cpp-python 0.3.8 on PyPI),
+    built by `r1run build --source DIR`: llama-cli still does one-shot with -no-cnv, there is no
+    llama-completion, the RPC server is called rpc-server, and -fa is a bare switch."""
+    import tarfile
+
+    home = test_cache / "old-llama-home"
+    src_root = test_cache / "old-llama-src"
+    tree = src_root / "llama_cpp_python-0.3.8" / "vendor" / "llama.cpp"
+    if not (tree / "CMakeLists.txt").is_file():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-python", "-q",
+                        "llama-cpp-python==0.3.8", "-d", str(test_cache / "wheels")], check=True)
+        with tarfile.open(test_cache / "wheels" / "llama_cpp_python-0.3.8.tar.gz") as tf:
+            members = [m for m in tf.getmembers() if m.name.startswith("llama_cpp_python-0.3.8/vendor/llama.cpp/")]
+            tf.extractall(src_root, members=members, filter="data") if hasattr(tarfile, "data_filter") else \
+                tf.extractall(src_root, members=members)
+    env = {**os.environ, "R1RUN_HOME": str(home)}
+    env.pop("R1RUN_LLAMA_BIN", None)
+    with open(test_cache / "old-llama-build.log", "a") as f:
+        res = subprocess.run([sys.executable, "-m", "r1run", "build", "--source", str(tree), "--backend", "cpu"],
+                             env=env, stdout=f, stderr=f)
+    if res.returncode != 0:
+        pytest.fail(f"building the 2025 llama.cpp failed; see {test_cache / 'old-llama-build.log'}")
+    return home
+
+
 # --- Generated DeepSeek-R1-shaped models (r1run.testing), cached under the test cache ---
+
+@pytest.fixture(scope="session")
+def gen_models_dir(test_cache: Path) -> Path:
+    return test_cache / "models-gen"
+
+
+@pytest.fixture(scope="session")
+def r1_tiny(gen_models_dir: Path, llama_bin: Path):
+    """Tiny deepseek2 model, original KV layout (attn_kv_b), Q4_K_M, one file."""
+    from r1run.testing.models import make_deepseek
+    return make_deepseek(gen_models_dir, preset="tiny", kv_layout="original", quant="Q4_K_M", llama_bin=llama_bin)
+
+
+@pytest.fixture(scope="session")
+def r1_tiny_mla(gen_models_dir: Path, llama_bin: Path):
+    """Tiny deepseek2 model, MLA layout (attn_k_b/attn_v_b, *_mla keys), Q4_K_M, one file."""
+    from r1run.testing.models import make_deepseek
+    return make_deepseek(gen_models_dir, preset="tiny", kv_layout="mla", quant="Q4_K_M", llama_bin=llama_bin)
+
+
+@pytest.fixture(scope="session")
+def r1_tiny_split(gen_models_dir: Path, llama_bin: Path):
+    """Tiny deepseek2 model, original layout, IQ1_S (with an imatrix), in 3 shards by llama-gguf-split."""
+    from r1run.testing.models import make_deepseek
+    return make_deepseek(gen_models_dir, preset="tiny", kv_layout="original", quant="IQ1_S", shards=3,
+                         llama_bin=llama_bin)
+
+
+@pytest.fixture(scope="session")
+def moe_tiny(gen_models_dir: Path, llama_bin: Path):
+    """Tiny Mixtral-shaped MoE (llama architecture with 8 experts), Q4_K_M."""
+    from r1run.testing.models import make_moe
+    return make_moe(gen_models_dir, preset="tiny", quant="Q4_K_M", llama_bin=llama_bin)

@@ -1,0 +1,107 @@
+"""`r1run inspect`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from r1run.cli.common import JsonOpt, handle_errors, out, print_json, warn
+
+if TYPE_CHECKING:
+    from r1run.gguf.model import ModelInfo
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inspect")(inspect)
+
+
+@handle_errors
+def inspect(
+    target: Annotated[str, typer.Argument(help="A .gguf file, any shard of a split model, a folder holding one model, "
+                                                "hf://OWNER/REPO[/PATH] (headers only, over HTTP Range), or a catalog model with --quant.",
+                                           metavar="TARGET", show_default=False)],
+    quant: Annotated[Optional[str], typer.Option(help="Quant of a catalog model (e.g. UD-IQ1_S).", show_default=False)] = None,
+    revision: Annotated[Optional[str], typer.Option(help="Hub revision for hf:// targets.", show_default=False)] = None,
+    layers: Annotated[bool, typer.Option("--layers", help="Also show bytes per layer.")] = False,
+    tensors: Annotated[bool, typer.Option("--tensors", help="With --json: include every tensor (name, type, shape, bytes, shard).")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Show what a GGUF model holds: architecture, sizes, expert/non-expert bytes per layer, KV layout, shards."""
+    from r1run.gguf.target import inspect_target
+
+    info = inspect_target(target, quant=quant, revision=revision)
+    for w in info.warnings:
+        warn(w)
+    if json_:
+        print_json(info.to_json(include_tensors=tensors))
+        return
+    _render(info, with_layers=layers)
+
+
+def gib(n: int) -> str:
+    return f"{n / 2**30:,.2f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
+
+
+def _per_layer(v: "int | list[int] | None") -> str:
+    if isinstance(v, list):
+        return f"{min(v)}-{max(v)} (per layer)" if len(set(v)) > 1 else str(v[0])
+    return "-" if v is None else f"{v:,}"
+
+
+def _render(info: "ModelInfo", *, with_layers: bool) -> None:
+    from rich.table import Table
+
+    hp = info.hparams
+    t = Table(title=info.name or info.source, show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    arch = info.architecture + ("" if info.architecture_known else "  (unknown to r1run: generic estimate)")
+    moe = (f"{hp.expert_count} routed ({hp.expert_used_count} active), {hp.expert_shared_count or 0} shared; "
+           f"{hp.leading_dense_block_count or 0} leading dense layers") if hp.expert_count else "no (dense)"
+    rows = [
+        ("architecture", arch),
+        ("file type", f"{info.file_type or '-'}  ({info.bits_per_weight:.2f} bits per weight)"),
+        ("parameters", f"{info.parameter_count / 1e9:,.2f} B"),
+        ("tensor data", f"{gib(info.tensor_bytes)}  ({info.tensor_bytes:,} bytes, {info.tensor_count} tensors)"),
+        ("files", f"{len(info.shards)} shard(s), {gib(info.file_bytes)}"),
+        ("layers", f"{hp.block_count}"),
+        ("experts", moe),
+        ("  routed-expert bytes", gib(info.expert_bytes)),
+        ("  non-expert bytes", f"{gib(info.non_expert_bytes)} (shared experts {gib(info.shared_expert_bytes)}, "
+                               f"non-layer {gib(info.non_layer_bytes)})"),
+        ("  read per token", f"{gib(info.active_bytes_per_token)}"),
+        ("context length", _per_layer(hp.context_length)),
+        ("embedding", _per_layer(hp.embedding_length)),
+        ("heads (q / kv)", f"{_per_layer(hp.head_count)} / {_per_layer(hp.head_count_kv)}"),
+        ("key / value length", f"{_per_layer(hp.key_length)} / {_per_layer(hp.value_length)}"),
+    ]
+    if hp.key_length_mla is not None or hp.value_length_mla is not None:
+        rows.append(("  MLA key / value", f"{_per_layer(hp.key_length_mla)} / {_per_layer(hp.value_length_mla)}"))
+    if hp.q_lora_rank is not None or hp.kv_lora_rank is not None:
+        rows.append(("q / kv LoRA rank", f"{_per_layer(hp.q_lora_rank)} / {_per_layer(hp.kv_lora_rank)}"))
+    rows += [
+        ("rope dims", _per_layer(hp.rope_dimension_count)),
+        ("vocabulary", _per_layer(hp.vocab_size)),
+        ("KV cache layout", info.kv_layout),
+        ("tensor types", ", ".join(f"{k} {v.tensors}x {gib(v.bytes)}" for k, v in info.tensor_types.items())),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    out().print(t, highlight=False)
+    if with_layers:
+        _render_layers(info)
+
+
+def _render_layers(info: "ModelInfo") -> None:
+    from rich.table import Table
+
+    t = Table(title="per layer (summed across shards)", title_justify="left")
+    for col in ("layer", "kind", "bytes", "experts", "non-expert", "types", "shards"):
+        t.add_column(col, justify="right" if col in ("layer", "bytes", "experts", "non-expert") else "left")
+    for layer in info.layers:
+        t.add_row(str(layer.index), "moe" if layer.moe else "dense", gib(layer.bytes), gib(layer.expert_bytes),
+                  gib(layer.non_expert_bytes), " ".join(layer.types), ",".join(str(s + 1) for s in layer.shards))
+    t.add_row("-", "non-layer", gib(info.non_layer_bytes), "-", gib(info.non_layer_bytes),
+              " ".join(sorted({tt.type for tt in info.tensors if tt.layer is None})), "")
+    out().print(t, highlight=False)

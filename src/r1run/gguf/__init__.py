@@ -1,0 +1,46 @@
+"""GGUF reading: fast header parsing, shard sets, and the ModelInfo summary behind `r1run inspect`.
+
+    read_header(source) -> Header          one file or any ByteSource (local, bytes, HTTP Range)
+    read_model(path) -> ModelInfo          a file, any shard of a split set, or a folder with one model
+    model_from_headers(headers) -> ModelInfo
+    read_remote_model(repo_id, path, revision=None) -> ModelInfo   headers only, via HTTP Range
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from r1run.gguf.reader import DEFAULT_LIMITS, ArrayValue, Header, KeyValue, Limits, TensorInfo, read_header
+from r1run.gguf.source import ByteSource, BytesSource, FileSource
+
+if TYPE_CHECKING:
+    from r1run.gguf.model import ModelInfo
+
+__all__ = [
+    "ArrayValue", "ByteSource", "BytesSource", "DEFAULT_LIMITS", "FileSource", "Header", "KeyValue", "Limits",
+    "TensorInfo", "model_from_headers", "read_header", "read_model", "read_remote_model",
+]
+
+
+def read_model(path: Path | str, limits: Limits = DEFAULT_LIMITS) -> "ModelInfo":
+    """Read every shard's header of the model at `path` and summarise it (no tensor data is read)."""
+    from r1run.gguf.analyze import model_from_headers
+    from r1run.gguf.shards import locate
+
+    files = locate(Path(path))
+    headers = [read_header(f, limits) for f in files]
+    return model_from_headers(headers, source=str(files[0]))
+
+
+def model_from_headers(headers, source: str | None = None) -> "ModelInfo":
+    from r1run.gguf.analyze import model_from_headers as build
+
+    return build(headers, source)
+
+
+def read_remote_model(repo_id: str, path: str = "", revision: str | None = None, **kw) -> "ModelInfo":
+    """Read a hub model's headers with HTTP Range requests; `path` is a file, any shard, or a folder in the repo."""
+    from r1run.gguf.remote import read_remote_model as remote
+
+    return remote(repo_id, path, revision=revision, **kw)

@@ -1,0 +1,94 @@
+"""Memory bandwidth: vendor figures per chip (field notes, section 11) and a short measured probe of RAM.
+
+Every speed derived from these is an upper bound (bytes a token reads / bandwidth); real runs
+reach a fraction of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from r1run.errors import BadInput
+
+GB = 1e9
+
+# Vendor figures (GB/s). Order matters: the first pattern found in a device name wins.
+KNOWN: tuple[tuple[str, float], ...] = (
+    (r"M[1-3] Ultra", 819), (r"M4 Max", 546), (r"M3 Max", 400), (r"M2 Max", 400), (r"M1 Max", 400),
+    (r"M4 Pro", 273), (r"M3 Pro", 150), (r"M2 Pro", 200), (r"M1 Pro", 200), (r"\bM4\b", 120), (r"\bM[1-3]\b", 100),
+    (r"RTX 5090", 1792), (r"RTX 4090", 1008), (r"RTX 3090", 936), (r"RTX 4080", 717), (r"RTX A6000", 768),
+    (r"A100.*80", 2039), (r"A100", 1555), (r"H100.*(SXM|HBM3)", 3350), (r"H100", 2000), (r"H200", 4800),
+    (r"L40S?", 864), (r"MI300X", 5300), (r"7900 XTX", 960),
+)
+DEFAULT_DISK = 3.0 * GB          # a PCIe 4 NVMe SSD reading sequentially; random mmap reads are slower
+DEFAULT_RPC_LINK = 1.25 * GB     # 10 Gb Ethernet, for notes only
+PROBE_BYTES = 256 << 20
+
+
+def known_bandwidth(name: str) -> float | None:
+    """Vendor bandwidth in bytes/s for a device or chip name, e.g. 'NVIDIA GeForce RTX 4090'."""
+    for pattern, gbs in KNOWN:
+        if re.search(pattern, name, re.I):
+            return gbs * GB
+    return None
+
+
+def parse_rate(text: str) -> float:
+    """'50GB/s', '50 GB/s', '50' (GB/s) or '400GiB/s' -> bytes/s."""
+    m = re.fullmatch(r"\s*([\d.]+)\s*(GB|GiB|MB|MiB|TB)?(?:/s)?\s*", text, re.I)
+    if not m:
+        raise BadInput(f"cannot read bandwidth {text!r}", "write it like 80GB/s (or cpu=80GB/s,gpu=1000GB/s,disk=3GB/s)")
+    unit = (m[2] or "GB").lower()
+    scale = {"gb": 1e9, "gib": 2**30, "mb": 1e6, "mib": 2**20, "tb": 1e12}[unit]
+    return float(m[1]) * scale
+
+
+def parse_bandwidth_option(text: str | None) -> dict[str, float]:
+    """`--bandwidth 80GB/s` (RAM) or `cpu=80GB/s,gpu=1000GB/s,disk=3GB/s` -> {"cpu": ..., "gpu": ..., "disk": ...}."""
+    if not text:
+        return {}
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            key, value = "cpu", part
+        key = key.strip().lower()
+        if key not in ("cpu", "ram", "gpu", "disk"):
+            raise BadInput(f"--bandwidth: unknown target {key!r}", "use cpu=, gpu= or disk=, e.g. cpu=80GB/s")
+        out["cpu" if key == "ram" else key] = parse_rate(value)
+    return out
+
+
+def measure_ram(seconds: float = 0.5) -> float:
+    """Copy a 256 MiB numpy array a few times; bytes moved (read + write) per second, single thread."""
+    import numpy as np
+
+    a = np.ones(PROBE_BYTES // 8, dtype=np.float64)
+    b = np.empty_like(a)
+    np.copyto(b, a)  # fault the pages in
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t = time.perf_counter()
+        np.copyto(b, a)
+        dt = time.perf_counter() - t
+        best = max(best, 2 * a.nbytes / dt)
+    return best
+
+
+def ram_bandwidth(home, *, refresh: bool = False) -> float:
+    """The measured RAM bandwidth, cached once per machine under R1RUN_HOME/cache/bandwidth.json."""
+    from r1run.fsutil import write_atomic
+
+    path = home.cache / "bandwidth.json"
+    if not refresh:
+        try:
+            return float(json.loads(path.read_text())["ram_bytes_per_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    value = measure_ram()
+    home.ensure(home.cache)
+    write_atomic(path, json.dumps({"ram_bytes_per_s": value, "measured_at": time.time(),
+                                   "how": "numpy copy of 256 MiB, one thread, best of 0.5 s"}))
+    return value

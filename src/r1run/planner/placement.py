@@ -1,0 +1,420 @@
+"""Where each part of a model goes, and the llama.cpp flags that put it there. Pure: no I/O.
+
+llama.cpp's `-ngl N` offloads the output layer first, then the last N-1 repeating layers (a
+layer's KV cache follows it). For MoE models r1run offloads every layer but keeps the routed
+experts of the first K layers in RAM (`--n-cpu-moe K`, or `-ot "blk\\.(3|4)\\.ffn_(up|down|gate)_exps=CPU"`
+where the binary lacks it): the weights every token reads (attention, shared experts, dense
+layers, output) go to the GPU first, routed experts fill what is left.
+
+    plan_run(info, machine, caps, spec, gpu_layers="auto") -> RunPlan
+    shrink(plan) -> RunPlan | None      one step less on the GPU (or a smaller context) after an OOM
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Literal, Union
+
+from r1run.errors import BadInput
+from r1run.gguf.model import ModelInfo
+from r1run.planner import memory as mem
+from r1run.planner.machine import Device, MachineSpec
+
+GiB = 1 << 30
+EXPERT_TENSORS = "ffn_(up|down|gate)_exps"
+OP_OFFLOAD_MIN_BATCH = 32  # ggml backends copy host weights to the GPU for batches this large
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The few things placement needs to know about the llama.cpp binary (from llama.probe.Capabilities)."""
+
+    n_cpu_moe: bool = True
+    cpu_moe: bool = True
+    override_tensor: bool = True
+    flash_attn_values: bool = True   # `-fa on|off|auto` rather than a bare `-fa`
+    rpc: bool = True
+
+    @classmethod
+    def from_capabilities(cls, caps) -> "Caps":
+        return cls(n_cpu_moe=caps.n_cpu_moe, cpu_moe=caps.cpu_moe, override_tensor=caps.override_tensor,
+                   flash_attn_values=caps.flash_attn_values, rpc=caps.rpc)
+
+
+@dataclass(frozen=True)
+class DeviceUse:
+    name: str
+    kind: str                   # gpu | rpc | cpu | disk
+    label: str
+    capacity: int               # bytes usable (after margins)
+    weights: int
+    kv: int
+    compute: int
+    layers: list[int] = field(default_factory=list)   # repeating layers whose non-expert weights live here
+    expert_layers: list[int] = field(default_factory=list)
+
+    @property
+    def used(self) -> int:
+        return self.weights + self.kv + self.compute
+
+    @property
+    def free_after(self) -> int:
+        return self.capacity - self.used
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    flags: list[str]                    # placement and context flags for llama.cpp (no -m, no prompt)
+    gpu_layers: int                     # -ngl (counts the output layer, as llama.cpp does)
+    cpu_moe_layers: list[int]           # layers whose routed experts stay in RAM
+    ctx: int
+    spec: mem.ContextSpec
+    devices: list[DeviceUse]            # GPUs / RPC devices, then the CPU
+    fits_memory: bool                   # weights + KV + buffers fit RAM + VRAM
+    streams_from_disk: int              # bytes of weights left to mmap paging when they do not fit
+    max_ctx: int                        # largest context that fits with this placement
+    decode_bound_tps: float | None      # tokens/s upper bound from bandwidth; None when a bandwidth is unknown
+    bytes_per_token: dict[str, int]     # where a decode step's reads come from: gpu, rpc, cpu, disk
+    early_guide_layers: int | None      # `VRAM / size * n_layers - 4`, the early-2025 rule of thumb
+    notes: list[str]
+    strategy: str                       # cpu-only | full-gpu | moe-experts-split | layers-split
+    _inputs: tuple = field(default=(), repr=False, compare=False)
+
+
+GpuLayers = Union[int, Literal["auto"]]
+
+
+def _layer_parts(info: ModelInfo) -> tuple[list[int], list[int], int, int]:
+    """Per layer (non-expert, expert) bytes; output-layer bytes (output + norm); token_embd bytes."""
+    nl = info.non_layer_tensors
+    tok = nl.get("token_embd.weight", 0)
+    out = sum(v for k, v in nl.items() if k != "token_embd.weight")
+    if "output.weight" not in nl:
+        out += tok  # tied embeddings: llama.cpp duplicates token_embd as the output matrix
+    return ([layer.non_expert_bytes for layer in info.layers], [layer.expert_bytes for layer in info.layers],
+            out, tok)
+
+
+def _active_fraction(info: ModelInfo) -> float:
+    hp = info.hparams
+    return (hp.expert_used_count or 0) / hp.expert_count if hp.expert_count else 1.0
+
+
+def _largest_expert_tensor(info: ModelInfo, layers: set[int]) -> int:
+    return max((t.bytes for t in info.tensors if t.expert and t.layer in layers), default=0)
+
+
+def early_guide(info: ModelInfo, machine: MachineSpec) -> int | None:
+    """Unsloth's January-2025 rule: layers = VRAM / file size x n_layers - 4 (None without a GPU)."""
+    if not machine.devices:
+        return None
+    n = machine.vram / max(info.file_bytes, 1) * info.hparams.block_count - 4
+    return max(0, min(info.hparams.block_count, math.floor(n)))
+
+
+def plan_run(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.ContextSpec,
+             gpu_layers: GpuLayers = "auto", *, _experts_on_cpu: int | None = None) -> RunPlan:
+    """Choose the placement (or check a given -ngl) and return the flags, memory per device and a speed bound."""
+    plan = _plan_core(info, machine, caps, spec, gpu_layers, _experts_on_cpu)
+    return replace(plan, max_ctx=_max_ctx(plan))
+
+
+def _plan_core(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.ContextSpec,
+               gpu_layers: GpuLayers, _experts_on_cpu: int | None) -> RunPlan:
+    n_layer = info.hparams.block_count
+    if gpu_layers != "auto" and (not isinstance(gpu_layers, int) or gpu_layers < 0):
+        raise BadInput(f"--gpu-layers must be 'auto' or a number >= 0, not {gpu_layers!r}")
+    dims = mem.dims_of(info)
+    notes = list(dims.notes)
+    kv = mem.kv_cache(info, spec, dims)
+    comp = mem.compute_buffer(info, spec, dims)
+    ne, ex, out_bytes, tok_bytes = _layer_parts(info)
+    moe = info.is_moe and (caps.n_cpu_moe or caps.override_tensor or caps.cpu_moe)
+    devs = [d for d in machine.devices if d.free > 0]
+    usable = [max(0, d.free - machine.gpu_margin - comp.total) for d in devs]
+    vram = sum(usable)
+
+    def gpu_need(ngl: int, experts_gpu: set[int]) -> int:
+        layers = _gpu_layer_ids(n_layer, ngl)
+        need = sum(ne[i] + kv.per_layer[i] for i in layers) + (out_bytes if ngl >= 1 else 0)
+        need += sum(ex[i] for i in experts_gpu)
+        staged = set(layers) - experts_gpu
+        if spec.tokens >= OP_OFFLOAD_MIN_BATCH and staged and any(ex[i] for i in staged):
+            need += _largest_expert_tensor(info, staged)  # a CPU expert tensor copied in for prompt batches
+        return need
+
+    strategy = "cpu-only"
+    ngl = 0
+    experts_gpu: set[int] = set()
+    if devs:
+        if gpu_layers != "auto":
+            ngl = min(gpu_layers, n_layer + 1)
+            layers = set(_gpu_layer_ids(n_layer, ngl))
+            if moe and _experts_on_cpu is not None:
+                experts_gpu = {i for i in layers if i >= _experts_on_cpu}
+            elif moe and ngl == n_layer + 1:
+                experts_gpu = _fill_experts(layers, ex, vram - gpu_need(ngl, set()))
+            else:
+                experts_gpu = layers
+            if not moe:
+                experts_gpu = layers
+        elif moe:
+            base = gpu_need(n_layer + 1, set())
+            if base <= vram:
+                ngl = n_layer + 1
+                start = _experts_on_cpu
+                experts_gpu = ({i for i in range(n_layer) if i >= start} if start is not None
+                               else _fill_experts(set(range(n_layer)), ex, vram - base))
+            else:
+                ngl = _max_layers(n_layer, lambda k: gpu_need(k, set()) <= vram)
+        else:
+            ngl = _max_layers(n_layer, lambda k: gpu_need(k, set(_gpu_layer_ids(n_layer, k))) <= vram)
+            experts_gpu = set(_gpu_layer_ids(n_layer, ngl))
+        if ngl > 0:
+            strategy = ("full-gpu" if ngl == n_layer + 1 and all(i in experts_gpu or not ex[i] for i in range(n_layer))
+                        else "moe-experts-split" if moe and ngl == n_layer + 1 else "layers-split")
+    auto = gpu_layers == "auto" and _experts_on_cpu is None
+
+    def device_uses(ngl: int, experts_gpu: set[int]) -> list[DeviceUse]:
+        ids = _gpu_layer_ids(n_layer, ngl)
+        uses = _spread(devs, usable, ids, experts_gpu, ne, ex, kv, comp, out_bytes if ngl >= 1 else 0, machine)
+        staged = set(ids) - experts_gpu
+        if uses and spec.tokens >= OP_OFFLOAD_MIN_BATCH and any(ex[i] for i in staged):
+            uses[0] = replace(uses[0], compute=uses[0].compute + _largest_expert_tensor(info, staged))
+        return uses
+
+    uses = device_uses(ngl, experts_gpu)
+    # Whole layers do not split evenly over several devices: give up a layer's experts (or a layer) until each fits.
+    while auto and any(u.free_after < 0 for u in uses):
+        on_gpu = sorted(i for i in experts_gpu if ex[i] and i in _gpu_layer_ids(n_layer, ngl))
+        if moe and ngl == n_layer + 1 and on_gpu:
+            experts_gpu = experts_gpu - {on_gpu[0]}
+        elif ngl > 0:
+            ngl -= 1
+            experts_gpu = set() if moe else set(_gpu_layer_ids(n_layer, ngl))
+        else:
+            break
+        uses = device_uses(ngl, experts_gpu)
+    if ngl > 0 and strategy != "cpu-only":
+        strategy = ("full-gpu" if ngl == n_layer + 1 and all(i in experts_gpu or not ex[i] for i in range(n_layer))
+                    else "moe-experts-split" if moe and ngl == n_layer + 1 else "layers-split")
+    elif ngl == 0:
+        strategy = "cpu-only"
+    gpu_layer_ids = _gpu_layer_ids(n_layer, ngl)
+    cpu_moe_layers = sorted(i for i in gpu_layer_ids if ex[i] and i not in experts_gpu) if moe else []
+
+    cpu_layers = [i for i in range(n_layer) if i not in gpu_layer_ids]
+    cpu_weights = tok_bytes + sum(ne[i] + ex[i] for i in cpu_layers) + sum(ex[i] for i in cpu_moe_layers)
+    if ngl < 1:
+        cpu_weights += out_bytes - (tok_bytes if "output.weight" not in info.non_layer_tensors else 0)
+    cpu_kv = sum(kv.per_layer[i] for i in cpu_layers)
+    cpu_compute = comp.total if not uses else comp.mask + spec.tokens * 4 * 4 * dims.n_embd
+    cpu_compute += comp.output
+    ram_cap = machine.ram - machine.ram_margin
+    if machine.unified:  # Metal buffers are the same RAM: everything counts against it
+        host_total = cpu_weights + cpu_kv + cpu_compute + sum(u.used for u in uses if u.kind == "gpu")
+    else:
+        host_total = cpu_weights + cpu_kv + cpu_compute
+    cpu_use = DeviceUse("CPU", "cpu", "RAM", ram_cap, cpu_weights, cpu_kv, cpu_compute, cpu_layers,
+                        [i for i in range(n_layer) if ex[i] and (i in cpu_layers or i in cpu_moe_layers)])
+    over_ram = max(0, host_total - ram_cap)
+    weights_in_ram = cpu_weights + (sum(u.weights for u in uses if u.kind == "gpu") if machine.unified else 0)
+    streams = min(over_ram, weights_in_ram)
+    fits = over_ram == 0 and all(u.free_after >= 0 for u in uses)
+    if over_ram > weights_in_ram:
+        notes.append("the KV cache and buffers alone exceed RAM: lower the context")
+    if any(u.free_after < 0 for u in uses):
+        notes.append("the GPU layers asked for do not fit the GPU memory: expect an out-of-memory error")
+
+    # --- speed bound ---------------------------------------------------------------------------------
+    frac = _active_fraction(info)
+    reads: dict[str, int] = {"gpu": 0, "rpc": 0, "cpu": 0, "disk": 0}
+    times = 0.0
+    unknown: list[str] = []
+    for u, d in zip(uses, devs):
+        b = sum(ne[i] for i in u.layers) + int(sum(ex[i] for i in u.expert_layers) * frac)
+        b += out_bytes if u is uses[-1] and ngl >= 1 else 0
+        reads[d.kind] += b
+        rate = d.bandwidth if d.kind == "gpu" else d.bandwidth or machine.cpu_bandwidth
+        if rate is None:
+            unknown.append(d.label)
+        else:
+            times += b / rate
+    cpu_read = sum(ne[i] for i in cpu_layers) + int(sum(ex[i] for i in cpu_use.expert_layers) * frac)
+    cpu_read += out_bytes if ngl < 1 else 0
+    resident = 1.0 - (streams / weights_in_ram if weights_in_ram else 0.0)
+    disk_read = int(cpu_read * (1 - resident)) if streams else 0
+    reads["cpu"], reads["disk"] = cpu_read - disk_read, disk_read
+    times += reads["cpu"] / machine.cpu_bandwidth + disk_read / machine.disk_bandwidth
+    bound = None if unknown or times <= 0 else 1.0 / times
+    if unknown:
+        notes.append(f"memory bandwidth of {', '.join(sorted(set(unknown)))} unknown: pass --bandwidth gpu=... "
+                     "for a speed bound")
+    if any(d.kind == "rpc" for d in devs):
+        notes.append("RPC devices: their memory bandwidth is taken as this machine's RAM bandwidth; network "
+                     "latency per layer hop is not in the bound")
+    if streams:
+        notes.append(f"the model does not fit RAM + VRAM: {mem.human(streams)} of weights are paged in from disk "
+                     f"through mmap as tokens need them (decode bound {bound or 0:.2f} t/s at "
+                     f"{machine.disk_bandwidth / 1e9:.1f} GB/s disk reads)")
+
+    trained = info.hparams.context_length
+    if trained and spec.ctx > trained:
+        notes.append(f"context {spec.ctx} is above the model's trained context {trained}")
+    flags = _flags(info, spec, caps, ngl, cpu_moe_layers, devs, uses, moe, n_layer)
+    return RunPlan(
+        flags=flags, gpu_layers=ngl, cpu_moe_layers=cpu_moe_layers, ctx=spec.ctx, spec=spec,
+        devices=[*uses, cpu_use], fits_memory=fits, streams_from_disk=streams, max_ctx=0,
+        decode_bound_tps=bound, bytes_per_token=reads, early_guide_layers=early_guide(info, machine),
+        notes=notes, strategy=strategy,
+        _inputs=(info, machine, caps, gpu_layers, _experts_on_cpu),
+    )
+
+
+def _gpu_layer_ids(n_layer: int, ngl: int) -> list[int]:
+    """Repeating layers on the GPU for -ngl N: the output layer counts first, then the last N-1 layers."""
+    k = max(0, min(ngl - 1, n_layer))
+    return list(range(n_layer - k, n_layer))
+
+
+def _max_layers(n_layer: int, fits) -> int:
+    best = 0
+    for k in range(1, n_layer + 2):
+        if fits(k):
+            best = k
+        else:
+            break
+    return best
+
+
+def _fill_experts(layers: set[int], ex: list[int], room: int) -> set[int]:
+    """Routed experts of whole layers, from the last layer down, while they fit (so the CPU keeps layers 0..K-1)."""
+    chosen: set[int] = set()
+    for i in sorted(layers, reverse=True):
+        if not ex[i]:
+            continue
+        if ex[i] > room:
+            break
+        chosen.add(i)
+        room -= ex[i]
+    return chosen | {i for i in layers if not ex[i]}
+
+
+def _spread(devs: list[Device], usable: list[int], layers: list[int], experts_gpu: set[int], ne: list[int],
+            ex: list[int], kv: mem.KvEstimate, comp: mem.ComputeEstimate, out_bytes: int,
+            machine: MachineSpec) -> list[DeviceUse]:
+    """Split the GPU layers over devices in proportion to usable memory (llama.cpp's default tensor split)."""
+    if not devs:
+        return []
+    total = sum(usable) or 1
+    cuts, acc = [], 0.0
+    for u in usable:
+        acc += u / total
+        cuts.append(acc)
+    per: list[list[int]] = [[] for _ in devs]
+    # by bytes, not by layer count: with experts split, the GPU layers differ a lot in size
+    cost = [ne[i] + kv.per_layer[i] + (ex[i] if i in experts_gpu else 0) for i in layers]
+    whole = sum(cost) + out_bytes or 1
+    done = 0.0
+    for i, c in zip(layers, cost):
+        pos = (done + c / 2) / whole
+        per[next(k for k, cut in enumerate(cuts) if pos <= cut + 1e-9)].append(i)
+        done += c
+    out = []
+    for k, (d, ls) in enumerate(zip(devs, per)):
+        w = sum(ne[i] for i in ls) + sum(ex[i] for i in ls if i in experts_gpu)
+        if k == len(devs) - 1:
+            w += out_bytes
+        out.append(DeviceUse(d.name, d.kind, d.label, d.free - machine.gpu_margin, w,
+                             sum(kv.per_layer[i] for i in ls), comp.total if (ls or k == len(devs) - 1) else 0,
+                             ls, [i for i in ls if i in experts_gpu and ex[i]]))
+    return out
+
+
+def _flags(info: ModelInfo, spec: mem.ContextSpec, caps: Caps, ngl: int, cpu_moe_layers: list[int],
+           devs: list[Device], uses: list[DeviceUse], moe: bool, n_layer: int) -> list[str]:
+    f = ["-c", str(spec.ctx)]
+    if spec.cache_type_k != "f16":
+        f += ["-ctk", spec.cache_type_k]
+    if spec.cache_type_v != "f16":
+        f += ["-ctv", spec.cache_type_v]
+    if spec.ubatch != 512:
+        f += ["-ub", str(spec.ubatch)]
+    if spec.parallel != 1:
+        f += ["-np", str(spec.parallel)]
+    if caps.flash_attn_values:
+        f += ["-fa", "on" if spec.flash_attn else "off"]
+    elif spec.flash_attn:
+        f += ["-fa"]
+    rpc = list(dict.fromkeys(d.endpoint for d in devs if d.kind == "rpc"))  # a worker may offer several devices
+    if rpc:
+        f += ["--rpc", ",".join(rpc)]
+    f += ["-ngl", str(ngl)]
+    if moe and cpu_moe_layers:
+        gpu_ids = set(_gpu_layer_ids(n_layer, ngl))
+        all_moe_cpu = not any(layer.moe and i in gpu_ids and i not in cpu_moe_layers
+                              for i, layer in enumerate(info.layers))
+        contiguous = cpu_moe_layers == list(range(cpu_moe_layers[0], cpu_moe_layers[-1] + 1))
+        if all_moe_cpu and caps.cpu_moe:
+            f += ["--cpu-moe"]
+        elif all_moe_cpu and caps.override_tensor:
+            f += ["-ot", rf"\.{EXPERT_TENSORS}=CPU"]
+        elif caps.n_cpu_moe and contiguous and all(not info.layers[i].moe for i in range(cpu_moe_layers[0])):
+            f += ["--n-cpu-moe", str(cpu_moe_layers[-1] + 1)]
+        elif caps.override_tensor:
+            f += ["-ot", override_pattern(cpu_moe_layers)]
+    if len(uses) > 1:
+        f += ["-ts", ",".join(str(max(1, len(u.layers))) for u in uses)]
+    return f
+
+
+def override_pattern(layers: list[int]) -> str:
+    """`blk\\.(3|4|5)\\.ffn_(up|down|gate)_exps=CPU`: keep these layers' routed experts in RAM."""
+    return rf"blk\.({'|'.join(str(i) for i in layers)})\.{EXPERT_TENSORS}=CPU"
+
+
+def _max_ctx(plan: RunPlan) -> int:
+    """Largest context (multiple of 256) for which this placement still fits every device and RAM."""
+    info, machine, caps, _, _ = plan._inputs
+    n_layer = info.hparams.block_count
+    gpu_ids = _gpu_layer_ids(n_layer, plan.gpu_layers)
+    start = None
+    if info.is_moe and plan.gpu_layers == n_layer + 1:
+        start = min([i for i in gpu_ids if info.layers[i].moe and i not in plan.cpu_moe_layers], default=n_layer)
+
+    def fits(ctx: int) -> bool:
+        s = replace(plan.spec, ctx=ctx)
+        if not plan.fits_memory:  # the largest context any placement fits
+            return _plan_core(info, machine, caps, s, "auto", None).fits_memory
+        return _plan_core(info, machine, caps, s, plan.gpu_layers, start).fits_memory
+
+    hi = max(plan.ctx, info.hparams.context_length or 131072) // mem.CTX_PAD * mem.CTX_PAD
+    lo, best = mem.CTX_PAD, 0
+    while lo <= hi:
+        mid = max(mem.CTX_PAD, (lo + hi) // 2 // mem.CTX_PAD * mem.CTX_PAD)
+        if fits(mid):
+            best, lo = mid, mid + mem.CTX_PAD
+        else:
+            hi = mid - mem.CTX_PAD
+    return best
+
+
+def shrink(plan: RunPlan) -> RunPlan | None:
+    """The next smaller plan after an out-of-memory failure: one more layer's experts to RAM, then one layer
+    fewer on the GPU, then half the context (down to 2048); None when nothing is left to give up."""
+    info, machine, caps, _, _ = plan._inputs
+    n_layer = info.hparams.block_count
+    moe_gpu = [i for i in _gpu_layer_ids(n_layer, plan.gpu_layers) if info.layers[i].moe
+               and i not in plan.cpu_moe_layers]
+    if plan.gpu_layers == n_layer + 1 and moe_gpu:
+        nxt = plan_run(info, machine, caps, plan.spec, plan.gpu_layers, _experts_on_cpu=min(moe_gpu) + 1)
+        return replace(nxt, notes=[*nxt.notes, "retry: one more layer's experts kept in RAM"])
+    if plan.gpu_layers > 0:
+        nxt = plan_run(info, machine, caps, plan.spec, plan.gpu_layers - 1)
+        return replace(nxt, notes=[*nxt.notes, "retry: one layer fewer on the GPU"])
+    if plan.ctx > 2048:
+        spec = replace(plan.spec, ctx=max(2048, plan.ctx // 2 // mem.CTX_PAD * mem.CTX_PAD))
+        nxt = plan_run(info, machine, caps, spec, 0)
+        return replace(nxt, notes=[*nxt.notes, f"retry: context lowered to {spec.ctx}"])
+    return None

@@ -1,0 +1,237 @@
+"""`r1run plan`: which quant fits this machine, how to place it, how fast it can be. Returns data, never prints.
+
+Where a model's header comes from, best first: a local file or folder; a completed download
+(its manifest); the hub, header only, by HTTP Range; for DeepSeek-R1's Unsloth quants, the
+synthetic description shipped with r1run (labelled as such in every row's notes).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict
+
+from r1run.errors import BadInput, R1runError
+from r1run.gguf.model import ModelInfo
+from r1run.planner import memory as mem
+from r1run.planner import placement as pl
+from r1run.planner.machine import MachineSpec
+
+SCHEMA = "r1run.plan/1"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    label: str                  # quant name or file name
+    info: ModelInfo
+    origin: str                 # local | download | hub | synthetic
+    path: Path | None = None    # local first file, when there is one
+
+
+class DeviceRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    kind: str
+    capacity_bytes: int
+    weights_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+    free_after_bytes: int
+    layers: list[int]
+    expert_layers: list[int]
+
+
+class FitComparison(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    ok: bool
+    flags: list[str]
+    message: str = ""
+
+
+class QuantPlan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    quant: str
+    source: str
+    origin: str
+    size_bytes: int
+    architecture: str
+    kv_layout: str
+    n_layers: int
+    ctx: int
+    max_ctx: int
+    kv_bytes: int
+    compute_bytes: int
+    strategy: str
+    gpu_layers: int
+    cpu_moe_layers: list[int]
+    fits_memory: bool
+    weights_on: dict[str, int]          # gpu / rpc / cpu / disk -> bytes of weights
+    streams_from_disk_bytes: int
+    devices: list[DeviceRow]
+    bytes_per_token: dict[str, int]
+    decode_bound_tps: Optional[float]
+    early_guide_layers: Optional[int]
+    flags: list[str]
+    llama_fit: Optional[FitComparison] = None
+    notes: list[str]
+
+
+class MachineRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    described: str
+    ram_bytes: int
+    cpu_bandwidth: float
+    unified: bool
+    devices: list[dict]
+
+
+class PlanReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    schema_: str = SCHEMA
+    model: str
+    machine: MachineRow
+    cache_type_k: str
+    cache_type_v: str
+    rows: list[QuantPlan]
+    warnings: list[str] = []
+
+    def to_json(self) -> str:
+        data = self.model_dump(mode="json")
+        data["schema"] = data.pop("schema_")
+        import json
+
+        return json.dumps(data, indent=2)
+
+
+@dataclass
+class PlanRequest:
+    model: str | None                       # catalog key or a path
+    quants: list[str] | None = None         # None: the default quant; ["*"]: all
+    spec: mem.ContextSpec | None = None
+    ctx: int | None = None
+    cache_type_k: str | None = None
+    cache_type_v: str | None = None
+    gpu_layers: pl.GpuLayers = "auto"
+    warnings: list[str] = field(default_factory=list)
+
+
+def row_for(src: ModelSource, machine: MachineSpec, caps: pl.Caps, spec: mem.ContextSpec,
+            gpu_layers: pl.GpuLayers = "auto", fit: FitComparison | None = None) -> QuantPlan:
+    """Plan one model on one machine (pure)."""
+    info = src.info
+    p = pl.plan_run(info, machine, caps, spec, gpu_layers)
+    kv = mem.kv_cache(info, spec)
+    where: dict[str, int] = {"gpu": 0, "rpc": 0, "cpu": 0, "disk": p.streams_from_disk}
+    for d in p.devices:
+        where[d.kind] = where.get(d.kind, 0) + d.weights
+    where["cpu"] = max(0, where["cpu"] - p.streams_from_disk)
+    notes = [*p.notes, *[w for w in info.warnings if w not in p.notes]]
+    return QuantPlan(
+        quant=src.label, source=info.source, origin=src.origin, size_bytes=info.tensor_bytes,
+        architecture=info.architecture, kv_layout=info.kv_layout, n_layers=info.hparams.block_count, ctx=spec.ctx,
+        max_ctx=p.max_ctx, kv_bytes=kv.total, compute_bytes=mem.compute_buffer(info, spec).total,
+        strategy=p.strategy, gpu_layers=p.gpu_layers, cpu_moe_layers=p.cpu_moe_layers, fits_memory=p.fits_memory,
+        weights_on=where, streams_from_disk_bytes=p.streams_from_disk,
+        devices=[DeviceRow(name=d.name, kind=d.kind, capacity_bytes=d.capacity, weights_bytes=d.weights,
+                           kv_bytes=d.kv, compute_bytes=d.compute, free_after_bytes=d.free_after, layers=d.layers,
+                           expert_layers=d.expert_layers) for d in p.devices],
+        bytes_per_token=p.bytes_per_token, decode_bound_tps=p.decode_bound_tps,
+        early_guide_layers=p.early_guide_layers, flags=p.flags, llama_fit=fit, notes=notes,
+    )
+
+
+def machine_row(m: MachineSpec) -> MachineRow:
+    return MachineRow(described=m.described, ram_bytes=m.ram, cpu_bandwidth=m.cpu_bandwidth, unified=m.unified,
+                      devices=[{"name": d.name, "kind": d.kind, "label": d.label, "free_bytes": d.free,
+                                "bandwidth": d.bandwidth} for d in m.devices])
+
+
+# --- finding the models' headers --------------------------------------------------------------------
+
+def sources(model: str | None, quants: list[str] | None, home, *, offline: bool | None = None) -> tuple[str, list[ModelSource], list[str]]:
+    """(model label, one ModelSource per quant, warnings) for a path or a catalog key."""
+    from r1run import catalog as cat
+    from r1run.gguf import read_model
+
+    warnings: list[str] = []
+    if model and (Path(model).expanduser().exists() or model.endswith(".gguf") or "/" in model and not _is_repo(model)):
+        if quants:
+            raise BadInput("--quant and --all-quants choose among a catalog model's quants, not a file",
+                           "pass the quant's file (or folder) instead")
+        path = Path(model).expanduser()
+        info = read_model(path)
+        return path.name, [ModelSource(path.name, info, "local", Path(info.shards[0].path))], warnings
+    catalog = cat.load(home)
+    entry = catalog.model(model or catalog.default_model)
+    if quants == ["*"]:
+        names = list(entry.quants)
+    elif quants:
+        names = [catalog.quant(entry, q).name for q in quants]
+    else:
+        names = [entry.default_quant]
+    out = []
+    for name in names:
+        src = _quant_source(entry, name, home, offline=_offline() if offline is None else offline, warnings=warnings)
+        if src is not None:
+            out.append(src)
+    if not out:
+        raise R1runError(f"could not read the header of any {entry.key} quant",
+                         "download one (`r1run download`), check the network, or pass a file path")
+    return entry.key, out, warnings
+
+
+def _is_repo(text: str) -> bool:
+    return not Path(text).expanduser().exists() and text.count("/") == 1 and not text.startswith((".", "/", "~"))
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("R1RUN_OFFLINE", "") not in ("", "0")
+
+
+def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str]) -> ModelSource | None:
+    from r1run.download import manifest as mf
+    from r1run.gguf import read_model
+
+    m = mf.load(home, entry.key, name)
+    if m is not None and m.complete and m.files:
+        first = sorted(Path(m.dir) / f.path for f in m.files if f.path.endswith(".gguf"))
+        if first:
+            try:
+                return ModelSource(name, read_model(first[0]), "download", first[0])
+            except R1runError as exc:
+                warnings.append(f"{name}: the downloaded files could not be read ({exc.message}); using the header "
+                                "from the hub instead")
+    quant = entry.quants[name]
+    if not offline:
+        from r1run.gguf.remote import RemoteError, read_remote_model
+
+        folder = _folder_of(quant.include)
+        try:
+            return ModelSource(name, read_remote_model(entry.repo, folder), "hub")
+        except (RemoteError, R1runError) as exc:
+            warnings.append(f"{name}: could not read the header from the hub ({exc.message})")
+    if entry.architecture == "deepseek2" and entry.repo == _r1_repo():
+        from r1run.planner import r1_quants
+
+        if name in r1_quants.quant_names():
+            return ModelSource(name, r1_quants.model_info(name), "synthetic")
+    warnings.append(f"{name}: skipped, no header available offline")
+    return None
+
+
+def _r1_repo() -> str:
+    from r1run.planner import r1_quants
+
+    return r1_quants.data_repo()
+
+
+def _folder_of(include: list[str]) -> str:
+    """The repo path to read for a quant's include patterns: 'DeepSeek-R1-UD-IQ1_S/*.gguf' -> the folder."""
+    pattern = include[0]
+    if "*" not in pattern and "?" not in pattern:
+        return pattern
+    head = pattern.split("*")[0].split("?")[0]
+    return head.rsplit("/", 1)[0] if "/" in head else ""

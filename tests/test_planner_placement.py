@@ -1,0 +1,173 @@
+"""Placement and the four DeepSeek-R1 scenarios, on the synthetic R1 quant headers (pure, fast)."""
+
+from __future__ import annotations
+
+import pytest
+
+from r1run.errors import BadInput
+from r1run.planner import memory as mem
+from r1run.planner import r1_quants
+from r1run.planner.machine import MachineSpec, parse_size, parse_sizes, rpc_devices, with_overrides
+from r1run.planner.placement import Caps, override_pattern, plan_run, shrink
+
+GiB = 1 << 30
+SPEC = mem.ContextSpec(ctx=8192, cache_type_k="q4_0")
+
+
+def base(**kw) -> MachineSpec:
+    return MachineSpec(ram=0, cpu_bandwidth=kw.pop("cpu_bandwidth", 50e9), simd=("avx2",), **kw)
+
+
+def mac96() -> MachineSpec:
+    return with_overrides(base(unified=True, cpu_bandwidth=400e9), ram="96GiB", unified=True, gpu_name="Apple M2 Max")
+
+
+def gpu24() -> MachineSpec:
+    return with_overrides(base(), ram="128GiB", gpu_memory="24GiB", gpu_name="RTX 4090", bandwidth="cpu=80GB/s")
+
+
+def cpu512() -> MachineSpec:
+    return with_overrides(base(), ram="512GiB", gpu_memory="0", bandwidth="cpu=200GB/s")
+
+
+def h100x2() -> MachineSpec:
+    return with_overrides(base(), ram="256GiB", gpu_memory="80GiB,80GiB", gpu_name="H100 SXM",
+                          bandwidth="cpu=100GB/s")
+
+
+@pytest.fixture(scope="module")
+def iq1s():
+    return r1_quants.model_info("UD-IQ1_S")
+
+
+def test_synthetic_quants_match_published_sizes():
+    for q in r1_quants.quant_names():
+        info = r1_quants.model_info(q)
+        assert info.architecture == "deepseek2" and info.hparams.block_count == 61 and info.kv_layout == "original"
+        assert abs(info.tensor_bytes / GiB - r1_quants.published_gib(q)) / r1_quants.published_gib(q) < 0.01
+        assert any("synthetic" in w for w in info.warnings)
+
+
+def test_r1_kv_cache_matches_the_hand_calculation(iq1s):
+    # original layout: K 128 x 192 + V 128 x 128 elements per token and layer, f16: 81,920 bytes
+    kv = mem.kv_cache(iq1s, mem.ContextSpec(ctx=8192))
+    assert kv.bytes_per_token == 61 * 81920
+    assert kv.total == 8192 * 61 * 81920  # 38.1 GiB
+    # -ctk q4_0: K rows 24576/32*18 bytes
+    assert mem.kv_cache(iq1s, SPEC).total == 8192 * 61 * (24576 // 32 * 18 + 128 * 128 * 2)
+
+
+def test_context_pads_to_256_and_splits_per_slot():
+    assert mem.ContextSpec(ctx=1000).cells == 1024
+    assert mem.ContextSpec(ctx=1000, parallel=3).cells == 3 * 512
+    with pytest.raises(BadInput):
+        mem.ContextSpec(ctx=0)
+    with pytest.raises(BadInput):
+        mem.ContextSpec(ctx=512, cache_type_k="q3_k")
+
+
+def test_cpu_only_512(iq1s):
+    p = plan_run(iq1s, cpu512(), Caps(), SPEC)
+    assert p.strategy == "cpu-only" and p.gpu_layers == 0 and p.fits_memory
+    assert "-ngl" in p.flags and p.flags[p.flags.index("-ngl") + 1] == "0"
+    # hand calculation: ~14.8 GB read per token / 200 GB/s = 13.5 t/s
+    assert p.decode_bound_tps == pytest.approx(200e9 / iq1s.active_bytes_per_token, rel=0.02)
+    assert p.max_ctx > 100_000 and p.early_guide_layers is None
+
+
+def test_24gb_gpu_128gb_ram_keeps_experts_in_ram(iq1s):
+    p = plan_run(iq1s, gpu24(), Caps(), mem.ContextSpec(ctx=4096, cache_type_k="q4_0"))
+    assert p.fits_memory and p.strategy == "moe-experts-split"
+    assert p.gpu_layers == 62 and "--cpu-moe" in p.flags
+    gpu = p.devices[0]
+    assert gpu.weights < 12 * GiB and gpu.free_after >= 0  # attention, shared experts, dense layers, output only
+    # hand calculation: GPU reads the non-expert weights (~10.7 GB) at 1008 GB/s, the CPU 8/256 of the routed
+    # experts (~4.0 GB) at 80 GB/s: 1 / (10.7/1008 + 4.0/80) = ~16 t/s
+    b = p.bytes_per_token
+    assert b["cpu"] == pytest.approx(iq1s.expert_bytes * 8 / 256, rel=0.01)
+    assert p.decode_bound_tps == pytest.approx(1 / (b["gpu"] / 1008e9 + b["cpu"] / 80e9), rel=1e-6)
+    assert 10 < p.decode_bound_tps < 25
+    assert p.early_guide_layers == 7  # 24 / 140 x 61 - 4
+    # at 8192 the KV cache no longer fits beside it: fewer layers on the GPU, some weights paged from disk
+    q = plan_run(iq1s, gpu24(), Caps(), SPEC)
+    assert not q.fits_memory and q.streams_from_disk > 0 and 2048 <= q.max_ctx < 8192
+
+
+def test_96gb_mac_cannot_hold_r1(iq1s):
+    p = plan_run(iq1s, mac96(), Caps(), SPEC)
+    assert not p.fits_memory and p.streams_from_disk > 30 * GiB
+    assert p.devices[0].name == "MTL0" and p.devices[0].free_after >= 0
+    assert p.decode_bound_tps is not None and p.decode_bound_tps < 5
+    assert any("does not fit RAM + VRAM" in n for n in p.notes)
+
+
+def test_two_80gb_gpus_hold_iq1s_entirely(iq1s):
+    p = plan_run(iq1s, h100x2(), Caps(), SPEC)
+    assert p.fits_memory and p.strategy == "full-gpu" and p.cpu_moe_layers == []
+    assert [d.name for d in p.devices] == ["CUDA0", "CUDA1", "CPU"]
+    assert all(d.free_after >= 0 for d in p.devices)
+    assert "-ts" in p.flags
+    assert p.decode_bound_tps > 100  # a bound: 14.8 GB per token at 3.35 TB/s
+    bigger = plan_run(r1_quants.model_info("UD-Q2_K_XL"), h100x2(), Caps(), SPEC)
+    assert bigger.fits_memory and bigger.strategy == "moe-experts-split"
+    assert "--n-cpu-moe" in bigger.flags and all(d.free_after >= 0 for d in bigger.devices)
+
+
+def test_override_tensor_when_the_binary_lacks_n_cpu_moe(iq1s):
+    caps = Caps(n_cpu_moe=False, cpu_moe=False)
+    p = plan_run(r1_quants.model_info("UD-Q2_K_XL"), h100x2(), caps, SPEC)
+    ot = p.flags[p.flags.index("-ot") + 1]
+    assert ot == override_pattern(p.cpu_moe_layers)
+    assert ot.startswith(r"blk\.(3|4|") and ot.endswith(r")\.ffn_(up|down|gate)_exps=CPU")
+
+
+def test_explicit_gpu_layers_and_shrink(iq1s):
+    p = plan_run(iq1s, h100x2(), Caps(), SPEC, gpu_layers=62)
+    assert p.gpu_layers == 62
+    s1 = shrink(p)
+    assert s1 is not None and len(s1.cpu_moe_layers) == len(p.cpu_moe_layers) + 1
+    cur, steps = s1, 0
+    while cur is not None and cur.gpu_layers > 0:
+        cur, steps = shrink(cur), steps + 1
+        assert steps < 200
+    assert cur is not None and cur.gpu_layers == 0
+    last = shrink(cur)
+    assert last is not None and last.ctx == 4096
+    with pytest.raises(BadInput):
+        plan_run(iq1s, h100x2(), Caps(), SPEC, gpu_layers=-1)
+
+
+def test_dense_model_offloads_whole_layers(smollm2):
+    from r1run.gguf import read_model
+
+    info = read_model(smollm2)
+    tiny_gpu = with_overrides(base(), ram="8GiB", gpu_memory="1.5GiB", bandwidth="cpu=20GB/s,gpu=300GB/s")
+    p = plan_run(info, tiny_gpu, Caps(), mem.ContextSpec(ctx=4096))
+    assert p.strategy == "full-gpu" and p.gpu_layers == 31 and "--cpu-moe" not in p.flags
+    small = with_overrides(base(), ram="8GiB", gpu_memory="1.4GiB", bandwidth="cpu=20GB/s,gpu=300GB/s")
+    q = plan_run(info, small, Caps(), mem.ContextSpec(ctx=16384))
+    assert 0 < q.gpu_layers < 31 and q.strategy == "layers-split" and q.fits_memory
+
+
+def test_sizes_and_rpc_parsing():
+    assert parse_size("24GiB") == 24 * GiB and parse_size("24GB") == 24 * 10**9 and parse_size("512") == 512 * GiB
+    assert parse_sizes("24GiB,24GiB", "--gpu-memory") == [24 * GiB] * 2
+    for bad in ("", "abc", "-3GiB", "24XB", "0"):
+        with pytest.raises(BadInput):
+            parse_size(bad)
+    devs = rpc_devices("10.0.0.2:50052,10.0.0.3:50052", "10.0.0.2:50052=64GiB,32GiB")
+    assert [d.free for d in devs] == [64 * GiB, 32 * GiB] and devs[0].name == "RPC0[10.0.0.2:50052]"
+    for bad in ("nohost", "h:0", "h:70000", "h:1,"):
+        with pytest.raises(BadInput):
+            rpc_devices(bad, "1GiB")
+    with pytest.raises(BadInput):
+        rpc_devices("h:1", None)
+
+
+def test_rpc_workers_take_layers(iq1s):
+    m = with_overrides(base(), ram="64GiB", gpu_memory="0", rpc="10.0.0.2:50052,10.0.0.3:50052",
+                       device_memory="96GiB")
+    p = plan_run(iq1s, m, Caps(), mem.ContextSpec(ctx=4096, cache_type_k="q4_0"))
+    assert p.fits_memory and p.flags[p.flags.index("--rpc") + 1] == "10.0.0.2:50052,10.0.0.3:50052"
+    assert [d.kind for d in p.devices] == ["rpc", "rpc", "cpu"]
+    assert any("RPC devices" in n for n in p.notes)
