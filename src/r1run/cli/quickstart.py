@@ -1,0 +1,80 @@
+"""`r1run quickstart`: build if needed, download if needed, plan, answer one prompt, say what next."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from r1run.cli import runopts as o
+from r1run.cli.common import LlamaBinOpt, handle_errors, out, status
+
+DEFAULT_PROMPT = "In two sentences, why is the sky blue?"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quickstart")(quickstart)
+
+
+@handle_errors
+def quickstart(
+    model: Annotated[Optional[str], typer.Argument(help="A catalog model [default: the small default model].",
+                                                   show_default=False)] = None,
+    quant: o.QuantOpt = None,
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt to answer.")] = DEFAULT_PROMPT,
+    n_predict: Annotated[int, typer.Option("--n-predict", "-n", help="Most tokens to generate.")] = 256,
+    source: Annotated[str, typer.Option(help="Where llama.cpp comes from if it must be built: auto, git, pypi or a PATH.")] = "auto",
+    llama_bin: LlamaBinOpt = None,
+) -> None:
+    """From nothing to an answer: build llama.cpp, download the model, plan, run one prompt, show the speed."""
+    from r1run.chat import tuning
+    from r1run.cli import build as build_cli, chat as chat_cli
+    from r1run.errors import ToolMissing
+    from r1run.home import Home
+    from r1run.llama import PINNED_RELEASE, build as build_core, discover, source as src, toolchain
+    from r1run.models import ModelNotReady, resolve_local
+
+    home = Home.from_env()
+    status("step 1/4: llama.cpp")
+    try:
+        install = discover.find(home, llama_bin)
+        status(f"using {install.origin}")
+    except ToolMissing:
+        spec = src.parse_source(source, release=PINNED_RELEASE, release_explicit=False, repo=None)
+        result = build_cli._run_with_progress(build_core.BuildRequest(source=spec), home, toolchain.detect())
+        status(f"built {result.manifest.id} in {result.manifest.build_seconds:.0f} s")
+
+    status("step 2/4: the model")
+    from r1run import catalog as cat
+
+    catalog = cat.load(home)
+    entry = catalog.model(model or catalog.default_model)
+    q = catalog.quant(entry, quant)
+    try:
+        resolve_local(home, entry.key, q.name, catalog=catalog)
+        status(f"{entry.key} {q.name} is downloaded and verified")
+    except ModelNotReady:
+        from r1run.cli.download import _Progress
+        from r1run.download import core as dl
+
+        with _Progress() as progress:
+            dl.download(dl.Request(model=entry.key, quant=q.name), home, progress.events())
+
+    status("step 3/4: plan")
+    opts = tuning.Options(n_predict=n_predict)
+    run = tuning.prepare(home, entry.key, q.name, opts, llama_bin)
+    o.show_prepared(run)
+
+    status("step 4/4: one answer")
+    template = run.target.prompt_template
+    prompt_text = template.replace("{prompt}", prompt) if template else prompt
+    starts_thinking = bool(template and template.rstrip().endswith("<think>"))
+    result = chat_cli._oneshot(run.tuned, run.caps, home, prompt_text, False, False, True, starts_thinking)
+    chat_cli._finish(result, run.target, run.tuned, False)
+
+    name = entry.key + ("" if q.name == entry.default_quant else f" --quant {q.name}")
+    out().print("\nnext:", highlight=False)
+    for line in (f"r1run chat {name}                 # talk to it", f"r1run serve {name}                # web UI + OpenAI API",
+                 f"r1run plan deepseek-r1 --all-quants  # which DeepSeek-R1 fits this machine",
+                 "r1run quickstart deepseek-r1 --quant UD-IQ1_S  # the real thing (131 GiB)"):
+        out().print(f"  {line}", highlight=False, markup=False)

@@ -1,0 +1,116 @@
+"""`r1run serve`."""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated, Optional
+
+import typer
+
+from r1run.cli import runopts as o
+from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, status, warn
+from r1run.errors import R1runError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve", context_settings=o.EXTRA_ARGS)(serve)
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: stop the server cleanly."""
+
+
+@handle_errors
+def serve(
+    ctx: typer.Context,
+    model: o.ModelArg = None,
+    quant: o.QuantOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="R1RUN_API_KEY", help="Require this key (Bearer token); also R1RUN_API_KEY.", show_default=False)] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback --host without --api-key.")] = False,
+    gpu_layers: o.GpuLayersOpt = "auto",
+    ctx_size: o.CtxOpt = None,
+    threads: o.ThreadsOpt = "auto",
+    n_predict: o.NPredictOpt = None,
+    temp: o.TempOpt = None,
+    min_p: o.MinPOpt = None,
+    seed: o.SeedOpt = None,
+    cache_type_k: o.CacheKOpt = None,
+    cache_type_v: o.CacheVOpt = None,
+    rpc: o.RpcOpt = None,
+    dry_run: o.DryRunOpt = False,
+    no_profile: o.NoProfileOpt = False,
+    llama_bin: LlamaBinOpt = None,
+) -> None:
+    """Serve a model over an OpenAI-compatible API and web UI (llama-server) with r1run's tuning."""
+    from r1run import proc, serve as core
+    from r1run.chat import tuning
+    from r1run.home import Home
+    from r1run.llama import args
+
+    home = Home.from_env()
+    opts = tuning.Options(gpu_layers=gpu_layers, ctx=ctx_size, threads=threads, n_predict=n_predict, temp=temp,
+                          min_p=min_p, seed=seed, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
+                          rpc=o.split_rpc(rpc), extra=tuple(ctx.args), profile=not no_profile)
+    if not core.is_loopback(host) and not api_key and not insecure:
+        core.check_bind(host, port, api_key, insecure)  # raises the clear refusal before anything loads
+    run = tuning.prepare(home, model, quant, opts, llama_bin)
+    o.show_prepared(run)
+    caps, target, tuned = run.caps, run.target, run.tuned
+    if dry_run:
+        argv = args.server_argv(tuned.spec, caps, host=host, port=port, api_key=api_key)
+        out().print(proc.quote(argv), highlight=False, markup=False)
+        return
+    core.check_bind(host, port, api_key, insecure)
+    if not core.is_loopback(host):
+        warn(f"listening on {host}: reachable from the network" + ("" if api_key else " WITHOUT an API key"))
+
+    def on_term(signum, frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    server = core.start(tuned.spec, caps, host=host, port=port, api_key=api_key, run_dir=home.root / "run",
+                        logs=home.ensure(home.logs))
+    try:
+        status(f"llama-server starting; log: {server.log_path}")
+        size = sum(s.file_bytes for s in target.info.shards)  # type: ignore[attr-defined]
+        with err().status("loading the model...") as spinner:
+            try:
+                took = core.wait_ready(server, core.load_timeout(size),
+                                       lambda s: spinner.update(f"loading the model... {s:.0f} s"))
+            except R1runError:
+                _raise_if_worker_lost(server, opts.rpc)
+                raise
+        status(f"ready in {took:.1f} s")
+        out().print(f"web UI:  {server.url}/", highlight=False)
+        out().print(f"API:     {server.url}/v1 (OpenAI-compatible)", highlight=False)
+        out().print(f"example: {core.curl_example(server.url, bool(api_key))}", highlight=False, markup=False)
+        status("Ctrl-C stops the server")
+        code = server.child.wait()
+        if code != 0:
+            _raise_if_worker_lost(server, opts.rpc)
+            last = [line for line in server.child.tail if line.strip()][-1:] or [f"exit code {code}"]
+            from r1run.chat.oneshot import LlamaFailed
+
+            raise LlamaFailed(f"llama-server stopped (exit {code}): {last[0].strip()}", f"full log: {server.log_path}")
+    except _Terminated:
+        server.stop()
+        status("stopped (SIGTERM)")
+        return
+    finally:
+        if server.child.poll() is None:
+            server.stop()
+        elif server.key_file is not None:
+            server.key_file.unlink(missing_ok=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_if_worker_lost(server, workers: tuple[str, ...]) -> None:
+    """llama-server failed: if an RPC worker went away, say which one."""
+    from r1run import rpc
+
+    if workers:
+        lost = rpc.explain_loss(server.child.tail, rpc.parse(",".join(workers)), server.log_path)
+        if lost is not None:
+            raise lost

@@ -1,0 +1,128 @@
+"""`r1run serve`: llama-server with r1run's tuning, bound to loopback unless asked, health-checked."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from r1run import proc
+from r1run.chat.oneshot import LlamaFailed, log_path_for
+from r1run.errors import BadInput
+from r1run.llama import args
+from r1run.llama.args import RunSpec
+from r1run.llama.probe import Capabilities
+
+# Loading reads the whole model once; allow for a slow disk (150 MB/s) on top of a fixed start-up.
+LOAD_FLOOR_S = 60.0
+LOAD_BYTES_PER_S = 150e6
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, port: int, api_key: str | None, insecure: bool) -> None:
+    if not 1 <= port <= 65535:
+        raise BadInput(f"--port {port} is outside 1-65535")
+    if not is_loopback(host) and not api_key and not insecure:
+        raise BadInput(f"--host {host} would expose the model to the network without an API key",
+                       "add --api-key KEY, or --insecure if this network is trusted")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (98, 48):  # EADDRINUSE on Linux, macOS
+                raise BadInput(f"port {port} on {host} is already in use", "choose another with --port") from None
+            raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror}", "check --host and --port") from None
+
+
+def load_timeout(model_bytes: int) -> float:
+    return LOAD_FLOOR_S + model_bytes / LOAD_BYTES_PER_S
+
+
+@dataclass
+class Server:
+    child: proc.Child
+    url: str
+    log_path: Path
+    key_file: Path | None
+
+    def stop(self) -> int:
+        code = self.child.stop()
+        if self.key_file is not None:
+            self.key_file.unlink(missing_ok=True)
+        return code
+
+
+def start(spec: RunSpec, caps: Capabilities, *, host: str, port: int, api_key: str | None, run_dir: Path,
+          logs: Path, on_line: Callable[[str], None] | None = None) -> Server:
+    key_file = None
+    server_probe = caps.programs.get("server")
+    if api_key and server_probe is not None and server_probe.has("--api-key-file"):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        key_file = run_dir / f"api-key-{os.getpid()}"
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(api_key + "\n")
+    argv = args.server_argv(spec, caps, host=host, port=port, api_key=None if key_file else api_key,
+                            api_key_file=key_file)
+    log_path = log_path_for(logs, "serve")
+    child = proc.Child(argv, log_path=log_path, on_line=on_line)
+    shown = f"[{host}]" if ":" in host else host
+    return Server(child, f"http://{shown}:{port}", log_path, key_file)
+
+
+def health(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    """GET /health: (status, body). 503 while loading, 200 when ready."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:
+            return resp.status, resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def wait_ready(server: Server, timeout: float, on_wait: Callable[[float], None] | None = None) -> float:
+    """Poll /health until 200; raise LlamaFailed (quoting llama-server) if it dies or times out."""
+    t0 = time.monotonic()
+    while True:
+        code = server.child.poll()
+        if code is not None:
+            server.stop()
+            last = [line for line in server.child.tail if line.strip()]
+            errors = [line for line in last if " E " in line or "error" in line.lower()] or last
+            quoted = errors[-1].strip() if errors else f"exit code {code}"
+            raise LlamaFailed(f"llama-server stopped (exit {code}): {quoted}", f"full log: {server.log_path}")
+        try:
+            status, _ = health(server.url)
+            if status == 200:
+                return time.monotonic() - t0
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        elapsed = time.monotonic() - t0
+        if elapsed > timeout:
+            server.stop()
+            raise LlamaFailed(f"llama-server was not ready after {elapsed:.0f} s", f"full log: {server.log_path}")
+        if on_wait is not None:
+            on_wait(elapsed)
+        time.sleep(0.25)
+
+
+def curl_example(url: str, with_key: bool) -> str:
+    body = json.dumps({"messages": [{"role": "user", "content": "Hello!"}]})
+    auth = ' -H "Authorization: Bearer $R1RUN_API_KEY"' if with_key else ""
+    return f"curl {url}/v1/chat/completions -H 'Content-Type: application/json'{auth} -d '{body}'"

@@ -1,0 +1,227 @@
+"""`r1run chat` with the real llama.cpp: one-shot, interactive on a pseudo-terminal, OOM retry, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from clihelp import invoke
+
+pytestmark = pytest.mark.llama
+
+
+@pytest.fixture()
+def home(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("R1RUN_LLAMA_BIN", str(llama_bin))
+    return r1run_home
+
+
+def _json(res) -> dict:
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_oneshot_smollm2_answers_with_a_tps_summary(home: Path, smollm2: Path) -> None:
+    data = _json(invoke("chat", str(smollm2), "-p", "What is the capital of France?", "-n", "24", "--temp", "0",
+                        "--seed", "1", "--json"))
+    assert "paris" in data["answer"].lower()  # a real model: coherent text
+    (attempt,) = data["attempts"]
+    argv = attempt["argv"]
+    assert argv[0].endswith("llama-completion") and "-no-cnv" in argv and "--no-display-prompt" in argv
+    prompt = argv[argv.index("-p") + 1]
+    assert prompt.startswith("<|im_start|>user\nWhat is the capital of France?")  # the model's ChatML format
+    s = data["summary"]
+    assert s["status"] == "ok" and s["eval"]["tps"] > 0 and s["prompt"]["tokens"] > 5 and s["load_ms"] > 0
+    assert Path(data["log"]).is_file() and "common_perf_print" in Path(data["log"]).read_text()
+
+
+def test_oneshot_human_output_streams_answer_to_stdout(home: Path, smollm2: Path) -> None:
+    res = invoke("chat", str(smollm2), "-p", "Say hello.", "-n", "12", "--seed", "2")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.strip() and "[end of text]" not in res.stdout
+    assert "gen t/s" in res.stderr and "threads" in res.stderr  # summary + the defaults shown
+
+
+def test_thinking_is_shown_apart_from_the_answer(home: Path, smollm2: Path) -> None:
+    # A grammar makes the real model write R1's shape of answer.
+    grammar = 'root ::= "<think>I should greet.</think>Hello there"'
+    data = _json(invoke("chat", str(smollm2), "-p", "Hi", "-n", "32", "--json", "--", "--grammar", grammar))
+    assert data["reasoning"] == "I should greet." and data["answer"] == "Hello there"
+    human = invoke("chat", str(smollm2), "-p", "Hi", "-n", "32", "--", "--grammar", grammar)
+    assert human.stdout.strip() == "Hello there" and "I should greet." in human.stderr
+    hidden = invoke("chat", str(smollm2), "-p", "Hi", "-n", "32", "--hide-thinking", "--", "--grammar", grammar)
+    assert "I should greet." not in hidden.stderr + hidden.stdout
+
+
+def test_r1_shaped_model_uses_the_deepseek_format_and_settings(home: Path, r1_tiny) -> None:
+    data = _json(invoke("chat", str(r1_tiny.path), "-p", "Hello", "-n", "8", "--json"))
+    argv = data["attempts"][0]["argv"]
+    assert argv[argv.index("-p") + 1] == "<｜User｜>Hello<｜Assistant｜>"
+    assert argv[argv.index("--temp") + 1] == "0.6" and argv[argv.index("--min-p") + 1] == "0.05"
+    assert argv[argv.index("--cache-type-k") + 1] == "q4_0"
+    assert data["summary"]["eval"]["tps"] > 0 and data["summary"]["eval"]["tokens"] >= 1
+
+
+def test_dry_run_prints_the_command(home: Path, smollm2: Path) -> None:
+    res = invoke("chat", str(smollm2), "-p", "Hi", "--ctx-size", "1024", "-ngl", "0", "--dry-run", "--", "-fa", "on")
+    assert res.exit_code == 0
+    line = res.stdout.strip()
+    assert "llama-completion" in line and "-c 1024" in line and "-ngl 0" in line and line.endswith("-fa on")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _capped_worker(llama_bin: Path, port: int, kib: int) -> subprocess.Popen:
+    """An RPC worker whose address space is capped: real allocations on it fail (field notes §6)."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (kib * 1024, kib * 1024))
+
+    worker = subprocess.Popen([str(llama_bin / "ggml-rpc-server"), "-p", str(port), "-H", "127.0.0.1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=cap)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return worker
+        time.sleep(0.2)
+    worker.kill()
+    raise AssertionError("RPC worker did not start")
+
+
+def test_out_of_memory_on_a_capped_worker_retries_with_fewer_layers(home: Path, smollm2: Path, llama_bin: Path) -> None:
+    port = _free_port()
+    worker = _capped_worker(llama_bin, port, 250_000)
+    try:
+        res = invoke("chat", str(smollm2), "-p", "Hi", "-n", "4", "-c", "8192", "-ngl", "31",
+                     "--rpc", f"127.0.0.1:{port}", "--json")
+        data = _json(res)
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    first, *rest = data["attempts"]
+    assert first["exit_code"] != 0 and "out of memory" in first["oom"] and first["change"].startswith("GPU layers")
+    assert rest and rest[-1]["exit_code"] == 0
+    last_argv = rest[-1]["argv"]
+    assert int(last_argv[last_argv.index("-ngl") + 1]) < 31
+    assert "retrying with GPU layers" in res.stderr
+    assert data["summary"]["eval"]["tps"] > 0
+
+
+def test_no_retry_stops_at_the_first_out_of_memory(home: Path, smollm2: Path, llama_bin: Path) -> None:
+    port = _free_port()
+    worker = _capped_worker(llama_bin, port, 250_000)
+    try:
+        res = invoke("chat", str(smollm2), "-p", "Hi", "-n", "4", "-c", "8192", "-ngl", "31",
+                     "--rpc", f"127.0.0.1:{port}", "--no-retry")
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    assert res.exit_code == 1 and "out of memory" in res.stderr and "Traceback" not in res.stderr
+
+
+def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while needle not in buf and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+def test_interactive_chat_on_a_pseudo_terminal(home: Path, smollm2: Path) -> None:
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: r1run chat on the pseudo-terminal
+        os.execv(sys.executable, [sys.executable, "-m", "r1run", "chat", str(smollm2), "-n", "16", "-c", "1024"])
+    try:
+        banner = _read_until(fd, b"> ", 120)
+        assert b"available commands" in banner, banner[-500:]
+        os.write(fd, b"What is the capital of France?\r")
+        answer = _read_until(fd, b"t/s ]", 120)
+        assert b"Generation:" in answer, answer[-500:]
+        os.write(fd, b"/exit\r")
+        rest = _read_until(fd, b"speed per answer", 60)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"speed per answer" in rest  # the TPS summary of the turn, parsed from llama-cli's own line
+
+
+def test_ctrl_c_stops_llama_cpp_and_leaves_no_process(home: Path, smollm2: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "r1run", "chat", str(smollm2), "-p", "Write a very long story.",
+                             "-n", "4000", "--seed", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.read(1)  # generation has started
+        assert first
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("llama-completion" in c.name() for c in children)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert "gen t/s" in err.decode()  # the summary of what ran
+    time.sleep(0.5)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "text"),
+    [
+        (["-ngl", "-1"], 2, "--gpu-layers must be at least 0"),
+        (["-ngl", "500"], 2, "more than this model's 30 layers"),
+        (["-c", "0"], 2, "--ctx-size must be positive"),
+        (["--prompt-file", "/nonexistent/prompt.txt"], 2, "--prompt-file /nonexistent/prompt.txt"),
+        (["--rpc", "localhost"], 2, "is not host:port"),
+        (["-p", "Hi", "-n", "4", "--", "--definitely-not-a-flag"], 1, "--definitely-not-a-flag"),
+    ],
+)
+def test_bad_input(home: Path, smollm2: Path, args: list[str], code: int, text: str) -> None:
+    res = invoke("chat", str(smollm2), *args)
+    assert res.exit_code == code, res.stderr
+    assert text in res.stderr and "Traceback" not in res.stderr
+
+
+def test_missing_model_and_shards(home: Path, tmp_path: Path) -> None:
+    res = invoke("chat", str(tmp_path / "nope.gguf"), "-p", "Hi")
+    assert res.exit_code == 2 and "no such file" in res.stderr
+    shard = tmp_path / "R1-00001-of-00003.gguf"
+    shard.write_bytes(b"GGUF")
+    res = invoke("chat", str(shard), "-p", "Hi")
+    assert res.exit_code == 2 and "missing beside it" in res.stderr
+
+
+def test_no_llama_cpp(r1run_home: Path, smollm2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    res = invoke("chat", str(smollm2), "-p", "Hi")
+    assert res.exit_code == 1 and "r1run build" in res.stderr
