@@ -6,7 +6,16 @@ import typer
 
 from r1run import __version__
 from r1run.cli import build as build_cmd
+from r1run.cli import chat as chat_cmd
 from r1run.cli import doctor as doctor_cmd
+from r1run.cli import download as download_cmd
+from r1run.cli import models as models_cmd
+from r1run.cli import perf as perf_cmd
+from r1run.cli import quickstart as quickstart_cmd
+from r1run.cli import serve as serve_cmd
+from r1run.cli import inspect as inspect_cmd
+from r1run.cli import plan as plan_cmd
+from r1run.cli import worker as worker_cmd
 
 app = typer.Typer(
     name="r1run",
@@ -32,7 +41,16 @@ def _root(
 
 
 build_cmd.register(app)
+chat_cmd.register(app)
 doctor_cmd.register(app)
+download_cmd.register(app)
+models_cmd.register(app)
+perf_cmd.register(app)
+serve_cmd.register(app)
+quickstart_cmd.register(app)
+inspect_cmd.register(app)
+plan_cmd.register(app)
+worker_cmd.register(app)
 
 
 def main() -> None:
