@@ -171,7 +171,7 @@ def detect_cpu() -> Cpu:
     return Cpu(model, physical, logical, usable, perf, simd)
 
 
-def busy_cores(interval: float = 0.2) -> float:
+def busy_cores(interval: float = 0.1) -> float:
     """How many logical CPUs other programs keep busy right now (sampled for `interval` seconds)."""
     import psutil
 

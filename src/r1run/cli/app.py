@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from r1run import __version__
+from r1run.cli import bench as bench_cmd
 from r1run.cli import build as build_cmd
 from r1run.cli import chat as chat_cmd
 from r1run.cli import doctor as doctor_cmd
@@ -40,6 +41,7 @@ def _root(
     """From nothing to chatting with DeepSeek-R1 (and other very large GGUF models) on your own machine."""
 
 
+bench_cmd.register(app)
 build_cmd.register(app)
 chat_cmd.register(app)
 doctor_cmd.register(app)

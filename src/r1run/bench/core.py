@@ -1,0 +1,267 @@
+"""The `r1run bench` core: options in, a BenchReport out (runs llama-bench; never prints).
+
+    report = core.run(core.Options(model="model.gguf", threads="1,2", flash_attn="on,off"))
+    record = core.to_record(report, home)       # the saved / --json form (schema r1run.bench/1)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from r1run.bench import bound as bnd
+from r1run.bench import sweep
+from r1run.bench.runner import Progress, Row
+from r1run.errors import BadInput, ToolMissing
+
+DEFAULT_LABEL = "r1run default"
+PROFILE_LABEL = "tuned profile"
+LLAMA_LABEL = "llama.cpp defaults"
+
+
+@dataclass(frozen=True)
+class Options:
+    model: str | None = None
+    quant: str | None = None
+    gpu_layers: str | None = None  # "0,10" / "auto" / "auto,0"
+    threads: str | None = None
+    ctx: int | None = None
+    cache_type_k: str | None = None
+    flash_attn: str | None = None
+    batch: str | None = None
+    ubatch: str | None = None
+    n_prompt: int = 128
+    n_gen: int = 32
+    repetitions: int = 3
+    bandwidth: str | None = None
+    rpc: tuple[str, ...] = ()
+    llama_bin: Path | None = None
+    llama_defaults: bool = False  # also measure llama-bench with none of r1run's flags
+
+
+@dataclass
+class Setup:
+    """What a benchmark needs before running anything: llama.cpp, the model, r1run's default and the machine."""
+
+    home: object
+    install: object
+    caps: object
+    program: Path
+    target: object
+    default: sweep.Config
+    default_notes: list[str]
+    default_plan: object | None
+    machine: object
+    bandwidth_source: str
+
+
+@dataclass
+class BenchReport:
+    setup: Setup
+    rows: list[Row]
+    bounds: list[bnd.Bound]
+    fastest: int | None  # index of the row with the highest median generation speed
+    build: str | None
+    n_prompt: int
+    n_gen: int
+    repetitions: int
+    logs: list[Path] = field(default_factory=list)
+    started: float = 0.0
+    seconds: float = 0.0
+
+    def labelled(self, label: str) -> Row | None:
+        return next((r for r in self.rows if label in r.labels), None)
+
+
+def validate(o: Options) -> dict[str, list]:
+    """The swept knobs from the user's lists (raises BadInput on an empty or unknown value)."""
+    for name, value, low in (("--prompt-tokens", o.n_prompt, 0), ("--gen-tokens", o.n_gen, 0),
+                             ("--repetitions", o.repetitions, 1)):
+        if value < low:
+            raise BadInput(f"{name} must be at least {low} (got {value})")
+    if o.n_prompt == 0 and o.n_gen == 0:
+        raise BadInput("--prompt-tokens and --gen-tokens are both 0: nothing to measure")
+    if o.ctx is not None and o.ctx <= 0:
+        raise BadInput(f"--ctx-size must be positive (got {o.ctx})")
+    lists = {
+        "gpu_layers": sweep.parse_ints(o.gpu_layers, "--gpu-layers", allow_auto=True),
+        "threads": sweep.parse_ints(o.threads, "--threads", minimum=1, allow_auto=True),
+        "flash_attn": sweep.parse_flash_attn(o.flash_attn),
+        "cache_type_k": sweep.parse_cache_types(o.cache_type_k, "--cache-type-k"),
+        "batch": sweep.parse_ints(o.batch, "--batch-size", minimum=1),
+        "ubatch": sweep.parse_ints(o.ubatch, "--ubatch-size", minimum=1),
+    }
+    return {k: v for k, v in lists.items() if v is not None}
+
+
+def prepare(o: Options) -> Setup:
+    """Find llama-bench and the model; work out the configuration `r1run chat` would use."""
+    from r1run.chat import target as tgt
+    from r1run.chat import tuning
+    from r1run.home import Home
+    from r1run.llama import discover
+    from r1run.planner import cmd
+    from r1run.planner import placement as pl
+
+    home = Home.from_env()
+    install = discover.find(home, o.llama_bin)
+    caps = discover.capabilities(install, home)
+    program = caps.path("bench")
+    if program is None:
+        raise ToolMissing(f"this llama.cpp ({install.origin}) has no llama-bench",
+                          "run `r1run build` (it builds llama-bench) or point --llama-bin at a folder holding it")
+    target = tgt.resolve(home, o.model, o.quant)
+    planner = tuning.plan_for(home, target, caps, install, o.rpc)
+    tuned = tuning.tune(target, tuning.Options(ctx=o.ctx, rpc=o.rpc), caps, planner)
+    n_layers = target.info.hparams.block_count
+    default = sweep.from_run_spec(tuned.spec, n_layers)
+    warnings: list[str] = []
+    machine = cmd._machine(home, cmd.Options(bandwidth=o.bandwidth, rpc=",".join(o.rpc) or None), caps, install,
+                           warnings)
+    source = "--bandwidth" if o.bandwidth else "measured (numpy copy, one thread; R1RUN_HOME/cache/bandwidth.json)"
+    plan = None
+    if machine.devices or o.rpc:
+        from r1run.planner import memory as mem
+
+        spec = mem.ContextSpec(ctx=tuned.spec.ctx, cache_type_k=default.cache_type_k or "f16",
+                               cache_type_v=default.cache_type_v or "f16")
+        plan = pl.plan_run(target.info, machine, pl.Caps.from_capabilities(caps), spec, "auto")
+    return Setup(home, install, caps, program, target, default, tuned.notes, plan, machine, source)
+
+
+def invocations(setup: Setup, lists: dict[str, list], *, profile: sweep.Config | None = None,
+                llama_defaults: bool = False) -> list[sweep.Invocation]:
+    """The sweep around r1run's default, then the default itself (and the profile) if not already in it."""
+    d = setup.default
+    knobs = {k: v for k, v in lists.items() if k != "gpu_layers"}
+    if "threads" in knobs:
+        knobs["threads"] = sweep.unique([d.threads if v == "auto" else v for v in knobs["threads"]])
+    invs: list[sweep.Invocation] = []
+    layers = lists.get("gpu_layers")
+    if layers is None:
+        if knobs:
+            invs.append(sweep.expand(d, knobs))
+    else:
+        numbers = [n for n in layers if n != "auto"]
+        if numbers:
+            base = replace(d, gpu_layers=None, n_cpu_moe=None, overrides=None, tensor_split=None)
+            invs.append(sweep.expand(base, {**knobs, "gpu_layers": numbers}))
+        if "auto" in layers:
+            invs.append(sweep.expand(d, knobs))
+    measured = {c for inv in invs for c in inv.configs()}
+    if d not in measured:
+        invs.append(sweep.Invocation(d, label=DEFAULT_LABEL))
+    if profile is not None and profile not in measured and profile != d:
+        invs.append(sweep.Invocation(profile, label=PROFILE_LABEL))
+    if llama_defaults:
+        invs.append(sweep.Invocation(sweep.Config(), label=LLAMA_LABEL))
+    return invs
+
+
+def measure(setup: Setup, invs: list[sweep.Invocation], *, n_prompt: int, n_gen: int, repetitions: int,
+            rpc: tuple[str, ...] = (), on_progress: Callable[[int, int, Progress], None] | None = None,
+            ) -> tuple[list[Row], str | None, list[Path]]:
+    """Run every invocation; rows in order, labels merged where two invocations measured the same configuration."""
+    from r1run.bench import runner
+
+    rows: list[Row] = []
+    logs: list[Path] = []
+    build = None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for i, inv in enumerate(invs, 1):
+        log = setup.home.ensure(setup.home.logs) / f"bench-{stamp}-{i}.log"
+        argv = sweep.argv(setup.program, Path(setup.target.path), inv, n_prompt=n_prompt, n_gen=n_gen,
+                          repetitions=repetitions, rpc=rpc)
+        cb = (lambda p, i=i: on_progress(i, len(invs), p)) if on_progress else None
+        result = runner.run(inv, argv, log, cb)
+        logs.append(log)
+        build = build or result.build
+        for row in result.rows:
+            if inv.label is None and row.config == setup.default:
+                row.labels.append(DEFAULT_LABEL)
+            rows.append(row)
+    return rows, build, logs
+
+
+def run(o: Options, on_progress: Callable[[int, int, Progress], None] | None = None,
+        on_setup: Callable[[Setup, list[sweep.Invocation]], None] | None = None) -> BenchReport:
+    lists = validate(o)
+    setup = prepare(o)
+    prof = _profile(setup, o.rpc)
+    invs = invocations(setup, lists, profile=prof.config if prof else None, llama_defaults=o.llama_defaults)
+    if on_setup is not None:
+        on_setup(setup, invs)
+    started = time.time()
+    rows, build, logs = measure(setup, invs, n_prompt=o.n_prompt, n_gen=o.n_gen, repetitions=o.repetitions,
+                                rpc=o.rpc, on_progress=on_progress)
+    if prof is not None:
+        for row in rows:
+            if row.config == prof.config and PROFILE_LABEL not in row.labels:
+                row.labels.append(PROFILE_LABEL)
+    return finish(setup, rows, build, logs, o.n_prompt, o.n_gen, o.repetitions, started)
+
+
+def finish(setup: Setup, rows: list[Row], build, logs, n_prompt, n_gen, repetitions, started) -> BenchReport:
+    from r1run.planner import placement as pl
+
+    caps = pl.Caps.from_capabilities(setup.caps)
+    bounds = [bnd.for_config(setup.target.info, setup.machine, caps, r.config, setup.default, setup.default_plan)
+              for r in rows]
+    speeds = [(r.gen.median if r.gen else -1.0) for r in rows]
+    fastest = max(range(len(rows)), key=lambda i: speeds[i]) if rows and max(speeds) > 0 else None
+    return BenchReport(setup, rows, bounds, fastest, build, n_prompt, n_gen, repetitions, logs, started,
+                       time.time() - started)
+
+
+def _profile(setup: Setup, rpc: tuple[str, ...]):
+    from r1run.bench import profile
+
+    return profile.find_for_target(setup.home, setup.target, rpc)
+
+
+# --- the saved / JSON form -----------------------------------------------------------------------
+
+def to_record(report: BenchReport, *, sha256: str | None = None, kind: str = "sweep") -> dict:
+    from r1run.bench import store
+
+    s = report.setup
+    info = s.target.info
+    identity = store.machine_identity(())
+    return {
+        "schema": store.SCHEMA,
+        "kind": kind,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(report.started or time.time())),
+        "seconds": round(report.seconds, 1),
+        "machine": {**identity, "fingerprint": store.fingerprint(identity),
+                    "ram_bandwidth_bytes_per_s": s.machine.cpu_bandwidth, "bandwidth_source": s.bandwidth_source},
+        "llama_cpp": {"build": report.build, "origin": s.install.origin, "llama_bench": str(s.program)},
+        "model": {"name": s.target.name, "path": str(s.target.path), "sha256": sha256,
+                  "bytes": sum(sh.file_bytes for sh in info.shards), "architecture": info.architecture,
+                  "file_type": info.file_type},
+        "test": {"n_prompt": report.n_prompt, "n_gen": report.n_gen, "repetitions": report.repetitions},
+        "default": s.default.to_dict(),
+        "rows": [_row_record(report, i) for i in range(len(report.rows))],
+        "fastest": report.fastest,
+        "logs": [str(p) for p in report.logs],
+    }
+
+
+def _row_record(report: BenchReport, i: int) -> dict:
+    row, b = report.rows[i], report.bounds[i]
+    prog = report.setup.program
+    inv = sweep.Invocation(row.config)
+    flags = sweep.argv(prog, Path(report.setup.target.path), inv, n_prompt=report.n_prompt, n_gen=report.n_gen,
+                       repetitions=report.repetitions, progress=False)[1:]
+    return {
+        "labels": row.labels,
+        "config": row.config.to_dict(),
+        "flags": flags,
+        "prompt": row.prompt.to_dict() if row.prompt else None,
+        "gen": row.gen.to_dict() if row.gen else None,
+        "bound_tps": round(b.tps, 3) if b.tps else None,
+        "bound_percent": round(b.percent(row.gen.median if row.gen else None) or 0, 2) if b.tps and row.gen else None,
+        "bytes_per_token": b.bytes_per_token,
+        "fastest": i == report.fastest,
+    }

@@ -1,0 +1,232 @@
+"""Rendering for `r1run bench`: progress on stderr; the table, bar chart, CSV, Markdown or JSON on stdout."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from r1run.cli.common import err, out, print_json, status, warn
+
+BAR = 16
+SHORT = {"threads": "t", "gpu_layers": "ngl", "n_cpu_moe": "ncmoe", "overrides": "ot", "tensor_split": "ts",
+         "flash_attn": "fa", "cache_type_k": "ctk", "cache_type_v": "ctv", "batch": "b", "ubatch": "ub"}
+
+
+class Progress:
+    """A spinner on a terminal, one line per llama-bench run otherwise; both on stderr."""
+
+    def __init__(self) -> None:
+        self._status = None
+        self._seen: set = set()
+
+    def __enter__(self) -> "Progress":
+        if err().is_terminal:
+            self._status = err().status("starting llama-bench...")
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)
+
+    def update(self, run: int, runs: int, p, prefix: str = "") -> None:
+        text = f"{prefix}llama-bench run {run}/{runs}, test {p.test}/{p.total}: {p.what}"
+        if self._status is not None:
+            self._status.update(text)
+        elif p.what == "starting" and (prefix, run, p.test) not in self._seen and \
+                (p.test in (1, p.total) or p.test % max(1, p.total // 10) == 0):
+            self._seen.add((prefix, run, p.test))
+            status(f"{prefix}llama-bench run {run}/{runs}, test {p.test}/{p.total}")
+
+    def update_step(self, knob: str, run: int, runs: int, p) -> None:
+        self.update(run, runs, p, prefix=f"tuning {knob}: ")
+
+
+def show_setup(setup, invs) -> None:
+    status(f"model: {setup.target.name} ({setup.target.path}); llama.cpp: {setup.install.origin}")
+    status(f"r1run default (what `r1run chat` runs): {setup.default.describe()}")
+    if invs is not None:
+        n = sum(len(i.configs()) for i in invs)
+        status(f"{n} configuration(s) in {len(invs)} llama-bench run(s)")
+
+
+def _fmt(stat) -> str:
+    return "-" if stat is None else f"{stat.median:,.1f} ±{stat.stddev:,.1f}"
+
+
+def _varying(rows) -> list[str]:
+    """The knobs that differ between r1run-configured rows (llama-bench's defaults row is told apart by its label)."""
+    from r1run.bench import core
+
+    ours = [r for r in rows if core.LLAMA_LABEL not in r.labels]
+    return [k for k in SHORT if len({getattr(r.config, k) for r in ours}) > 1]
+
+
+def _settings(row, knobs: list[str]) -> str:
+    from r1run.bench import core
+
+    if core.LLAMA_LABEL in row.labels and row.config.to_dict() == {}:
+        return "(none)"
+    return " ".join(f"{SHORT[k]}={getattr(row.config, k)}" for k in knobs) or "-"
+
+
+def show_report(report, fmt: str, saved: Path | None = None) -> None:
+    from r1run.bench import core
+
+    if fmt == "json":
+        rec = core.to_record(report)
+        if saved is not None:
+            rec["saved_to"] = str(saved)
+        print_json(json.dumps(rec, indent=2))
+        return
+    if fmt == "csv":
+        out().file.write(to_csv(report))
+        return
+    if fmt == "md":
+        out().file.write(to_md(report))
+        return
+    out().print(table(report))
+    _summary(report)
+
+
+def table(report, title: str | None = None):
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = report.rows
+    knobs = _varying(rows)
+    common = {k: v for k, v in rows[0].config.to_dict().items() if k not in knobs} if rows else {}
+    top = max((r.gen.median for r in rows if r.gen), default=0.0)
+    t = Table(title=title or f"llama-bench pp{report.n_prompt} / tg{report.n_gen}, median of {report.repetitions}",
+              caption=("all rows: " + " ".join(f"{SHORT[k]}={v}" for k, v in common.items())) if common else None)
+    t.add_column("", no_wrap=True)
+    t.add_column("settings", no_wrap=True)
+    t.add_column("prompt t/s", justify="right", no_wrap=True)
+    t.add_column("gen t/s", justify="right", no_wrap=True)
+    t.add_column("bound", justify="right", no_wrap=True)
+    t.add_column("gen", no_wrap=True)
+    for i, row in enumerate(rows):
+        label = ("★ " if i == report.fastest else "") + ", ".join(row.labels)
+        pct = report.bounds[i].percent(row.gen.median if row.gen else None)
+        width = int(round(BAR * row.gen.median / top)) if row.gen and top else 0
+        bar = Text("█" * width, style="green" if i == report.fastest else "cyan")
+        t.add_row(label, _settings(row, knobs), _fmt(row.prompt), _fmt(row.gen), "-" if pct is None else f"{pct:.0f}%",
+                  bar, style="bold" if i == report.fastest else None)
+    return t
+
+
+def _summary(report) -> None:
+    from r1run.bench import core
+
+    s = report.setup
+    if report.fastest is not None:
+        best = report.rows[report.fastest]
+        out().print(f"fastest: {best.config.describe()} at {best.gen.median:.2f} t/s generation", highlight=False)
+        default = report.labelled(core.DEFAULT_LABEL)
+        if default is not None and default.gen is not None and default is not best:
+            ratio = 100 * default.gen.median / best.gen.median
+            out().print(f"r1run default: {default.gen.median:.2f} t/s = {ratio:.0f}% of the fastest", highlight=False)
+    bounds = {b.tps for b in report.bounds if b.tps}
+    if bounds:
+        b = report.bounds[report.fastest or 0]
+        reads = ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in b.bytes_per_token.items() if v)
+        out().print(f"bandwidth bound: {b.tps:,.1f} t/s ({reads} per token; RAM "
+                    f"{s.machine.cpu_bandwidth / 1e9:.1f} GB/s, {s.bandwidth_source})", highlight=False)
+    status(f"llama-bench logs: {report.logs[0].parent}" if report.logs else "no logs")
+
+
+def _csv_rows(report) -> tuple[list[str], list[list]]:
+    from r1run.bench import core, sweep
+
+    header = ["labels", *sweep.KNOBS, "prompt_tps", "prompt_stddev", "gen_tps", "gen_stddev", "gen_min", "gen_max",
+              "bound_tps", "bound_percent", "fastest"]
+    rec = core.to_record(report)
+    body = []
+    for r in rec["rows"]:
+        c = r["config"]
+        p, g = r["prompt"] or {}, r["gen"] or {}
+        body.append(["; ".join(r["labels"]), *[c.get(k, "") for k in sweep.KNOBS], p.get("median", ""),
+                     p.get("stddev", ""), g.get("median", ""), g.get("stddev", ""), g.get("min", ""), g.get("max", ""),
+                     r["bound_tps"] or "", r["bound_percent"] or "", r["fastest"]])
+    return header, body
+
+
+def to_csv(report) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header, body = _csv_rows(report)
+    w.writerow(header)
+    w.writerows(body)
+    return buf.getvalue()
+
+
+def to_md(report) -> str:
+    header, body = _csv_rows(report)
+    keep = [i for i, h in enumerate(header) if any(str(r[i]) not in ("", "None") for r in body)]
+    lines = ["| " + " | ".join(header[i] for i in keep) + " |", "|" + "|".join(" --- " for _ in keep) + "|"]
+    lines += ["| " + " | ".join(str(r[i]) for i in keep) + " |" for r in body]
+    return "\n".join(lines) + "\n"
+
+
+def show_tune(result, record: dict, path: Path, fmt: str) -> None:
+    from rich.table import Table
+
+    from r1run.bench import core
+
+    if fmt == "json":
+        print_json(json.dumps({"profile": record, "profile_path": str(path),
+                               "bench": core.to_record(result.report, kind="tune")}, indent=2))
+        return
+    if fmt in ("csv", "md"):
+        out().file.write(to_csv(result.report) if fmt == "csv" else to_md(result.report))
+        status(f"profile saved: {path}")
+        return
+    steps = Table(title="tuning, one knob at a time")
+    for col in ("knob", "tried", "chosen", "why"):
+        steps.add_column(col)
+    for st in result.steps:
+        steps.add_row(st.knob, ", ".join(str(v) for v in st.tried), str(st.chosen), st.reason)
+        for f in st.failed:
+            warn(f"tuning {st.knob}: {f}")
+    out().print(steps)
+    out().print(table(result.report, title="every configuration measured"))
+    b, s = result.best_row, result.start_row
+    if b is not None and b.gen is not None:
+        gain = f" ({100 * (b.gen.median / s.gen.median - 1):+.0f}% vs r1run's default)" if s and s.gen else ""
+        out().print(f"profile: {result.best.describe()}: {b.gen.median:.2f} t/s generation{gain}", highlight=False)
+    out().print(f"saved: {path} (chat and serve use it for this model on this machine; --no-profile to ignore)",
+                highlight=False)
+
+
+def show_history(records: list[dict]) -> None:
+    from rich.table import Table
+
+    t = Table(title="saved benchmark results")
+    for col in ("when", "model", "build", "rows", "fastest", "gen t/s", "default", "change"):
+        t.add_column(col, justify="right" if col in ("rows", "gen t/s", "default", "change") else "left",
+                     no_wrap=col in ("model", "build"), min_width=16 if col == "model" else None)
+    previous: dict[tuple, float] = {}
+    for rec in records:
+        rows = rec.get("rows") or []
+        fi = rec.get("fastest")
+        best = rows[fi] if isinstance(fi, int) and 0 <= fi < len(rows) else None
+        best_gen = (best or {}).get("gen") or {}
+        default = next((r for r in rows if "r1run default" in r.get("labels", [])), None)
+        dgen = ((default or {}).get("gen") or {}).get("median")
+        key = ((rec.get("model") or {}).get("sha256"), (rec.get("machine") or {}).get("fingerprint"),
+               json.dumps(rec.get("test"), sort_keys=True))
+        value = best_gen.get("median")
+        change = "-"
+        if value and key in previous:
+            change = f"{100 * (value / previous[key] - 1):+.1f}%"
+        if value:
+            previous[key] = value
+        base = rec.get("default") or {}
+        cfg = " ".join(f"{SHORT.get(k, k)}={v}" for k, v in (best or {}).get("config", {}).items() if base.get(k) != v)
+        build = str((rec.get("llama_cpp") or {}).get("build") or "?").split(" ")[0]
+        t.add_row(str(rec.get("time", "?"))[5:16].replace("T", " "), (rec.get("model") or {}).get("name") or "?", build,
+                  str(len(rows)), cfg or "(default)", f"{value:.2f}" if value else "-", f"{dgen:.2f}" if dgen else "-",
+                  change)
+    out().print(t)
