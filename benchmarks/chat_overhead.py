@@ -31,8 +31,9 @@ def main() -> None:
     ap.add_argument("--n-predict", type=int, default=128)
     a = ap.parse_args()
     model = a.model or _default_model()
+    # Threads fixed so both sides do the same work (r1run's default adapts to the machine's load).
     r1run = [sys.executable, "-m", "r1run", "chat", str(model), "-p", "Tell me about the sea.", "-n", str(a.n_predict),
-             "--seed", "1", "--", "--ignore-eos"]
+             "--seed", "1", "--threads", "2", "--", "--ignore-eos"]
     dry = subprocess.run([*r1run[:-2], "--dry-run", *r1run[-2:]], capture_output=True, text=True, check=True)
     direct = shlex.split(dry.stdout)
     print(f"model: {model}\nllama.cpp: {shlex.join(direct)[:160]}...")

@@ -61,7 +61,7 @@ def test_lookup_is_case_insensitive_and_errors_list_the_choices():
         c.model("deepseek-r2")
     assert "deepseek-r1" in e.value.message and "smollm2" in e.value.message and "--repo" in e.value.hint
     with pytest.raises(BadInput) as e:
-        c.quant(c.model("deepseek-r1"), "IQ1_S")
+        c.quant(c.model("deepseek-r1"), "IQ3_XS")
     assert "UD-IQ1_S" in e.value.message and "BF16" in e.value.message
 
 
@@ -226,3 +226,12 @@ def test_download_command_for_ad_hoc_repos_repeats_the_patterns():
                     include=["*Q4_K_M*.gguf"], dir="/x", files=[])
     assert download_command("me/X-GGUF", "Q4_K_M", m) == \
         "r1run download --repo me/X-GGUF --quant Q4_K_M --include '*Q4_K_M*.gguf'"
+
+
+def test_dynamic_quant_without_its_ud_prefix() -> None:
+    from r1run import catalog as cat
+
+    c = cat.load()
+    r1 = c.model("deepseek-r1")
+    assert c.quant(r1, "IQ1_S").name == "UD-IQ1_S" and c.quant(r1, "iq2_xxs").name == "UD-IQ2_XXS"
+    assert c.quant(r1, "Q2_K").name == "Q2_K"  # a real quant of that name still wins

@@ -255,7 +255,8 @@ def test_hub_targets_parse():
         parse_hub_target("hf://unsloth")
 
 
-def test_catalog_model_not_downloaded_is_a_clean_error(r1run_home):
+def test_catalog_model_not_downloaded_and_hub_unreachable_is_a_clean_error(r1run_home, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
     res = run_cli("deepseek-r1", "--quant", "UD-IQ1_S")
     assert res.exit_code == 1 and res.exception is None or isinstance(res.exception, SystemExit)
     assert "not downloaded" in res.stderr and "r1run download deepseek-r1 --quant UD-IQ1_S" in res.stderr

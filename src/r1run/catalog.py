@@ -30,7 +30,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-BUILTIN_PATH = Path(__file__).resolve().parents[2] / "configs" / "catalog.toml"
+# configs/ at the top of the repository is linked into the package, so wheels carry it too.
+BUILTIN_PATH = Path(__file__).resolve().parent / "configs" / "catalog.toml"
 USER_FILE_NAME = "catalog.toml"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -173,6 +174,8 @@ class Catalog(BaseModel):
             return model.quants[model.default_quant]
         found = model.quants.get(name) or next(
             (q for k, q in model.quants.items() if k.lower() == name.lower()), None
+        ) or next(  # `IQ1_S` for Unsloth's dynamic `UD-IQ1_S`, as people usually say it
+            (q for k, q in model.quants.items() if k.lower() == f"ud-{name.lower()}"), None
         )
         if found is None:
             raise BadInput(

@@ -38,6 +38,24 @@ def endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
+def unreachable(url: str | None = None, timeout: float = 3.0) -> str | None:
+    """Why the hub at `url` (default: HF_ENDPOINT) cannot be reached, or None when a TCP connection opens.
+
+    huggingface_hub retries a refused connection for about 20 s; one quick look first makes an
+    offline machine fail (or fall back) at once.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url or endpoint())
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"cannot reach {parts.scheme}://{parts.netloc}: {exc.strerror or exc}"
+
+
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 

@@ -144,8 +144,12 @@ def remote_files(repo_id: str, path: str = "", *, revision: str | None = None, e
 def read_remote_model(repo_id: str, path: str = "", *, revision: str | None = None, endpoint: str | None = None,
                       token: str | bool | None = None, chunk: int = REMOTE_CHUNK):
     """ModelInfo of the model at `path` in a hub repo, fetching only each shard's header."""
+    from r1run.download.hub import unreachable
     from r1run.gguf.analyze import model_from_headers
 
+    why = unreachable(endpoint)
+    if why:
+        raise RemoteError(f"hf://{repo_id}/{path}: {why}", "check the network or HF_ENDPOINT, or use a local file")
     files = remote_files(repo_id, path, revision=revision, endpoint=endpoint, token=token)
     limits = Limits(chunk=chunk)
     headers = [read_header(HubSource(repo_id, f, size, revision=revision, endpoint=endpoint, token=token), limits)

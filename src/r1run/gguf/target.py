@@ -35,5 +35,29 @@ def inspect_target(target: str, quant: str | None = None, revision: str | None =
         repo, path = parse_hub_target(target)
         return read_remote_model(repo, path, revision=revision)
     if quant is not None:
-        return read_model(resolve_catalog(target, quant))
+        return _catalog_model(target, quant, revision)
     return read_model(Path(target))
+
+
+def _catalog_model(model: str, quant: str, revision: str | None) -> ModelInfo:
+    """A catalog quant's headers: from its verified download, else from the hub (headers only, HTTP Range)."""
+    from r1run import catalog as cat
+    from r1run.errors import R1runError
+    from r1run.gguf import read_model, read_remote_model
+    from r1run.gguf.remote import RemoteError
+    from r1run.home import Home
+    from r1run.models import ModelNotReady
+    from r1run.planner.plan import _folder_of
+
+    try:
+        return read_model(resolve_catalog(model, quant))
+    except ModelNotReady as not_ready:
+        home = Home.from_env()
+        c = cat.load(home)
+        entry = c.model(model)
+        q = c.quant(entry, quant)
+        try:
+            return read_remote_model(entry.repo, _folder_of(q.include), revision=revision)
+        except (RemoteError, R1runError) as exc:
+            raise R1runError(f"{entry.key} {q.name} is not downloaded and its header could not be read from the hub "
+                             f"({exc.message})", not_ready.hint) from None

@@ -255,9 +255,9 @@ def _plan_core(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.Cont
         notes.append("RPC devices: their memory bandwidth is taken as this machine's RAM bandwidth; network "
                      "latency per layer hop is not in the bound")
     if streams:
+        speed = f"decode bound {bound:.2f} t/s" if bound is not None else "decode bound unknown"
         notes.append(f"the model does not fit RAM + VRAM: {mem.human(streams)} of weights are paged in from disk "
-                     f"through mmap as tokens need them (decode bound {bound or 0:.2f} t/s at "
-                     f"{machine.disk_bandwidth / 1e9:.1f} GB/s disk reads)")
+                     f"through mmap as tokens need them ({speed} at {machine.disk_bandwidth / 1e9:.1f} GB/s disk reads)")
 
     trained = info.hparams.context_length
     if trained and spec.ctx > trained:
