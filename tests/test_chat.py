@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pty
-import resource
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,7 @@ import psutil
 import pytest
 
 from clihelp import invoke
+from nethelp import capped_worker, free_port
 
 pytestmark = pytest.mark.llama
 
@@ -81,33 +80,11 @@ def test_dry_run_prints_the_command(home: Path, smollm2: Path) -> None:
     assert "llama-completion" in line and "-c 1024" in line and "-ngl 0" in line and line.endswith("-fa on")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _capped_worker(llama_bin: Path, port: int, kib: int) -> subprocess.Popen:
-    """An RPC worker whose address space is capped: real allocations on it fail (field notes §6)."""
-
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (kib * 1024, kib * 1024))
-
-    worker = subprocess.Popen([str(llama_bin / "ggml-rpc-server"), "-p", str(port), "-H", "127.0.0.1"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=cap)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return worker
-        time.sleep(0.2)
-    worker.kill()
-    raise AssertionError("RPC worker did not start")
 
 
 def test_out_of_memory_on_a_capped_worker_retries_with_fewer_layers(home: Path, smollm2: Path, llama_bin: Path) -> None:
-    port = _free_port()
-    worker = _capped_worker(llama_bin, port, 250_000)
+    port = free_port()
+    worker = capped_worker(llama_bin, port, 250_000)
     try:
         res = invoke("chat", str(smollm2), "-p", "Hi", "-n", "4", "-c", "8192", "-ngl", "31",
                      "--rpc", f"127.0.0.1:{port}", "--json")
@@ -125,8 +102,8 @@ def test_out_of_memory_on_a_capped_worker_retries_with_fewer_layers(home: Path, 
 
 
 def test_no_retry_stops_at_the_first_out_of_memory(home: Path, smollm2: Path, llama_bin: Path) -> None:
-    port = _free_port()
-    worker = _capped_worker(llama_bin, port, 250_000)
+    port = free_port()
+    worker = capped_worker(llama_bin, port, 250_000)
     try:
         res = invoke("chat", str(smollm2), "-p", "Hi", "-n", "4", "-c", "8192", "-ngl", "31",
                      "--rpc", f"127.0.0.1:{port}", "--no-retry")
@@ -225,3 +202,10 @@ def test_no_llama_cpp(r1run_home: Path, smollm2: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     res = invoke("chat", str(smollm2), "-p", "Hi")
     assert res.exit_code == 1 and "r1run build" in res.stderr
+
+
+def test_catalog_model_not_downloaded_names_the_download_command(home: Path) -> None:
+    res = invoke("chat", "deepseek-r1", "--quant", "IQ1_S", "-p", "Hi")
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    assert "deepseek-r1 UD-IQ1_S is not downloaded" in res.stderr
+    assert "r1run download deepseek-r1 --quant UD-IQ1_S" in res.stderr

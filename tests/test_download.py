@@ -303,7 +303,7 @@ def test_unknown_model_and_quant_list_the_valid_ones(hub, home):
     res = run_cli("download", "deepseek-r9", env=cli_env(hub, home))
     assert_one_line_error(res, "deepseek-r1", "smollm2")
     assert res.returncode == 2
-    res = run_cli("download", "deepseek-r1", "--quant", "IQ1_S", env=cli_env(hub, home))
+    res = run_cli("download", "deepseek-r1", "--quant", "IQ3_XS", env=cli_env(hub, home))
     assert_one_line_error(res, "UD-IQ1_S", "UD-Q2_K_XL")
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from nethelp import free_port
+
 from r1run import proc, rpc
 from r1run.cli.runopts import split_rpc
 from r1run.errors import BadInput
@@ -26,11 +28,6 @@ OLD_WORKER = ["0.00.006.946 E recv failed (bytes_recv=0, size_to_recv=8)",
 OLD_CLIENT = ["/y/vendor/llama.cpp/ggml/src/ggml-rpc/ggml-rpc.cpp:756: GGML_ASSERT(status) failed"]
 DOWN = ["/x/ggml/src/ggml-rpc/ggml-rpc.cpp:547: Failed to connect to 127.0.0.1:50912"]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_parse_good_lists():
@@ -68,7 +65,7 @@ def test_a_host_that_does_not_resolve():
 
 
 def test_a_worker_that_is_down_is_named():
-    port = _free_port()
+    port = free_port()
     ep = rpc.Endpoint("127.0.0.1", port)
     assert "refused" in rpc.probe(ep)
     with pytest.raises(rpc.WorkerError) as exc:
@@ -96,7 +93,7 @@ def test_explain_loss_names_the_worker_that_went_away():
         alive.bind(("127.0.0.1", 0))
         alive.listen(1)
         up = rpc.Endpoint("127.0.0.1", alive.getsockname()[1])
-        gone = rpc.Endpoint("127.0.0.1", _free_port())
+        gone = rpc.Endpoint("127.0.0.1", free_port())
         err = rpc.explain_loss(KILLED_MID_RUN, [up, gone], Path("/logs/chat.log"))
         assert err is not None and err.endpoint == str(gone)
         assert err.message.startswith(f"lost RPC worker {gone}: connection refused")
@@ -160,4 +157,4 @@ def test_a_busy_port_is_refused_before_starting(tmp_path: Path):
             check_port("127.0.0.1", port)
     with pytest.raises(BadInput, match="outside 1-65535"):
         check_port("127.0.0.1", 70000)
-    check_port("127.0.0.1", _free_port())
+    check_port("127.0.0.1", free_port())

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import resource
 import signal
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from clihelp import invoke
-from test_worker import _free_port, _stop, start_worker
+from nethelp import capped_worker, free_port
+from test_worker import _stop, start_worker
 
 pytestmark = pytest.mark.llama
 BOUND_S = 15  # from a worker's death to r1run's error (r1run.rpc: EXIT_GRACE + stop grace + probes)
@@ -27,7 +25,7 @@ def home(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.fixture()
 def two_workers(home: Path):
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     workers = [start_worker(p)[0] for p in ports]
     yield ",".join(f"127.0.0.1:{p}" for p in ports), workers
     for w in workers:
@@ -81,31 +79,16 @@ def test_a_worker_killed_mid_run_is_named_within_the_bound(home: Path, smollm2: 
     port = rpc.split(",")[1].split(":")[1]
     assert "at" in killed, "the run finished before the worker was killed; raise -n"
     assert res.exit_code == 1 and "Traceback" not in res.output
-    assert f"lost RPC worker 127.0.0.1:{port}" in res.output and "Remote RPC server crashed" in res.output
+    assert f"lost RPC worker 127.0.0.1:{port}" in res.output
+    # llama.cpp either aborts with its own line or dies of SIGPIPE writing to the closed connection
+    assert "Remote RPC server crashed" in res.output or "SIGPIPE" in res.output
     assert ended - killed["at"] < BOUND_S
 
 
-def _capped_worker(llama_bin: Path, port: int, kib: int) -> subprocess.Popen:
-    """A raw RPC server whose address space is capped: real allocations on it fail (field notes §6)."""
 
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (kib * 1024, kib * 1024))
-
-    worker = subprocess.Popen([str(llama_bin / "ggml-rpc-server"), "-p", str(port), "-H", "127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=cap)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return worker
-        time.sleep(0.1)
-    worker.kill()
-    raise AssertionError("RPC worker did not start")
-
-
-def test_auto_placement_retries_with_less_on_a_capped_worker(home: Path, smollm2: Path, llama_bin: Path) -> None:
-    port = _free_port()
-    worker = _capped_worker(llama_bin, port, 250_000)
+def test_auto_placement_retries_with_less_on_acapped_worker(home: Path, smollm2: Path, llama_bin: Path) -> None:
+    port = free_port()
+    worker = capped_worker(llama_bin, port, 250_000)
     try:
         data = _chat(str(smollm2), "-p", "Hi", "-n", "4", "-c", "8192", "--rpc", f"127.0.0.1:{port}")
     finally:
@@ -143,7 +126,7 @@ def test_plan_shows_each_worker_and_its_share(home: Path, smollm2: Path, two_wor
 def test_bad_rpc_is_one_line_and_a_hint(home: Path, smollm2: Path, command: str, rpc: str, code: int,
                                         message: str) -> None:
     if rpc == "DOWN":
-        rpc = f"127.0.0.1:{_free_port()}"
+        rpc = f"127.0.0.1:{free_port()}"
     args = [command, str(smollm2), "--rpc", rpc] + (["-p", "Hi"] if command == "chat" else [])
     res = invoke(*args)
     assert res.exit_code == code, res.output

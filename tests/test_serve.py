@@ -17,14 +17,10 @@ import psutil
 import pytest
 
 from clihelp import invoke
+from nethelp import free_port
 
 pytestmark = pytest.mark.llama
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _post(url: str, body: dict, key: str | None = None) -> tuple[int, dict]:
@@ -40,7 +36,7 @@ def _post(url: str, body: dict, key: str | None = None) -> tuple[int, dict]:
 
 
 def test_serve_answers_enforces_the_key_and_stops_on_sigterm(r1run_home: Path, llama_bin: Path, smollm2: Path) -> None:
-    port = _free_port()
+    port = free_port()
     key = "test-key-0123456789"
     env = {**os.environ, "R1RUN_LLAMA_BIN": str(llama_bin), "R1RUN_API_KEY": key}
     proc = subprocess.Popen([sys.executable, "-m", "r1run", "serve", str(smollm2), "--port", str(port), "-c", "2048"],

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 from clihelp import invoke
+from nethelp import free_port
 
 from r1run import rpc
 
@@ -26,11 +27,6 @@ def home(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("R1RUN_LLAMA_BIN", str(llama_bin))
     return r1run_home
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_worker(port: int, *extra: str, env: dict[str, str] | None = None,
@@ -69,7 +65,7 @@ def _gone(procs: list[psutil.Process]) -> bool:
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 def test_worker_serves_its_devices_and_stops_cleanly(home: Path, sig: int, code: int) -> None:
-    port = _free_port()
+    port = free_port()
     p, err = start_worker(port)
     assert rpc.probe(rpc.Endpoint("127.0.0.1", port)) is None
     found = rpc.ask_devices(Path(os.environ["R1RUN_LLAMA_BIN"]) / "llama-server", [rpc.Endpoint("127.0.0.1", port)])
@@ -96,7 +92,7 @@ def test_port_in_use_is_a_clear_error(home: Path) -> None:
 
 
 def test_a_second_worker_on_the_same_port(home: Path) -> None:
-    port = _free_port()
+    port = free_port()
     p, _ = start_worker(port)
     try:
         res = invoke("worker", "--port", str(port))
@@ -130,7 +126,7 @@ def test_bad_worker_options(home: Path, args: list[str], message: str) -> None:
 @pytest.mark.skipif(not (OLD_BIN / "rpc-server").is_file(), reason="the 2025 llama.cpp build (old_llama_home) is absent")
 def test_workers_of_another_release_are_refused_with_llama_cpps_line(home: Path, smollm2: Path) -> None:
     """An early-2025 rpc-server worker and a current client (and the reverse) cannot talk: say so before loading."""
-    port = _free_port()
+    port = free_port()
     old, err = start_worker(port, "--llama-bin", str(OLD_BIN), threads=())  # the 2025 server has no -t
     try:
         res = invoke("chat", str(smollm2), "-p", "Hi", "-n", "2", "-ngl", "5", "--rpc", f"127.0.0.1:{port}")
@@ -141,7 +137,7 @@ def test_workers_of_another_release_are_refused_with_llama_cpps_line(home: Path,
     assert "Remote RPC server crashed" in res.output and "same release" in res.output
     assert "Unknown command: 14" in err.read_text()  # the old worker's side of it, shown as a warning
 
-    port = _free_port()
+    port = free_port()
     new, err = start_worker(port)
     try:
         res = invoke("chat", str(smollm2), "-p", "Hi", "-n", "2", "-ngl", "5", "--rpc", f"127.0.0.1:{port}",

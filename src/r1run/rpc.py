@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -206,13 +207,17 @@ def _last(text: str) -> str | None:
     return lines[-1] if lines else None
 
 
-def explain_loss(lines: Iterable[str], endpoints: Sequence[Endpoint], log_path: Path | None = None) -> WorkerError | None:
+def explain_loss(lines: Iterable[str], endpoints: Sequence[Endpoint], log_path: Path | None = None,
+                 exit_code: int | None = None) -> WorkerError | None:
     """After llama.cpp failed: a WorkerError naming the lost worker if its output shows an RPC failure.
 
     llama.cpp's abort line does not say which worker went away, so each one is probed: the worker
-    that no longer accepts connections is named.
+    that no longer accepts connections is named. Writing to a worker that just closed its connection
+    can also kill llama.cpp with SIGPIPE before it prints anything: that exit counts as an RPC failure.
     """
     line = failure_line(lines)
+    if line is None and exit_code == -signal.SIGPIPE:
+        line = "llama.cpp was killed by SIGPIPE writing to a closed worker connection"
     if line is None:
         return None
     m = _NAMED.search(line)
@@ -283,7 +288,8 @@ class Watch:
         self._done.set()
         self._thread.join(timeout=self._grace + 1)
 
-    def error(self, lines: Iterable[str], log_path: Path | None = None) -> WorkerError | None:
+    def error(self, lines: Iterable[str], log_path: Path | None = None,
+              exit_code: int | None = None) -> WorkerError | None:
         """The WorkerError for this run, if a worker was lost (call after llama.cpp exited)."""
         if self.down is not None:
             ep, why = self.down
@@ -294,7 +300,7 @@ class Watch:
         lines = list(lines)
         if self.line is not None:
             lines.append(self.line)
-        return explain_loss(lines, self.endpoints, log_path)
+        return explain_loss(lines, self.endpoints, log_path, exit_code)
 
 
 def check_workers(rpc: Sequence[str], caps) -> list[WorkerDevice]:

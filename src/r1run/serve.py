@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -19,36 +17,18 @@ from r1run.errors import BadInput
 from r1run.llama import args
 from r1run.llama.args import RunSpec
 from r1run.llama.probe import Capabilities
+from r1run.net import check_listen, is_loopback
 
 # Loading reads the whole model once; allow for a slow disk (150 MB/s) on top of a fixed start-up.
 LOAD_FLOOR_S = 60.0
 LOAD_BYTES_PER_S = 150e6
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_bind(host: str, port: int, api_key: str | None, insecure: bool) -> None:
-    if not 1 <= port <= 65535:
-        raise BadInput(f"--port {port} is outside 1-65535")
     if not is_loopback(host) and not api_key and not insecure:
         raise BadInput(f"--host {host} would expose the model to the network without an API key",
                        "add --api-key KEY, or --insecure if this network is trusted")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno in (98, 48):  # EADDRINUSE on Linux, macOS
-                raise BadInput(f"port {port} on {host} is already in use", "choose another with --port") from None
-            raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror}", "check --host and --port") from None
+    check_listen(host, port, in_use_hint="choose another with --port")
 
 
 def load_timeout(model_bytes: int) -> float:

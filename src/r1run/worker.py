@@ -20,9 +20,7 @@ rpc-server prints `Starting RPC server on 127.0.0.1:50052, backend memory: 24105
 
 from __future__ import annotations
 
-import errno
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -33,6 +31,7 @@ from pathlib import Path
 from r1run import proc, rpc
 from r1run.errors import BadInput, ToolMissing
 from r1run.llama.probe import Capabilities
+from r1run.net import check_listen, is_loopback
 
 START_TIMEOUT = 30.0  # seconds for the server to listen (it enumerates devices first; a GPU may take a while)
 _DEVICE = re.compile(r"^\s+(?P<name>[A-Za-z][\w]*):\s+(?P<desc>.*?)\s+\((?P<total>\d+) MiB, (?P<free>\d+) MiB free\)\s*$")
@@ -58,17 +57,6 @@ class BannerDevice:
     description: str
     total_bytes: int
     free_bytes: int
-
-
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def exposure_warning(host: str) -> str | None:
@@ -118,23 +106,8 @@ def argv(spec: WorkerSpec, caps: Capabilities) -> list[str]:
 
 def check_port(host: str, port: int) -> None:
     """BadInput, before starting anything, when host:port cannot be listened on (in use, not ours)."""
-    if not 1 <= port <= 65535:
-        raise BadInput(f"--port {port} is outside 1-65535", f"the usual RPC port is {rpc.DEFAULT_PORT}")
-    try:
-        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise BadInput(f"--host {host!r} does not resolve ({exc.strerror})",
-                       "give an address of this machine, e.g. 127.0.0.1 or its LAN address") from None
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the server sets it too: TIME_WAIT is no conflict
-        try:
-            s.bind(infos[0][4])
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, 48):
-                raise BadInput(f"port {port} on {host} is already in use (another worker?)",
-                               f"stop that program, or choose another port: r1run worker --port {port + 1}") from None
-            raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror}",
-                           "give an address of this machine with --host") from None
+    check_listen(host, port, in_use_hint=f"stop that program (another worker?), or choose another port: "
+                                         f"r1run worker --port {port + 1}")
 
 
 @dataclass

@@ -102,7 +102,7 @@ def run(o: core.Options, on_progress: Callable[[str, int, int, Progress], None] 
     current_row: Row | None = None
 
     def sweep_knob(knob: str, values: list, metric: str = "gen") -> None:
-        nonlocal current, current_row, build
+        nonlocal build
         values = sweep.unique([getattr(current, knob), *values])
         if len(values) == 1:
             steps.append(Step(knob, values, [], values[0], "the only candidate"))

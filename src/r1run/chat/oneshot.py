@@ -126,7 +126,7 @@ def run(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, even
         if code == 0:
             attempts.append(attempt)
             return result
-        lost = watch.error(child.tail, log_path) if watch is not None else None
+        lost = watch.error(child.tail, log_path, code) if watch is not None else None
         if lost is not None:
             attempts.append(attempt)
             raise lost

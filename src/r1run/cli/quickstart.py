@@ -74,7 +74,8 @@ def quickstart(
 
     name = entry.key + ("" if q.name == entry.default_quant else f" --quant {q.name}")
     out().print("\nnext:", highlight=False)
-    for line in (f"r1run chat {name}                 # talk to it", f"r1run serve {name}                # web UI + OpenAI API",
-                 f"r1run plan deepseek-r1 --all-quants  # which DeepSeek-R1 fits this machine",
-                 "r1run quickstart deepseek-r1 --quant UD-IQ1_S  # the real thing (131 GiB)"):
-        out().print(f"  {line}", highlight=False, markup=False)
+    for cmd, what in ((f"r1run chat {name}", "talk to it"), (f"r1run serve {name}", "web UI + OpenAI API"),
+                      (f"r1run bench {name}", "measure and tune its speed"),
+                      ("r1run plan deepseek-r1 --all-quants", "which DeepSeek-R1 quant fits this machine"),
+                      ("r1run quickstart deepseek-r1 --quant UD-IQ1_S", "the real thing (131 GiB)")):
+        out().print(f"  {cmd:48s} # {what}", highlight=False, markup=False)
