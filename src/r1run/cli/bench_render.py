@@ -125,7 +125,7 @@ def _summary(report) -> None:
         best = report.rows[report.fastest]
         out().print(f"fastest: {best.config.describe()} at {best.gen.median:.2f} t/s generation", highlight=False)
         default = report.labelled(core.DEFAULT_LABEL)
-        if default is not None and default.gen is not None and default is not best:
+        if default is not None and default.gen is not None:  # 100% when r1run's default is the fastest
             ratio = 100 * default.gen.median / best.gen.median
             out().print(f"r1run default: {default.gen.median:.2f} t/s = {ratio:.0f}% of the fastest", highlight=False)
     bounds = {b.tps for b in report.bounds if b.tps}
