@@ -18,7 +18,7 @@ def plan(
     model: Annotated[Optional[str], typer.Argument(help="Catalog model (e.g. deepseek-r1) or a GGUF file/folder.", show_default=False)] = None,
     quant: Annotated[Optional[list[str]], typer.Option("--quant", "-q", help="Quant(s) of a catalog model [default: its default].", show_default=False)] = None,
     all_quants: Annotated[bool, typer.Option("--all-quants", help="Plan every quant of the catalog model.")] = False,
-    ctx: Annotated[Optional[int], typer.Option("--ctx", "-c", help="Context length in tokens [default: the catalog's, else 8192].", show_default=False)] = None,
+    ctx: Annotated[Optional[int], typer.Option("--ctx", "--ctx-size", "-c", help="Context length in tokens [default: the catalog's, else 8192].", show_default=False)] = None,
     cache_type_k: Annotated[Optional[str], typer.Option("--cache-type-k", "-ctk", help="K cache type: f16, q8_0, q4_0, ...", show_default=False)] = None,
     cache_type_v: Annotated[Optional[str], typer.Option("--cache-type-v", "-ctv", help="V cache type [default: f16].", show_default=False)] = None,
     ubatch: Annotated[int, typer.Option("--ubatch", help="Micro-batch size llama.cpp reserves its buffers for.")] = 512,

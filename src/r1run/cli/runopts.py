@@ -11,7 +11,7 @@ ModelArg = Annotated[Optional[str], typer.Argument(help="A catalog model (see `r
                                                    show_default=False)]
 QuantOpt = Annotated[Optional[str], typer.Option("--quant", "-q", help="Which quant of a catalog model.", show_default=False)]
 GpuLayersOpt = Annotated[str, typer.Option("--gpu-layers", "-ngl", help="auto (r1run places the weights) or a number of layers.")]
-CtxOpt = Annotated[Optional[int], typer.Option("--ctx-size", "-c", help="Context size in tokens [default: catalog or 4096].", show_default=False)]
+CtxOpt = Annotated[Optional[int], typer.Option("--ctx-size", "--ctx", "-c", help="Context size in tokens [default: catalog or 4096].", show_default=False)]
 ThreadsOpt = Annotated[str, typer.Option("--threads", "-t", help="auto (physical cores) or a number.")]
 NPredictOpt = Annotated[Optional[int], typer.Option("--n-predict", "-n", help="Most tokens to generate.", show_default=False)]
 TempOpt = Annotated[Optional[float], typer.Option("--temp", help="Temperature [default: the model's recommendation].", show_default=False)]

@@ -127,8 +127,9 @@ def _from_git(spec: SourceSpec, sources: Path) -> Source:
         out = proc.run(_git_clone_argv(spec, tmp), env=_git_env(), timeout=1800)
         if out.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
-            last = (out.stderr.strip().splitlines() or ["git clone failed"])[-1]
-            raise SourceUnavailable(f"git clone of {spec.repo} at {spec.release} failed: {last}")
+            lines = out.stderr.strip().splitlines() or ["git clone failed"]
+            why = next((ln for ln in lines if ln.startswith("fatal:")), lines[-1])  # git's own reason
+            raise SourceUnavailable(f"git clone of {spec.repo} at {spec.release} failed: {why}")
         if not is_llama_tree(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
             raise SourceUnavailable(f"{spec.repo} at {spec.release} is not a llama.cpp tree")
