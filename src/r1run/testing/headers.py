@@ -18,7 +18,7 @@ import numpy as np
 
 from r1run.gguf.ggml_types import tensor_nbytes
 from r1run.testing.specs import DeepSeekDims
-from r1run.testing.writer import deepseek2_tensors
+from r1run.testing.writer import add_deepseek2_hparams, deepseek2_tensors
 
 Q = gguf.GGMLQuantizationType
 
@@ -93,39 +93,8 @@ def add_deepseek2_metadata(w: gguf.GGUFWriter, d: DeepSeekDims, layout: str, *, 
     w.add_name(name)
     w.add_file_type(file_type)
     w.add_quantization_version(2)
-    w.add_block_count(d.n_layer)
-    w.add_context_length(d.context_length)
-    w.add_embedding_length(d.n_embd)
-    w.add_feed_forward_length(d.n_ff)
-    w.add_head_count(d.n_head)
-    if layout == "mla":
-        w.add_head_count_kv(1)
-        w.add_key_length(d.kv_lora_rank + d.qk_rope_head_dim)
-        w.add_value_length(d.kv_lora_rank)
-        w.add_key_length_mla(d.key_length)
-        w.add_value_length_mla(d.v_head_dim)
-    else:
-        w.add_head_count_kv(d.n_head)
-        w.add_key_length(d.key_length)
-        w.add_value_length(d.v_head_dim)
-    w.add_rope_freq_base(10000.0)
-    w.add_layer_norm_rms_eps(1e-6)
-    w.add_expert_used_count(d.n_expert_used)
-    w.add_leading_dense_block_count(d.n_dense)
     w.add_vocab_size(len(vocab[0]))
-    w.add_q_lora_rank(d.q_lora_rank)
-    w.add_kv_lora_rank(d.kv_lora_rank)
-    w.add_expert_feed_forward_length(d.n_ff_exp)
-    w.add_expert_count(d.n_expert)
-    w.add_expert_shared_count(d.n_expert_shared)
-    w.add_expert_weights_scale(d.expert_weights_scale)
-    w.add_expert_weights_norm(True)
-    w.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID)
-    w.add_rope_dimension_count(d.qk_rope_head_dim)
-    w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
-    w.add_rope_scaling_factor(d.rope_scaling_factor)
-    w.add_rope_scaling_orig_ctx_len(d.rope_original_context)
-    w.add_rope_scaling_yarn_log_mul(0.1)
+    add_deepseek2_hparams(w, d, layout)
     tokens, types, merges = vocab
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("deepseek-v3")

@@ -185,6 +185,12 @@ def write_deepseek2(path: Path, d: DeepSeekDims, layout: str, *, seed: int, name
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     n_vocab = _add_tokenizer(w, "deepseek-v3", tokenizer.CHAT_TEMPLATE)
     w.add_vocab_size(n_vocab)
+    add_deepseek2_hparams(w, d, layout)
+    _write(w, path, deepseek2_tensors(d, layout, n_vocab), seed)
+
+
+def add_deepseek2_hparams(w: gguf.GGUFWriter, d: DeepSeekDims, layout: str) -> None:
+    """The deepseek2 hyperparameter keys llama.cpp's converter writes, for either KV layout."""
     w.add_block_count(d.n_layer)
     w.add_context_length(d.context_length)
     w.add_embedding_length(d.n_embd)
@@ -217,7 +223,6 @@ def write_deepseek2(path: Path, d: DeepSeekDims, layout: str, *, seed: int, name
     w.add_rope_scaling_factor(d.rope_scaling_factor)
     w.add_rope_scaling_orig_ctx_len(d.rope_original_context)
     w.add_rope_scaling_yarn_log_mul(0.1)
-    _write(w, path, deepseek2_tensors(d, layout, n_vocab), seed)
 
 
 def write_moe(path: Path, d: MoeDims, *, seed: int, name: str) -> None:
