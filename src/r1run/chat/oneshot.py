@@ -108,6 +108,9 @@ def run(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, even
         except KeyboardInterrupt:
             interrupted = True
             code = child.stop()
+        except BaseException:
+            child.stop()  # never leave llama.cpp running behind an unexpected error
+            raise
         finally:
             if watch is not None:
                 watch.close()

@@ -51,8 +51,8 @@ def install_hint(*tools: str) -> str:
     """How to install build tools on this OS."""
     names = " ".join(tools)
     if platform.system() == "Darwin":
-        return f"install them with `xcode-select --install` (compiler) and `brew install {names}`"
-    return f"install them with `sudo apt-get install {names} build-essential` (Debian/Ubuntu) or your distribution's packages"
+        return f"install with `xcode-select --install` (compiler) and `brew install {names}`"
+    return f"install with `sudo apt-get install {names} build-essential` (Debian/Ubuntu) or your distribution's packages"
 
 
 def require_cmake() -> str:
