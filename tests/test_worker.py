@@ -18,8 +18,6 @@ from nethelp import free_port
 from r1run import rpc
 
 pytestmark = pytest.mark.llama
-OLD_BIN = Path(os.environ.get("R1RUN_TEST_CACHE", Path.home() / ".cache" / "r1run-tests")).expanduser() / \
-    "old-llama-home" / "builds" / "local-cpu" / "bin"
 
 
 @pytest.fixture()
@@ -123,11 +121,21 @@ def test_bad_worker_options(home: Path, args: list[str], message: str) -> None:
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
 
 
-@pytest.mark.skipif(not (OLD_BIN / "rpc-server").is_file(), reason="the 2025 llama.cpp build (old_llama_home) is absent")
-def test_workers_of_another_release_are_refused_with_llama_cpps_line(home: Path, smollm2: Path) -> None:
+@pytest.fixture()
+def old_bin(old_llama_home: Path) -> Path:
+    """The programs of the real early-2025 llama.cpp build (tests/conftest.py builds it once per cache)."""
+    from r1run.home import Home
+    from r1run.llama import manifest
+
+    m = manifest.default_build(Home(old_llama_home))
+    assert m is not None
+    return Path(m.path) / "bin"
+
+
+def test_workers_of_another_release_are_refused_with_llama_cpps_line(home: Path, smollm2: Path, old_bin: Path) -> None:
     """An early-2025 rpc-server worker and a current client (and the reverse) cannot talk: say so before loading."""
     port = free_port()
-    old, err = start_worker(port, "--llama-bin", str(OLD_BIN), threads=())  # the 2025 server has no -t
+    old, err = start_worker(port, "--llama-bin", str(old_bin), threads=())  # the 2025 server has no -t
     try:
         res = invoke("chat", str(smollm2), "-p", "Hi", "-n", "2", "-ngl", "5", "--rpc", f"127.0.0.1:{port}")
     finally:
@@ -141,7 +149,7 @@ def test_workers_of_another_release_are_refused_with_llama_cpps_line(home: Path,
     new, err = start_worker(port)
     try:
         res = invoke("chat", str(smollm2), "-p", "Hi", "-n", "2", "-ngl", "5", "--rpc", f"127.0.0.1:{port}",
-                     env={"R1RUN_LLAMA_BIN": str(OLD_BIN)})
+                     env={"R1RUN_LLAMA_BIN": str(old_bin)})
     finally:
         _stop(new, signal.SIGTERM)
     assert res.exit_code == 1 and "GGML_ASSERT(status) failed" in res.output
