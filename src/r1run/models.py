@@ -115,10 +115,10 @@ def _from_path(path: Path) -> LocalModel:
     paths = [path]
     if match:
         count = int(match["count"])
-        paths = [path.with_name(f"{match['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+        paths = [path.with_name(f"{match['prefix']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
         missing = [p.name for p in paths if not p.is_file()]
         if missing:
-            raise BadInput(f"{path.name} is part {int(match['index'])} of {count}; missing beside it: "
+            raise BadInput(f"{path.name} is part {int(match['no'])} of {count}; missing beside it: "
                            f"{', '.join(missing[:4])}", "put every part of the split GGUF in one folder")
     quant = re.sub(r"-\d{5}-of-\d{5}$", "", path.stem)
     return LocalModel(model=str(path), quant=quant, paths=tuple(paths), settings=cat.Settings())

@@ -21,8 +21,9 @@ from typing import Iterable, Sequence
 
 from r1run.download.verify import Checksum
 from r1run.errors import BadInput, R1runError
+from r1run.gguf.shards import SPLIT_RE
 
-SHARD = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
+SHARD = SPLIT_RE  # `<prefix>-00001-of-00003.gguf`, the one shard-name pattern (r1run.gguf.shards)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def shard_problems(paths: Iterable[str]) -> list[str]:
     for path in paths:
         m = SHARD.match(path)
         if m:
-            sets[m["stem"]][int(m["count"])].add(int(m["index"]))
+            sets[m["prefix"]][int(m["count"])].add(int(m["no"]))
     problems = []
     for stem, by_count in sorted(sets.items()):
         if len(by_count) > 1:
@@ -122,7 +123,7 @@ def first_shards(paths: Sequence[str]) -> list[str]:
     out = []
     for p in paths:
         m = SHARD.match(p)
-        if m is None or int(m["index"]) == 1:
+        if m is None or int(m["no"]) == 1:
             out.append(p)
     return out
 
