@@ -24,29 +24,13 @@ import sys
 import time
 from pathlib import Path
 
+from r1run.testing.cache import cache_root, llama_bin as cached_llama_bin
+
 from r1run.bench import core, sweep
 from r1run.bench.runner import Row, Stat
 
 SWEEP = {"threads": [1, 2], "flash_attn": ["on", "off"], "cache_type_k": ["f16", "q8_0", "q4_0"],
          "ubatch": [256, 512]}
-
-
-def _test_cache() -> Path:
-    return Path(os.environ.get("R1RUN_TEST_CACHE", Path.home() / ".cache" / "r1run-tests")).expanduser()
-
-
-def _llama_bin(arg: Path | None) -> Path:
-    if arg:
-        return arg
-    if env := os.environ.get("R1RUN_LLAMA_BIN"):
-        return Path(env)
-    from r1run.home import Home
-    from r1run.llama import manifest
-
-    m = manifest.default_build(Home(_test_cache() / "llama-home"))
-    if m is None:
-        sys.exit("no llama.cpp build found: pass --llama-bin DIR or run the test suite once to build one")
-    return Path(m.path) / "bin"
 
 
 def _models(which: list[str], llama_bin: Path) -> list[tuple[str, Path]]:
@@ -55,11 +39,11 @@ def _models(which: list[str], llama_bin: Path) -> list[tuple[str, Path]]:
         if name == "r1":
             from r1run.testing.models import make_deepseek
 
-            m = make_deepseek(_test_cache() / "models-gen", preset="bench", kv_layout="original", quant="Q4_K_M",
+            m = make_deepseek(cache_root() / "models-gen", preset="bench", kv_layout="original", quant="Q4_K_M",
                               llama_bin=llama_bin)
             out.append(("DeepSeek-R1-shaped bench (Q4_K_M)", m.path))
         elif name == "smollm2":
-            path = _test_cache() / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+            path = cache_root() / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
             if not path.is_file():
                 sys.exit(f"{path} missing: run the test suite once (fixture smollm2) to fetch it")
             out.append(("SmolLM2-135M-Instruct (Q4_1)", path))
@@ -153,8 +137,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="head-to-head rounds")
     ap.add_argument("--json-out", type=Path)
     a = ap.parse_args()
-    llama_bin = _llama_bin(a.llama_bin)
-    os.environ.setdefault("R1RUN_HOME", str(_test_cache() / "bench-home"))
+    llama_bin = cached_llama_bin(a.llama_bin)
+    os.environ.setdefault("R1RUN_HOME", str(cache_root() / "bench-home"))
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     results = [bench_model(label, path, llama_bin, a) for label, path in _models(a.models.split(","), llama_bin)]
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")

@@ -11,7 +11,6 @@ ratio shrinks as answers grow (DeepSeek-R1's answers, with their reasoning, run 
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import statistics
 import subprocess
@@ -19,9 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from r1run.testing.cache import cache_root
+
 
 def _default_model() -> Path:
-    cache = Path(os.environ.get("R1RUN_TEST_CACHE", Path.home() / ".cache" / "r1run-tests"))
+    cache = cache_root()
     found = sorted((cache / "models-gen").glob("deepseek2-bench-original-*/Q4_K_M/*.gguf"))
     return found[0] if found else cache / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 

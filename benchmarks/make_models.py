@@ -11,29 +11,13 @@ Without --llama-bin it uses $R1RUN_LLAMA_BIN, else the test cache's build
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
+from r1run.testing.cache import cache_root, llama_bin as cached_llama_bin
+
 from r1run.testing.models import QUANTS, make_deepseek
 from r1run.testing.specs import DEEPSEEK_PRESETS
-
-
-def _test_cache() -> Path:
-    return Path(os.environ.get("R1RUN_TEST_CACHE", Path.home() / ".cache" / "r1run-tests")).expanduser()
-
-
-def _default_llama_bin() -> Path:
-    if env := os.environ.get("R1RUN_LLAMA_BIN"):
-        return Path(env)
-    from r1run.home import Home
-    from r1run.llama import manifest
-
-    m = manifest.default_build(Home(_test_cache() / "llama-home"))
-    if m is None:
-        sys.exit("no llama.cpp build found: pass --llama-bin DIR or run the test suite once to build one")
-    return Path(m.path) / "bin"
 
 
 def main() -> None:
@@ -44,12 +28,12 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--llama-bin", type=Path)
-    ap.add_argument("--dest", type=Path, default=_test_cache() / "models-gen")
+    ap.add_argument("--dest", type=Path, default=cache_root() / "models-gen")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
     model = make_deepseek(args.dest, preset=args.preset, kv_layout=args.layout, quant=args.quant,
-                          shards=args.shards, seed=args.seed, llama_bin=args.llama_bin or _default_llama_bin())
+                          shards=args.shards, seed=args.seed, llama_bin=cached_llama_bin(args.llama_bin))
     seconds = time.perf_counter() - t0
     d = model.spec.dims
     print(f"{model.spec.arch} {args.preset} {args.layout} {args.quant}: {d.n_layer} layers ({d.n_dense} dense), "

@@ -13,36 +13,21 @@ Models come from the test cache (~/.cache/r1run-tests, made by the test suite or
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
+from r1run.testing.cache import cache_root, llama_bin as cached_llama_bin
+
 MiB = 1 << 20
-
-
-def _cache() -> Path:
-    return Path(os.environ.get("R1RUN_TEST_CACHE", Path.home() / ".cache" / "r1run-tests")).expanduser()
-
-
-def _llama_bin(arg: str | None) -> Path:
-    if arg or os.environ.get("R1RUN_LLAMA_BIN"):
-        return Path(arg or os.environ["R1RUN_LLAMA_BIN"])
-    from r1run.home import Home
-    from r1run.llama import manifest
-
-    m = manifest.default_build(Home(_cache() / "llama-home"))
-    if m is None:
-        sys.exit("no llama.cpp build found: pass --llama-bin DIR or run the test suite once")
-    return Path(m.path) / "bin"
 
 
 def _models(llama_bin: Path) -> list[tuple[str, Path]]:
     from r1run.testing import make_deepseek, make_moe
 
-    dest = _cache() / "models-gen"
+    dest = cache_root() / "models-gen"
     out = []
-    smol = _cache() / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    smol = cache_root() / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if smol.is_file():
         out.append(("SmolLM2-135M Q4_1", smol))
     out.append(("R1-tiny original Q4_K_M", make_deepseek(dest, kv_layout="original", llama_bin=llama_bin).path))
@@ -118,7 +103,7 @@ def main() -> None:
     ap.add_argument("--ctx", default="512,4096,16384")
     ap.add_argument("--no-r1", action="store_true", help="skip part 2")
     a = ap.parse_args()
-    llama_bin = _llama_bin(a.llama_bin)
+    llama_bin = cached_llama_bin(a.llama_bin)
     part1(llama_bin, [int(c) for c in a.ctx.split(",")])
     if not a.no_r1:
         part2(llama_bin)

@@ -17,15 +17,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _cache_root() -> Path:
-    root = Path(os.environ.get("R1RUN_TEST_CACHE", Path.home() / ".cache" / "r1run-tests")).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
 @pytest.fixture(scope="session")
 def test_cache() -> Path:
-    return _cache_root()
+    from r1run.testing.cache import cache_root
+
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 @pytest.fixture()

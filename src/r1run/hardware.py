@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -147,7 +148,9 @@ def _sysctl(name: str) -> str | None:
     return res.stdout.strip() if res.returncode == 0 else None
 
 
+@functools.lru_cache(maxsize=1)
 def detect_cpu() -> Cpu:
+    """The CPU (fixed for the life of the process: asked once, whoever asks)."""
     import psutil
 
     logical = psutil.cpu_count(logical=True) or 1
@@ -179,7 +182,20 @@ def busy_cores(interval: float = 0.1) -> float:
 
 
 def detect_gpus(list_devices_output: str | None = None) -> list[Gpu]:
-    """GPUs as llama.cpp sees them when its output is given, else from the vendors' tools."""
+    """GPUs as llama.cpp sees them when its output is given, else from the vendors' tools.
+
+    One command asks several times (planning, profiles, doctor); nvidia-smi and friends take
+    a noticeable time to start, so the answer is kept for the life of the process.
+    """
+    return list(_detect_gpus(list_devices_output))
+
+
+@functools.lru_cache(maxsize=4)
+def _detect_gpus(list_devices_output: str | None) -> tuple[Gpu, ...]:
+    return tuple(_ask_gpus(list_devices_output))
+
+
+def _ask_gpus(list_devices_output: str | None) -> list[Gpu]:
     if list_devices_output:
         found = [g for g in parse_list_devices(list_devices_output) if g.vendor != "rpc"]
         if found:
