@@ -120,7 +120,7 @@ def test_failure_names_llama_bench_error(tmp_path):
 
 def _setup(default: Config):
     return core.Setup(home=None, install=None, caps=None, program=Path("b"), target=None, default=default,
-                      default_notes=[], default_plan=None, machine=None, bandwidth_source="")
+                      default_plan=None, machine=None, bandwidth_source="")
 
 
 def test_default_row_added_only_when_the_sweep_misses_it():

@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from r1run.errors import ToolMissing
 
@@ -218,10 +218,6 @@ class Child:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def last_lines(lines: Iterable[str], n: int) -> list[str]:
-    return list(deque(lines, maxlen=n))
 
 
 def run_pty(

@@ -51,7 +51,6 @@ class Setup:
     program: Path
     target: object
     default: sweep.Config
-    default_notes: list[str]
     default_plan: object | None
     machine: object
     bandwidth_source: str
@@ -128,7 +127,7 @@ def prepare(o: Options) -> Setup:
         spec = mem.ContextSpec(ctx=tuned.spec.ctx, cache_type_k=default.cache_type_k or "f16",
                                cache_type_v=default.cache_type_v or "f16")
         plan = pl.plan_run(target.info, machine, pl.Caps.from_capabilities(caps), spec, "auto")
-    return Setup(home, install, caps, program, target, default, tuned.notes, plan, machine, source)
+    return Setup(home, install, caps, program, target, default, plan, machine, source)
 
 
 def invocations(setup: Setup, lists: dict[str, list], *, profile: sweep.Config | None = None,

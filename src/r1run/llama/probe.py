@@ -153,10 +153,6 @@ class Capabilities:
         return d
 
 
-def _help_mentions(probe: ProgramProbe | None, pattern: str) -> bool:
-    return probe is not None and any(re.fullmatch(pattern, f) for f in probe.flags)
-
-
 def derive(programs: dict[str, ProgramProbe]) -> Capabilities:
     """Capabilities from the probes of one llama.cpp's programs (role -> probe)."""
     comp, chat, server = programs.get("completion"), programs.get("chat"), programs.get("server")

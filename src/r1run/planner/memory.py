@@ -325,24 +325,6 @@ def estimate(info: ModelInfo, spec: ContextSpec, simd: list[str] | tuple[str, ..
                           compute=compute_buffer(info, spec, d), notes=notes)
 
 
-def max_context(info: ModelInfo, spec: ContextSpec, budget: int, fixed: int = 0, cap: int | None = None) -> int:
-    """Largest context (a multiple of 256) whose KV cache + compute buffer fit in `budget` bytes next to `fixed`."""
-    d = dims_of(info)
-    hi = cap or info.hparams.context_length or 131072
-    lo, best = CTX_PAD, 0
-    hi = max(CTX_PAD, hi // CTX_PAD * CTX_PAD)
-    while lo <= hi:
-        mid = (lo + hi) // 2 // CTX_PAD * CTX_PAD or CTX_PAD
-        s = ContextSpec(ctx=mid, cache_type_k=spec.cache_type_k, cache_type_v=spec.cache_type_v, ubatch=spec.ubatch,
-                        flash_attn=spec.flash_attn, parallel=spec.parallel, kv_unified=spec.kv_unified)
-        need = fixed + kv_cache(info, s, d).total + compute_buffer(info, s, d).total
-        if need <= budget:
-            best, lo = mid, mid + CTX_PAD
-        else:
-            hi = mid - CTX_PAD
-    return best
-
-
 def human(n: float) -> str:
     if abs(n) >= GiB:
         return f"{n / GiB:.1f} GiB"

@@ -8,7 +8,7 @@ synthetic description shipped with r1run (labelled as such in every row's notes)
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -104,18 +104,6 @@ class PlanReport(BaseModel):
         import json
 
         return json.dumps(data, indent=2)
-
-
-@dataclass
-class PlanRequest:
-    model: str | None                       # catalog key or a path
-    quants: list[str] | None = None         # None: the default quant; ["*"]: all
-    spec: mem.ContextSpec | None = None
-    ctx: int | None = None
-    cache_type_k: str | None = None
-    cache_type_v: str | None = None
-    gpu_layers: pl.GpuLayers = "auto"
-    warnings: list[str] = field(default_factory=list)
 
 
 def row_for(src: ModelSource, machine: MachineSpec, caps: pl.Caps, spec: mem.ContextSpec,

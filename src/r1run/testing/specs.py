@@ -42,12 +42,6 @@ class DeepSeekDims:
     def key_length(self) -> int:
         return self.qk_nope_head_dim + self.qk_rope_head_dim
 
-    def kv_elements_per_token_layer(self, layout: str) -> tuple[int, int]:
-        """(K, V) cache elements per token and layer, as llama.cpp b11434 allocates them."""
-        if layout == "mla":
-            return self.kv_lora_rank + self.qk_rope_head_dim, 0  # V is a view of K since early 2026
-        return self.n_head * self.key_length, self.n_head * self.v_head_dim
-
 
 @dataclass(frozen=True)
 class MoeDims:
