@@ -38,8 +38,9 @@ def test_discovery_order(tmp_path: Path, r1run_home: Path, monkeypatch: pytest.M
 
     explicit = _programs(tmp_path / "explicit", "llama-completion")
     chosen = discover.find(home, explicit)
-    assert chosen.origin == "--llama-bin" and set(chosen.programs) == {"completion"}
-    assert [c.origin for c in discover.find_all(home, explicit)] == ["--llama-bin", "build local-cpu", "PATH"]
+    assert chosen.origin == f"--llama-bin {explicit}" and set(chosen.programs) == {"completion"}
+    assert [c.origin for c in discover.find_all(home, explicit)] == [f"--llama-bin {explicit}", "build local-cpu",
+                                                                      "PATH"]
 
 
 def test_nothing_found(tmp_path: Path, r1run_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

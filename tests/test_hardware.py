@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 from r1run import hardware
 from r1run.hardware import GiB, MiB
 
@@ -52,3 +56,35 @@ def test_detect_this_machine() -> None:
     assert m.cpu.physical_cores >= 1 and m.cpu.logical_cores >= m.cpu.physical_cores
     assert 1 <= m.cpu.usable_cores <= m.cpu.logical_cores
     assert m.ram_total > m.ram_available > 0
+
+
+# --- how busy other programs keep the CPUs ----------------------------------------------------------
+
+_SPIN = "import time\nt = time.time()\nwhile time.time() - t < {s}: pass\n"
+
+
+def test_busy_cores_leaves_out_r1run_and_its_children_but_counts_other_programs() -> None:
+    # r1run itself and a child of it (as llama.cpp started early is) spin: not "other programs".
+    hardware.begin_cpu_window()
+    child = subprocess.Popen([sys.executable, "-c", _SPIN.format(s=0.6)])
+    t = time.time()
+    while time.time() - t < 0.5:
+        pass
+    ours = hardware.busy_cores()
+    child.wait()
+
+    # A program that is not r1run's (detached: its parent exits at once) spins for as long.
+    subprocess.run(["sh", "-c", f'"{sys.executable}" -c "$0" >/dev/null 2>&1 &', _SPIN.format(s=1.0)], check=True)
+    time.sleep(0.1)
+    hardware.begin_cpu_window()
+    time.sleep(0.6)
+    others = hardware.busy_cores()
+    time.sleep(0.4)
+    assert others - ours > 0.6, (ours, others)
+
+
+def test_busy_cores_samples_for_at_least_the_window() -> None:
+    hardware.begin_cpu_window()
+    t = time.monotonic()
+    hardware.busy_cores(min_window=0.2)
+    assert time.monotonic() - t >= 0.19

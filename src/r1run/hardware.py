@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -156,7 +157,7 @@ def detect_cpu() -> Cpu:
     logical = psutil.cpu_count(logical=True) or 1
     physical = psutil.cpu_count(logical=False) or logical
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
-    model, simd, perf = platform.processor() or platform.machine(), [], None
+    model, simd, perf = platform.machine(), [], None  # platform.processor() forks `uname -p`
     if platform.system() == "Linux":
         try:
             text = Path("/proc/cpuinfo").read_text(errors="replace")
@@ -174,11 +175,57 @@ def detect_cpu() -> Cpu:
     return Cpu(model, physical, logical, usable, perf, simd)
 
 
-def busy_cores(interval: float = 0.1) -> float:
-    """How many logical CPUs other programs keep busy right now (sampled for `interval` seconds)."""
+_window: tuple[float, float, float] | None = None  # (monotonic time, all CPUs' busy seconds, ours)
+
+
+def begin_cpu_window() -> None:
+    """Start measuring how busy other programs keep the CPUs (see `busy_cores`).
+
+    Called as r1run starts, so the sample spans r1run's own start-up instead of a sleep.
+    """
+    global _window
+    _window = (time.monotonic(), _system_busy_seconds(), _own_cpu_seconds())
+
+
+def busy_cores(min_window: float = 0.1) -> float:
+    """How many logical CPUs programs other than r1run and its children kept busy since
+    `begin_cpu_window()` (waiting until at least `min_window` seconds have passed)."""
+    if _window is None:
+        begin_cpu_window()
+    assert _window is not None
+    t0, busy0, own0 = _window
+    left = min_window - (time.monotonic() - t0)
+    if left > 0:
+        time.sleep(left)
+    wall = time.monotonic() - t0
+    others = (_system_busy_seconds() - busy0) - (_own_cpu_seconds() - own0)
+    return max(0.0, others / wall)
+
+
+def _system_busy_seconds() -> float:
+    """CPU seconds all logical CPUs spent busy since boot (as psutil.cpu_percent counts them)."""
     import psutil
 
-    return psutil.cpu_percent(interval=interval) / 100 * (psutil.cpu_count(logical=True) or 1)
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)  # guest time is in user too
+    return total - idle
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds used by this process and every child it has or had."""
+    import psutil
+
+    me = psutil.Process()
+    t = me.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in me.children(recursive=True):
+        try:
+            c = child.cpu_times()
+        except psutil.Error:
+            continue
+        total += c.user + c.system
+    return total
 
 
 def detect_gpus(list_devices_output: str | None = None) -> list[Gpu]:

@@ -63,3 +63,11 @@ class Home:
     def ensure(self, path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def log_path_for(logs: Path, what: str) -> Path:
+    """A new log file for one run of `what` (chat, serve, worker), named by the time it starts."""
+    from datetime import datetime, timezone
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return logs / f"{what}-{stamp}.log"

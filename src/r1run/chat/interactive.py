@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from r1run import proc
-from r1run.chat.oneshot import log_path_for
+from r1run.home import log_path_for
 from r1run.llama import args
 from r1run.llama.args import RunSpec
 from r1run.llama.probe import Capabilities

@@ -6,12 +6,13 @@ import codecs
 import os
 import subprocess
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from r1run import proc, rpc
+from r1run.chat import early
 from r1run.errors import R1runError
+from r1run.home import log_path_for
 from r1run.llama import args
 from r1run.llama.args import RunSpec
 from r1run.llama.probe import Capabilities
@@ -41,6 +42,7 @@ class Result:
     attempts: list[Attempt] = field(default_factory=list)
     log_path: Path | None = None
     interrupted: bool = False
+    started_early: bool = False  # llama.cpp was started from the last run's memo (r1run.chat.early)
 
 
 @dataclass
@@ -48,11 +50,6 @@ class Events:
     on_piece: Callable[[Piece], None] = lambda piece: None
     on_status: Callable[[str], None] = lambda msg: None
     on_event: Callable[[object], None] = lambda ev: None  # r1run.perf LogEvent
-
-
-def log_path_for(logs: Path, what: str) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    return logs / f"{what}-{stamp}.log"
 
 
 def shrink(spec: RunSpec, offloaded: int | None) -> tuple[RunSpec, str] | None:
@@ -81,8 +78,12 @@ def run(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, even
     ev = events or Events()
     log_path = log_path_for(logs, "chat")
     attempts: list[Attempt] = []
+    started_early = False
     while True:
         argv = args.oneshot_argv(spec, caps, prompt_text)
+        child = early.claim(argv) if not attempts else None  # llama.cpp started before r1run had decided
+        if child is not None:
+            log_path, started_early = child.log_path, True
         watcher = LogWatcher(str(log_path))
 
         def on_line(line: str) -> None:
@@ -94,13 +95,16 @@ def run(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, even
         splitter = ThinkSplitter(starts_thinking)
         # With RPC workers: a lost worker stops the run within a bounded time (r1run.rpc.Watch).
         watch = rpc.Watch(rpc.parse(",".join(spec.rpc)), lambda: child.stop(grace=2.0)) if spec.rpc else None
-        try:
-            child = proc.Child(argv, log_path=log_path, on_line=on_line, stdout=subprocess.PIPE,
-                               env=rpc.run_env() if spec.rpc else None)
-        except BaseException:
-            if watch is not None:
-                watch.close()
-            raise
+        if child is not None:
+            child.attach(on_line)
+        else:
+            try:
+                child = proc.Child(argv, log_path=log_path, on_line=on_line, stdout=subprocess.PIPE,
+                                   env=rpc.run_env() if spec.rpc else None)
+            except BaseException:
+                if watch is not None:
+                    watch.close()
+                raise
         interrupted = False
         try:
             _pump(child, splitter, ev)
@@ -121,7 +125,8 @@ def run(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, even
         off = watcher.offload
         attempt = Attempt(argv, code, oom=watcher.oom.describe() if watcher.oom else None,
                           offloaded=f"{off.layers}/{off.total}" if off else None)
-        result = Result("".join(splitter.answer), "".join(splitter.reasoning), summary, attempts, log_path)
+        result = Result("".join(splitter.answer), "".join(splitter.reasoning), summary, attempts, log_path,
+                        started_early=started_early)
         if interrupted:
             attempts.append(attempt)
             result.interrupted = True

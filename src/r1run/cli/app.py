@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from r1run import __version__
@@ -18,14 +20,12 @@ from r1run.cli import perf as perf_cmd
 from r1run.cli import worker as worker_cmd
 from r1run.cli import quickstart as quickstart_cmd
 
-app = typer.Typer(
-    name="r1run",
-    help="From nothing to chatting with DeepSeek-R1 (and other very large GGUF models) on your own machine.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+COMMANDS = {
+    # In the order a person meets them (`r1run --help` lists them so).
+    "build": build_cmd, "doctor": doctor_cmd, "models": models_cmd, "download": download_cmd,
+    "inspect": inspect_cmd, "plan": plan_cmd, "chat": chat_cmd, "serve": serve_cmd, "bench": bench_cmd,
+    "perf": perf_cmd, "worker": worker_cmd, "quickstart": quickstart_cmd,
+}
 
 
 def _version(value: bool) -> None:
@@ -34,27 +34,34 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show r1run's version."),
 ) -> None:
     """From nothing to chatting with DeepSeek-R1 (and other very large GGUF models) on your own machine."""
 
 
-# In the order a person meets them (`r1run --help` lists them so).
-build_cmd.register(app)
-doctor_cmd.register(app)
-models_cmd.register(app)
-download_cmd.register(app)
-inspect_cmd.register(app)
-plan_cmd.register(app)
-chat_cmd.register(app)
-serve_cmd.register(app)
-bench_cmd.register(app)
-perf_cmd.register(app)
-worker_cmd.register(app)
-quickstart_cmd.register(app)
+def make_app(only: str | None = None) -> typer.Typer:
+    """The application with every command, or with just `only` (Typer builds every registered command's
+    options on each run, which costs a one-shot chat tens of milliseconds for nothing)."""
+    application = typer.Typer(
+        name="r1run",
+        help="From nothing to chatting with DeepSeek-R1 (and other very large GGUF models) on your own machine.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    application.callback()(_root)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            module.register(application)
+    return application
+
+
+app = make_app()
 
 
 def main() -> None:
-    app()
+    """Run the command line (the console script is r1run.entry.main, which calls this)."""
+    args = sys.argv[1:]
+    make_app(args[0] if args and args[0] in COMMANDS else None)()

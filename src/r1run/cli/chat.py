@@ -71,7 +71,22 @@ def chat(
         return
     starts_thinking = bool(template and template.rstrip().endswith("<think>"))
     result = _oneshot(tuned, caps, home, prompt_text, hide_thinking, json_, not no_retry, starts_thinking)
+    _remember(result, target, prompt_text)
     _finish(result, target, tuned, json_)
+
+
+def _remember(result, target, prompt_text: str) -> None:
+    """Let the next run of this command line start llama.cpp at once (r1run.chat.early): only after a
+    first try that succeeded with nothing on a GPU or an RPC worker."""
+    from r1run.chat import early
+    from r1run.gguf.shards import locate
+
+    if result.interrupted or len(result.attempts) != 1 or "--rpc" in result.attempts[0].argv:
+        return
+    first = result.attempts[0]
+    if first.exit_code != 0 or first.offloaded is None or not first.offloaded.startswith("0/"):
+        return
+    early.remember(first.argv, prompt_text, target.prompt_template, locate(target.path))
 
 
 def _oneshot(tuned, caps, home, prompt_text, hide_thinking, json_, retry, starts_thinking):
@@ -146,6 +161,7 @@ def _finish(result, target, tuned, json_: bool) -> None:
             "answer": result.answer,
             "reasoning": result.reasoning,
             "interrupted": result.interrupted,
+            "started_early": result.started_early,
             "attempts": [{"argv": list(a.argv), "exit_code": a.exit_code, "oom": a.oom, "offloaded": a.offloaded,
                           "change": a.change} for a in result.attempts],
             "summary": result.summary.model_dump(mode="json") if result.summary is not None else None,

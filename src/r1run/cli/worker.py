@@ -36,7 +36,7 @@ def worker(
 
     from r1run import proc
     from r1run import worker as core
-    from r1run.chat.oneshot import log_path_for
+    from r1run.home import log_path_for
     from r1run.chat.tuning import default_threads, parse_count
     from r1run.home import Home
     from r1run.llama import discover

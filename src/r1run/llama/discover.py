@@ -17,7 +17,7 @@ from r1run.llama.probe import Capabilities, derive, probe_cached
 
 @dataclass(frozen=True)
 class LlamaInstall:
-    origin: str  # "--llama-bin", "build <id>", "PATH"
+    origin: str  # "--llama-bin FOLDER" (or R1RUN_LLAMA_BIN), "build <id>", "PATH"
     programs: dict[str, Path]  # role -> program
     build: BuildManifest | None = None
 
@@ -58,7 +58,7 @@ def find_all(home: Home, llama_bin: Path | None = None) -> list[LlamaInstall]:
         if not programs:
             raise BadInput(f"--llama-bin {folder} holds no llama.cpp programs",
                            "point it at the folder holding llama-cli, llama-server... (often build/bin)")
-        candidates.append(LlamaInstall("--llama-bin", programs))
+        candidates.append(LlamaInstall(f"--llama-bin {folder}", programs))
     default = manifest.default_build(home)
     if default is not None:
         programs = {role: Path(p) for role, p in default.binaries.items() if Path(p).is_file()}
