@@ -71,8 +71,13 @@ def env(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch) -> d
     return {"R1RUN_HOME": str(r1run_home), "R1RUN_LLAMA_BIN": str(llama_bin)}
 
 
+# Threads fixed: with `auto` they follow how busy the machine is, and a change of mind is (rightly) not
+# started early, which would make these tests depend on the machine's load.
+ARGS = ("-n", "8", "--seed", "1", "--temp", "0", "--threads", "2", "--json")
+
+
 def _chat(model: Path, prompt: str, *extra: str) -> dict:
-    res = run_cli("chat", str(model), "-p", prompt, "-n", "8", "--seed", "1", "--temp", "0", "--json", *extra)
+    res = run_cli("chat", str(model), "-p", prompt, *ARGS, *extra)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout)
 
@@ -126,7 +131,7 @@ def test_a_memo_r1run_no_longer_agrees_with_is_killed_and_its_log_deleted(env, r
     data = json.loads(memo.read_text())
     data["argv"][data["argv"].index("-c") + 1] = "1024"  # as if r1run had chosen another context last time
     memo.write_text(json.dumps(data))
-    args = ["chat", str(model), "-p", "Hello again", "-n", "8", "--seed", "1", "--temp", "0", "--json"]
+    args = ["chat", str(model), "-p", "Hello again", *ARGS]
     assert early.start(args) is True  # the stale memo is used: llama.cpp starts early...
     early.discard()
     logs_before = set((r1run_home / "logs").iterdir())
@@ -145,7 +150,7 @@ def test_a_changed_model_file_is_not_started_early(env, r1run_home: Path, model:
     _chat(model, "Hello")
     st = model.stat()
     os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert early.start(["chat", str(model), "-p", "Hi", "-n", "8", "--seed", "1", "--temp", "0", "--json"]) is False
+    assert early.start(["chat", str(model), "-p", "Hi", *ARGS]) is False
     early.discard()
     assert _chat(model, "Hello")["started_early"] is False
 
@@ -154,7 +159,7 @@ def test_a_changed_model_file_is_not_started_early(env, r1run_home: Path, model:
 def test_an_early_start_nobody_claims_leaves_no_process_and_no_log(env, r1run_home: Path, model: Path) -> None:
     _chat(model, "Hello")
     logs_before = set((r1run_home / "logs").iterdir())
-    args = ["chat", str(model), "-p", "A long story please", "-n", "8", "--seed", "1", "--temp", "0", "--json"]
+    args = ["chat", str(model), "-p", "A long story please", *ARGS]
     assert early.start(args) is True
     child = early._run.child  # noqa: SLF001 - the process this test must see gone
     assert child is not None and psutil.Process(child.pid).is_running()
@@ -171,7 +176,7 @@ def test_a_command_line_r1run_refuses_stops_the_early_llama_cpp(env, r1run_home:
     first = _chat(model, "Hello")
     (memo,) = _memos(r1run_home)
     # A memo for a command line r1run refuses (--ctx-size 0): the early llama.cpp starts, then must go.
-    args = ["chat", str(model), "-p", "Hi", "-n", "8", "--seed", "1", "--temp", "0", "--json", "-c", "0"]
+    args = ["chat", str(model), "-p", "Hi", *ARGS, "-c", "0"]
     bad = early.memo_path(Home(r1run_home), split_prompt(args)[0])
     bad.write_text(memo.read_text())
     assert early.start(args) is True

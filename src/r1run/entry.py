@@ -28,6 +28,34 @@ def main() -> None:
         from r1run.cli.app import main as cli_main
 
         cli_main()
+    except SystemExit as exc:
+        if command != "chat":
+            raise
+        early.discard()
+        _exit_now(exc.code)
     finally:
         if command == "chat":
             early.discard()
+
+
+def _exit_now(code: object) -> None:
+    """End a chat without the interpreter's teardown: freeing the few hundred modules a chat imports
+    takes about 25 ms, 1% of a short one-shot answer. Everything r1run wrote is flushed first, and
+    chat leaves nothing else to clean up (its llama.cpp is reaped and its log closed)."""
+    import logging
+    import os
+
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(status)
