@@ -29,8 +29,8 @@ def main() -> None:
 
         cli_main()
     except SystemExit as exc:
-        if command != "chat":
-            raise
+        if command != "chat" or sys.gettrace() or sys.getprofile() or "coverage" in sys.modules:
+            raise  # profilers and coverage write their data at exit
         early.discard()
         _exit_now(exc.code)
     finally:

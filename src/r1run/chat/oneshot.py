@@ -50,6 +50,7 @@ class Events:
     on_piece: Callable[[Piece], None] = lambda piece: None
     on_status: Callable[[str], None] = lambda msg: None
     on_event: Callable[[object], None] = lambda ev: None  # r1run.perf LogEvent
+    on_started: Callable[[], None] = lambda: None  # llama.cpp is running (first try): say what was chosen
 
 
 def shrink(spec: RunSpec, offloaded: int | None) -> tuple[RunSpec, str] | None:
@@ -107,6 +108,8 @@ def run(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, even
                 raise
         interrupted = False
         try:
+            if len(attempts) == 0:
+                ev.on_started()  # after the start, so printing costs llama.cpp no time
             _pump(child, splitter, ev)
             code = child.wait()
         except KeyboardInterrupt:

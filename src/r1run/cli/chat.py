@@ -52,10 +52,10 @@ def chat(
                           min_p=min_p, seed=seed, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
                           rpc=o.split_rpc(rpc), extra=tuple(ctx.args), profile=not no_profile)
     run = tuning.prepare(home, model, quant, opts, llama_bin)
-    o.show_prepared(run)
     caps, target, tuned = run.caps, run.target, run.tuned
 
     if text is None:
+        o.show_prepared(run)
         argv = args.chat_argv(tuned.spec, caps)
         if dry_run:
             out().print(proc.quote(argv), highlight=False, markup=False)
@@ -67,10 +67,11 @@ def chat(
     prompt_text = template.replace("{prompt}", text) if template else text
     argv = args.oneshot_argv(tuned.spec, caps, prompt_text)
     if dry_run:
+        o.show_prepared(run)
         out().print(proc.quote(argv), highlight=False, markup=False)
         return
     starts_thinking = bool(template and template.rstrip().endswith("<think>"))
-    result = _oneshot(tuned, caps, home, prompt_text, hide_thinking, json_, not no_retry, starts_thinking)
+    result = _oneshot(run, home, prompt_text, hide_thinking, json_, not no_retry, starts_thinking)
     _remember(result, target, prompt_text)
     _finish(result, target, tuned, json_)
 
@@ -89,11 +90,13 @@ def _remember(result, target, prompt_text: str) -> None:
     early.remember(first.argv, prompt_text, target.prompt_template, locate(target.path))
 
 
-def _oneshot(tuned, caps, home, prompt_text, hide_thinking, json_, retry, starts_thinking):
+def _oneshot(run, home, prompt_text, hide_thinking, json_, retry, starts_thinking, announce: bool = True):
+    """One answer, streamed; `announce` prints r1run's choices once llama.cpp has started."""
     from rich.markup import escape
 
     from r1run.chat import oneshot
 
+    tuned = run.tuned
     state = {"thinking_shown": False, "planned": tuned.planned_gpu_layers}
 
     def on_piece(piece) -> None:
@@ -120,8 +123,9 @@ def _oneshot(tuned, caps, home, prompt_text, hide_thinking, json_, retry, starts
             if planned is not None and ev.value.layers < min(planned, ev.value.total):
                 warn(f"{msg}, fewer than the {planned} planned")
 
-    events = oneshot.Events(on_piece=on_piece, on_status=lambda m: warn(m), on_event=on_event)
-    return oneshot.run(tuned.spec, caps, prompt_text, logs=home.ensure(home.logs), events=events, retry=retry,
+    events = oneshot.Events(on_piece=on_piece, on_status=lambda m: warn(m), on_event=on_event,
+                            on_started=(lambda: o.show_prepared(run)) if announce else (lambda: None))
+    return oneshot.run(tuned.spec, run.caps, prompt_text, logs=home.ensure(home.logs), events=events, retry=retry,
                        starts_thinking=starts_thinking)
 
 

@@ -69,7 +69,7 @@ def quickstart(
     template = run.target.prompt_template
     prompt_text = template.replace("{prompt}", prompt) if template else prompt
     starts_thinking = bool(template and template.rstrip().endswith("<think>"))
-    result = chat_cli._oneshot(run.tuned, run.caps, home, prompt_text, False, False, True, starts_thinking)
+    result = chat_cli._oneshot(run, home, prompt_text, False, False, True, starts_thinking, announce=False)
     chat_cli._finish(result, run.target, run.tuned, False)
 
     name = entry.key + ("" if q.name == entry.default_quant else f" --quant {q.name}")
