@@ -245,13 +245,17 @@ def run_pty(
     *,
     log_path: Path,
     on_output: Callable[[bytes], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
+    on_start: Callable[[subprocess.Popen], None] | None = None,
     env: dict[str, str] | None = None,
 ) -> int:
     """Run an interactive program on a pseudo-terminal, relaying our stdin/stdout to it.
 
-    The program sees a terminal (so llama-cli shows its chat UI), its stderr goes to log_path,
-    and every byte it prints is also handed to on_output (r1run reads the per-turn speed lines).
-    Our terminal is put in raw mode while it runs, so keys such as Ctrl-C reach the program.
+    The program sees a terminal (so llama-cli shows its chat UI), its stderr goes to log_path
+    (and, line by line, to on_line from a reader thread), and every byte it prints is also handed
+    to on_output (r1run reads the per-turn speed lines). `on_start` gets the process once it runs
+    (whoever must be able to stop it from another thread). Our terminal is put in raw mode while it
+    runs, so keys such as Ctrl-C reach the program.
     """
     import select
     import termios
@@ -268,19 +272,26 @@ def run_pty(
 
         size = fcntl.ioctl(stdin_fd, termios.TIOCGWINSZ, b"\0" * 8)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
-    with open(log_path, "ab") as errlog:
-        errlog.write(f"$ {quote(args)}\n".encode())
-        errlog.flush()
-        try:
-            child = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=errlog, env=env,
-                                     start_new_session=True, close_fds=True)
-        except FileNotFoundError as exc:
-            os.close(master)
-            os.close(slave)
-            raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
+    errlog = open(log_path, "ab")
+    errlog.write(f"$ {quote(args)}\n".encode())
+    errlog.flush()
+    try:
+        child = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=errlog if on_line is None else subprocess.PIPE,
+                                 env=env, start_new_session=True, close_fds=True)
+    except FileNotFoundError as exc:
+        os.close(master)
+        os.close(slave)
+        errlog.close()
+        raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
     os.close(slave)
+    reader = None
+    if on_line is not None:
+        reader = threading.Thread(target=_tee_lines, args=(child.stderr, errlog, on_line), daemon=True)
+        reader.start()
     saved = termios.tcgetattr(stdin_fd) if is_tty else None
     try:
+        if on_start is not None:
+            on_start(child)
         if is_tty:
             tty.setraw(stdin_fd)
         watch = [master, stdin_fd]
@@ -304,6 +315,7 @@ def run_pty(
                     watch = [master]  # our input ended; let the program finish
             if child.poll() is not None and master not in ready:
                 break
+        return stop(child) if child.poll() is None else child.returncode
     except BaseException:
         stop(child)
         raise
@@ -311,4 +323,16 @@ def run_pty(
         if saved is not None:
             termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
         os.close(master)
-    return stop(child) if child.poll() is None else child.returncode
+        if reader is not None:
+            reader.join(timeout=5)
+        errlog.write(f"# exit {child.returncode}\n".encode())
+        errlog.close()
+
+
+def _tee_lines(stream, sink, on_line: Callable[[str], None]) -> None:
+    """Copy a child's byte stream into sink, handing each decoded line to on_line."""
+    for raw in stream:
+        sink.write(raw)
+        sink.flush()
+        on_line(raw.decode("utf-8", errors="replace").rstrip("\n"))
+    stream.close()
