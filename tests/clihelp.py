@@ -22,3 +22,53 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "r1run", *args], env=full_env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+class PtySession:
+    """`python -m r1run ARGS` on a pseudo-terminal, as a person at a terminal runs it (a context manager
+    that kills it if the test ends first)."""
+
+    def __init__(self, *args: str) -> None:
+        import pty
+
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: r1run on the pseudo-terminal
+            os.execv(sys.executable, [sys.executable, "-m", "r1run", *args])
+
+    def read_until(self, needle: bytes, timeout: float) -> bytes:
+        """What the terminal shows until `needle` (or the timeout, or the end)."""
+        import select
+        import time
+
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while needle not in buf and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+        return buf
+
+    def type(self, line: str) -> None:
+        os.write(self.fd, line.encode() + b"\r")
+
+    def wait(self) -> int:
+        _, status = os.waitpid(self.pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    def __enter__(self) -> "PtySession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass

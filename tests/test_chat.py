@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import signal
 import subprocess
 import sys
@@ -15,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clihelp import invoke
+from clihelp import PtySession, invoke
 from nethelp import capped_worker, free_port
 
 pytestmark = pytest.mark.llama
@@ -113,41 +111,17 @@ def test_no_retry_stops_at_the_first_out_of_memory(home: Path, smollm2: Path, ll
     assert res.exit_code == 1 and "out of memory" in res.stderr and "Traceback" not in res.stderr
 
 
-def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while needle not in buf and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-    return buf
-
-
 def test_interactive_chat_on_a_pseudo_terminal(home: Path, smollm2: Path) -> None:
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: r1run chat on the pseudo-terminal
-        os.execv(sys.executable, [sys.executable, "-m", "r1run", "chat", str(smollm2), "-n", "16", "-c", "1024"])
-    try:
-        banner = _read_until(fd, b"> ", 120)
+    with PtySession("chat", str(smollm2), "-n", "16", "-c", "1024") as term:
+        banner = term.read_until(b"> ", 120)
         assert b"available commands" in banner, banner[-500:]
-        os.write(fd, b"What is the capital of France?\r")
-        answer = _read_until(fd, b"t/s ]", 120)
+        term.type("What is the capital of France?")
+        answer = term.read_until(b"t/s ]", 120)
         assert b"Generation:" in answer, answer[-500:]
-        os.write(fd, b"/exit\r")
-        rest = _read_until(fd, b"speed per answer", 60)
-        _, status = os.waitpid(pid, 0)
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    assert os.waitstatus_to_exitcode(status) == 0
+        term.type("/exit")
+        rest = term.read_until(b"speed per answer", 60)
+        code = term.wait()
+    assert code == 0
     assert b"speed per answer" in rest  # the TPS summary of the turn, parsed from llama-cli's own line
 
 

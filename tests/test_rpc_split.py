@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clihelp import invoke
+from clihelp import PtySession, invoke
 from nethelp import capped_worker, free_port
 from test_worker import _stop, start_worker
 
@@ -87,40 +87,26 @@ def test_a_worker_killed_mid_run_is_named_within_the_bound(home: Path, smollm2: 
 
 
 def test_interactive_chat_names_a_worker_killed_mid_answer(home: Path, smollm2: Path, two_workers) -> None:
-    import os
-    import pty
-    import sys
-
     import psutil
-
-    from test_chat import _read_until
 
     rpc, workers = two_workers
     victim = workers[0]
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: an interactive r1run chat on the pseudo-terminal, its layers on the workers
-        os.execv(sys.executable, [sys.executable, "-m", "r1run", "chat", str(smollm2), "-n", "20000", "-c", "8192",
-                                  "--rpc", rpc, "--", "--ignore-eos"])
-    try:
-        banner = _read_until(fd, b"> ", 120)
+    # An interactive chat, its layers on the workers.
+    with PtySession("chat", str(smollm2), "-n", "20000", "-c", "8192", "--rpc", rpc, "--", "--ignore-eos") as term:
+        banner = term.read_until(b"> ", 120)
         assert b"available commands" in banner, banner[-500:]
-        os.write(fd, b"Tell me a very long story.\r")
+        term.type("Tell me a very long story.")
         time.sleep(4)  # generating by then
         for k in psutil.Process(victim.pid).children(recursive=True):  # the RPC server itself, as a crash would
             k.kill()
         killed = time.monotonic()
-        rest = _read_until(fd, b"restart the worker", BOUND_S + 30)
+        rest = term.read_until(b"restart the worker", BOUND_S + 30)
         ended = time.monotonic()
-        _, status = os.waitpid(pid, 0)
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        code = term.wait()
     port = rpc.split(",")[0].split(":")[1]
     text = rest.decode(errors="replace")
     assert f"lost RPC worker 127.0.0.1:{port}" in text, text[-2000:]
-    assert os.waitstatus_to_exitcode(status) == 1 and "Traceback" not in text
+    assert code == 1 and "Traceback" not in text
     assert ended - killed < BOUND_S
 
 
