@@ -39,8 +39,12 @@ def run(spec: RunSpec, caps: Capabilities, *, logs: Path) -> Result:
     captured: list[bytes] = []
     tail: deque[str] = deque(maxlen=60)
     running: list[subprocess.Popen] = []
-    watch = (rpc.Watch(rpc.parse(",".join(spec.rpc)), lambda: [proc.stop(p, grace=2.0, first=signal.SIGTERM) for p in running])
-             if spec.rpc else None)
+
+    def stop() -> None:  # SIGINT would only interrupt llama-cli's answer, not end it
+        for p in running:
+            proc.stop(p, grace=2.0, first=signal.SIGTERM)
+
+    watch = rpc.Watch(rpc.parse(",".join(spec.rpc)), stop) if spec.rpc else None
 
     def on_line(line: str) -> None:
         tail.append(line)
