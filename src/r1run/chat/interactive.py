@@ -53,7 +53,8 @@ def run(spec: RunSpec, caps: Capabilities, *, logs: Path) -> Result:
 
     try:
         code = proc.run_pty(args.chat_argv(spec, caps), log_path=log_path, on_output=captured.append,
-                            on_line=on_line, on_start=running.append, env=rpc.run_env() if spec.rpc else None)
+                            on_line=on_line if watch is not None else None, on_start=running.append,
+                            env=rpc.run_env() if spec.rpc else None)
     finally:
         if watch is not None:
             watch.close()
