@@ -92,8 +92,6 @@ def _remember(result, target, prompt_text: str) -> None:
 
 def _oneshot(run, home, prompt_text, hide_thinking, json_, retry, starts_thinking, announce: bool = True):
     """One answer, streamed; `announce` prints r1run's choices once llama.cpp has started."""
-    from rich.markup import escape
-
     from r1run.chat import oneshot
 
     tuned = run.tuned
@@ -105,6 +103,8 @@ def _oneshot(run, home, prompt_text, hide_thinking, json_, retry, starts_thinkin
         if piece.thinking:
             if hide_thinking:
                 return
+            from rich.markup import escape  # here: rich is imported only once there is something to show
+
             if not state["thinking_shown"]:
                 err().print("[dim]── thinking ──[/dim]")
                 state["thinking_shown"] = True
