@@ -36,6 +36,14 @@ def r1run_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture()
+def home(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh R1RUN_HOME whose llama.cpp is the test build (R1RUN_LLAMA_BIN); test files that want a
+    bare r1run.home.Home define their own `home`."""
+    monkeypatch.setenv("R1RUN_LLAMA_BIN", str(llama_bin))
+    return r1run_home
+
+
 @pytest.fixture(scope="session")
 def llama_home(test_cache: Path) -> Path:
     """An R1RUN_HOME holding a real CPU build of the pinned llama.cpp, built by `r1run build --source pypi`.

@@ -15,12 +15,6 @@ pytestmark = pytest.mark.llama
 TINY = ["-p", "16", "-n", "8", "-r", "2"]
 
 
-@pytest.fixture()
-def home(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("R1RUN_LLAMA_BIN", str(llama_bin))
-    return r1run_home
-
-
 def _json(res) -> dict:
     assert res.exit_code == 0, res.output
     return json.loads(res.stdout)

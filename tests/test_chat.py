@@ -19,12 +19,6 @@ from nethelp import capped_worker, free_port
 pytestmark = pytest.mark.llama
 
 
-@pytest.fixture()
-def home(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("R1RUN_LLAMA_BIN", str(llama_bin))
-    return r1run_home
-
-
 def _json(res) -> dict:
     assert res.exit_code == 0, res.stderr
     return json.loads(res.stdout)

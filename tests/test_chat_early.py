@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,12 +64,6 @@ def test_held_lines_are_replayed_in_order_then_streamed(tmp_path: Path) -> None:
 
 # --- with the real llama.cpp ------------------------------------------------------------------------
 
-@pytest.fixture()
-def env(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    monkeypatch.setenv("R1RUN_LLAMA_BIN", str(llama_bin))
-    return {"R1RUN_HOME": str(r1run_home), "R1RUN_LLAMA_BIN": str(llama_bin)}
-
-
 # Threads fixed: with `auto` they follow how busy the machine is, and a change of mind is (rightly) not
 # started early, which would make these tests depend on the machine's load.
 ARGS = ("-n", "8", "--seed", "1", "--temp", "0", "--threads", "2", "--json")
@@ -105,19 +98,19 @@ def model(r1_tiny, tmp_path: Path) -> Path:
 
 
 @pytest.mark.llama
-def test_the_next_run_starts_the_remembered_command_and_answers_the_same(env, r1run_home: Path, model: Path) -> None:
+def test_the_next_run_starts_the_remembered_command_and_answers_the_same(home: Path, model: Path) -> None:
     first = _chat(model, "Hello")
-    assert first["started_early"] is False and len(_memos(r1run_home)) == 1
-    logs_before = set((r1run_home / "logs").iterdir())
+    assert first["started_early"] is False and len(_memos(home)) == 1
+    logs_before = set((home / "logs").iterdir())
 
     again = _chat(model, "Tell me about the sea.")  # another prompt: the same memo serves
     assert again["started_early"] is True
     argv = again["attempts"][0]["argv"]
     assert argv[argv.index("-p") + 1] == "<｜User｜>Tell me about the sea.<｜Assistant｜>"
-    assert set((r1run_home / "logs").iterdir()) - logs_before == {Path(again["log"])}  # one run, one log
+    assert set((home / "logs").iterdir()) - logs_before == {Path(again["log"])}  # one run, one log
     assert again["attempts"][0]["exit_code"] == 0
 
-    for memo in _memos(r1run_home):
+    for memo in _memos(home):
         memo.unlink()
     normal = _chat(model, "Tell me about the sea.")
     assert normal["started_early"] is False and normal["attempts"][0]["argv"] == argv
@@ -133,28 +126,28 @@ def test_the_next_run_starts_the_remembered_command_and_answers_the_same(env, r1
 
 
 @pytest.mark.llama
-def test_a_memo_r1run_no_longer_agrees_with_is_killed_and_its_log_deleted(env, r1run_home: Path, model: Path) -> None:
+def test_a_memo_r1run_no_longer_agrees_with_is_killed_and_its_log_deleted(home: Path, model: Path) -> None:
     _chat(model, "Hello")
-    (memo,) = _memos(r1run_home)
+    (memo,) = _memos(home)
     data = json.loads(memo.read_text())
     data["argv"][data["argv"].index("-c") + 1] = "1024"  # as if r1run had chosen another context last time
     memo.write_text(json.dumps(data))
     args = ["chat", str(model), "-p", "Hello again", *ARGS]
     assert early.start(args) is True  # the stale memo is used: llama.cpp starts early...
     early.discard()
-    logs_before = set((r1run_home / "logs").iterdir())
+    logs_before = set((home / "logs").iterdir())
 
     res = _chat(model, "Hello again")  # ...and r1run, disagreeing, kills it and runs its own choice
     assert res["started_early"] is False
     argv = res["attempts"][0]["argv"]
     assert argv[argv.index("-c") + 1] == "8192"  # what r1run decides now is what ran
-    assert set((r1run_home / "logs").iterdir()) - logs_before == {Path(res["log"])}
+    assert set((home / "logs").iterdir()) - logs_before == {Path(res["log"])}
     assert not _llama_processes(model)
     assert json.loads(memo.read_text())["argv"][data["argv"].index("-c") + 1] == "8192"  # memo mended
 
 
 @pytest.mark.llama
-def test_a_changed_model_file_is_not_started_early(env, r1run_home: Path, model: Path) -> None:
+def test_a_changed_model_file_is_not_started_early(home: Path, model: Path) -> None:
     _chat(model, "Hello")
     st = model.stat()
     os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
@@ -164,34 +157,34 @@ def test_a_changed_model_file_is_not_started_early(env, r1run_home: Path, model:
 
 
 @pytest.mark.llama
-def test_an_early_start_nobody_claims_leaves_no_process_and_no_log(env, r1run_home: Path, model: Path) -> None:
+def test_an_early_start_nobody_claims_leaves_no_process_and_no_log(home: Path, model: Path) -> None:
     _chat(model, "Hello")
-    logs_before = set((r1run_home / "logs").iterdir())
+    logs_before = set((home / "logs").iterdir())
     args = ["chat", str(model), "-p", "A long story please", *ARGS]
     assert early.start(args) is True
     child = early._run.child  # noqa: SLF001 - the process this test must see gone
     assert child is not None and psutil.Process(child.pid).is_running()
     early.discard()
     assert child.poll() is not None  # reaped
-    assert set((r1run_home / "logs").iterdir()) == logs_before
+    assert set((home / "logs").iterdir()) == logs_before
     assert not _llama_processes(model)
 
 
 @pytest.mark.llama
-def test_a_command_line_r1run_refuses_stops_the_early_llama_cpp(env, r1run_home: Path, model: Path) -> None:
+def test_a_command_line_r1run_refuses_stops_the_early_llama_cpp(home: Path, model: Path) -> None:
     from r1run.home import Home
 
     first = _chat(model, "Hello")
-    (memo,) = _memos(r1run_home)
+    (memo,) = _memos(home)
     # A memo for a command line r1run refuses (--ctx-size 0): the early llama.cpp starts, then must go.
     args = ["chat", str(model), "-p", "Hi", *ARGS, "-c", "0"]
-    bad = early.memo_path(Home(r1run_home), split_prompt(args)[0])
+    bad = early.memo_path(Home(home), split_prompt(args)[0])
     bad.write_text(memo.read_text())
     assert early.start(args) is True
     early.discard()
-    logs_before = set((r1run_home / "logs").iterdir())
+    logs_before = set((home / "logs").iterdir())
     res = run_cli(*args)
     assert res.returncode == 2 and "--ctx-size must be positive" in res.stderr, res.stderr[-2000:]
     assert "Traceback" not in res.stderr
-    assert set((r1run_home / "logs").iterdir()) == logs_before
+    assert set((home / "logs").iterdir()) == logs_before
     assert not _llama_processes(model) and first["started_early"] is False

@@ -18,12 +18,6 @@ BOUND_S = 15  # from a worker's death to r1run's error (r1run.rpc: EXIT_GRACE + 
 
 
 @pytest.fixture()
-def home(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("R1RUN_LLAMA_BIN", str(llama_bin))
-    return r1run_home
-
-
-@pytest.fixture()
 def two_workers(home: Path):
     ports = [free_port(), free_port()]
     workers = [start_worker(p)[0] for p in ports]

@@ -20,12 +20,6 @@ from r1run import rpc
 pytestmark = pytest.mark.llama
 
 
-@pytest.fixture()
-def home(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("R1RUN_LLAMA_BIN", str(llama_bin))
-    return r1run_home
-
-
 
 def start_worker(port: int, *extra: str, env: dict[str, str] | None = None,
                  threads: tuple[str, ...] = ("--threads", "1")) -> tuple[subprocess.Popen, Path]:
