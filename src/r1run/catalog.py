@@ -172,17 +172,34 @@ class Catalog(BaseModel):
         """`model`'s quant `name` (case-insensitive; None = its default), or BadInput listing the valid ones."""
         if name is None:
             return model.quants[model.default_quant]
-        found = model.quants.get(name) or next(
-            (q for k, q in model.quants.items() if k.lower() == name.lower()), None
-        ) or next(  # `IQ1_S` for Unsloth's dynamic `UD-IQ1_S`, as people usually say it
-            (q for k, q in model.quants.items() if k.lower() == f"ud-{name.lower()}"), None
-        )
+        found = find_quant(model, name)
         if found is None:
             raise BadInput(
                 f"{model.key} has no quant {name!r}; its quants: {', '.join(model.quants)}",
                 f"pick one with --quant, e.g. --quant {model.default_quant}",
             )
         return found
+
+
+    def model_with_quant(self, name: str) -> Model:
+        """The one model that has a quant called `name` (as `quant` matches it), or BadInput."""
+        found = [m for m in self.models.values() if find_quant(m, name) is not None]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise BadInput(f"no catalog model has a quant {name!r}",
+                           "see `r1run models` for every model and its quants, or name the model before --quant")
+        raise BadInput(f"several catalog models have a quant {name!r}: {', '.join(m.key for m in found)}",
+                       f"name one, e.g. {found[0].key} --quant {name}")
+
+
+def find_quant(model: Model, name: str) -> Quant | None:
+    """`model`'s quant `name`: exact, case-insensitive, or `IQ1_S` for Unsloth's dynamic `UD-IQ1_S`."""
+    return model.quants.get(name) or next(
+        (q for k, q in model.quants.items() if k.lower() == name.lower()), None
+    ) or next(  # as people usually say it
+        (q for k, q in model.quants.items() if k.lower() == f"ud-{name.lower()}"), None
+    )
 
 
 def is_repo_id(text: str) -> bool:

@@ -53,8 +53,9 @@ class Home:
         return self.root / "cache"
 
     @property
-    def config_file(self) -> Path:
-        return self.root / "config.toml"
+    def usage_file(self) -> Path:
+        """When each model was last downloaded and last run (r1run.usage)."""
+        return self.root / "usage.json"
 
     @property
     def default_build_file(self) -> Path:

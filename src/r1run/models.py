@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from r1run import catalog as cat
+from r1run import usage
 from r1run.download import manifest as mf
 from r1run.download.select import SHARD, first_shards
 from r1run.errors import BadInput, R1runError
@@ -56,6 +57,51 @@ def download_command(model: str, quant: str, m: mf.Manifest | None = None) -> st
             argv += ["--include", pat]
         return shlex.join(argv)
     return shlex.join(["r1run", "download", model, "--quant", quant])
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which model a command runs: what the user named, or what r1run chose for them and why."""
+
+    model: str  # catalog key, repo id or path
+    quant: str | None
+    reason: str | None = None  # None when the user named the model
+
+    def describe(self) -> str:
+        """'deepseek-r1 UD-IQ1_S: the model you downloaded last (2026-11-30 20:41 UTC)'."""
+        what = " ".join(x for x in (self.model, self.quant) if x)
+        return f"{what}: {self.reason}" if self.reason else what
+
+
+def choose(home: Home, model: str | None, quant: str | None, *, catalog: cat.Catalog | None = None) -> Choice:
+    """The model a run of MODEL [--quant Q] means, when the user left MODEL out.
+
+    `--quant Q` alone names the catalog model that has quant Q (BadInput when none or several do).
+    Without either: the model downloaded or run last that is still on disk and verified, else the
+    newest verified download, and only when nothing is downloaded the catalog's default.
+    """
+    if model is not None:
+        return Choice(model, quant)
+    catalog = catalog or cat.load(home)
+    if quant is not None:
+        entry = catalog.model_with_quant(quant)
+        return Choice(entry.key, catalog.quant(entry, quant).name, f"the catalog model with quant {quant}")
+    for use in usage.load(home):
+        if _still_there(home, use.model, use.quant):
+            return Choice(use.model, None if use.model.endswith(".gguf") else use.quant,
+                          f"the model you {use.last_action} last ({use.last_at.replace('T', ' ')[:16]} UTC)")
+    ready = [m for m in mf.all_manifests(home) if m.summary_state() == "verified"]
+    if ready:
+        m = max(ready, key=lambda m: m.updated_at)
+        return Choice(m.model, m.quant, "the model downloaded last")
+    return Choice(catalog.default_model, None, "the catalog's default model; nothing is downloaded yet")
+
+
+def _still_there(home: Home, model: str, quant: str) -> bool:
+    if model.endswith(".gguf"):
+        return Path(model).is_file()
+    m = mf.load(home, model, quant)
+    return m is not None and m.summary_state() == "verified"
 
 
 def resolve_local(home: Home, model: str, quant: str | None = None, *,

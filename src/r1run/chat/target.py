@@ -24,6 +24,9 @@ class Target:
     settings_source: str  # "catalog", "model file", "none"
     info: "object"  # r1run.gguf ModelInfo
     prompt_template: str | None  # None: send the prompt as is
+    key: str = ""  # what usage records: catalog key, repo id, or the file's absolute path
+    quant: str = ""
+    chosen_because: str | None = None  # why r1run picked this model when the user named none
 
 
 def prompt_template_for(chat_template: str | None) -> str | None:
@@ -69,10 +72,12 @@ def read_cached(path: Path, cache_dir: Path):
     return info, template
 
 
-def resolve(home: Home, model: str | None, quant: str | None, *, default_model: str = "smollm2") -> Target:
-    from r1run.models import resolve_local
+def resolve(home: Home, model: str | None, quant: str | None) -> Target:
+    """The model to run; without MODEL, the one `r1run.models.choose` picks (and why)."""
+    from r1run.models import choose, resolve_local
 
-    spec = model or default_model
+    choice = choose(home, model, quant)
+    spec, quant = choice.model, choice.quant
     path = Path(spec).expanduser()
     if path.is_dir():
         firsts = sorted(path.glob("*-00001-of-*.gguf")) or sorted(path.glob("*.gguf"))
@@ -91,5 +96,6 @@ def resolve(home: Home, model: str | None, quant: str | None, *, default_model: 
         else:
             source = "none"
     template = settings.prompt_template or detected
+    key = local.model if local.manifest is not None else str(local.main_path.resolve())
     return Target(local.model if local.manifest is not None else path.name, local.main_path, settings, source, info,
-                  template)
+                  template, key=key, quant=local.quant, chosen_because=choice.reason and choice.describe())

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from r1run import usage
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, print_json, status, warn
 
@@ -79,6 +80,7 @@ def bench(
     with progress:
         report = core.run(opts, on_progress=progress.update,
                           on_setup=lambda s, invs: render.show_setup(s, invs))
+    usage.record(report.setup.home, report.setup.target.key, report.setup.target.quant, "ran")
     saved = _save(report, "sweep") if save else None
     render.show_report(report, fmt, saved)
 

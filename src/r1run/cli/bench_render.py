@@ -45,6 +45,8 @@ class Progress:
 
 
 def show_setup(setup, invs) -> None:
+    if setup.target.chosen_because:
+        status(f"model: {setup.target.chosen_because}")
     status(f"model: {setup.target.name} ({setup.target.path}); llama.cpp: {setup.install.origin}")
     status(f"r1run default (what `r1run chat` runs): {setup.default.describe()}")
     if invs is not None:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from r1run import usage
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, err, handle_errors, out, print_json, status, warn
 
@@ -60,6 +61,7 @@ def chat(
         if dry_run:
             out().print(proc.quote(argv), highlight=False, markup=False)
             return
+        usage.record(home, target.key, target.quant, "ran")
         _interactive(tuned, caps, home, json_)
         return
 
@@ -72,6 +74,8 @@ def chat(
         return
     starts_thinking = bool(template and template.rstrip().endswith("<think>"))
     result = _oneshot(run, home, prompt_text, hide_thinking, json_, not no_retry, starts_thinking)
+    if result.summary is not None:  # llama.cpp loaded the model and answered
+        usage.record(home, target.key, target.quant, "ran")
     _remember(result, target, prompt_text)
     _finish(result, target, tuned, json_)
 

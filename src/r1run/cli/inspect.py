@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from r1run.cli.common import JsonOpt, handle_errors, out, print_json, warn
+from r1run.cli.runopts import QuantOpt
+from r1run.cli.common import JsonOpt, handle_errors, out, print_json, status, warn
 
 if TYPE_CHECKING:
     from r1run.gguf.model import ModelInfo
@@ -18,10 +19,11 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def inspect(
-    target: Annotated[str, typer.Argument(help="A .gguf file, any shard of a split model, a folder holding one model, "
-                                                "hf://OWNER/REPO[/PATH] (headers only, over HTTP Range), or a catalog model with --quant.",
-                                           metavar="TARGET", show_default=False)],
-    quant: Annotated[Optional[str], typer.Option(help="Quant of a catalog model (e.g. UD-IQ1_S).", show_default=False)] = None,
+    target: Annotated[Optional[str], typer.Argument(
+        help="A .gguf file, any shard of a split model, a folder holding one model, hf://OWNER/REPO[/PATH] (headers "
+             "only, over HTTP Range), or a catalog model [default: the model you downloaded or ran last].",
+        metavar="[TARGET]", show_default=False)] = None,
+    quant: QuantOpt = None,
     revision: Annotated[Optional[str], typer.Option(help="Hub revision for hf:// targets.", show_default=False)] = None,
     layers: Annotated[bool, typer.Option("--layers", help="Also show bytes per layer.")] = False,
     tensors: Annotated[bool, typer.Option("--tensors", help="With --json: include every tensor (name, type, shape, bytes, shard).")] = False,
@@ -30,7 +32,9 @@ def inspect(
     """Show what a GGUF model holds: architecture, sizes, expert/non-expert bytes per layer, KV layout, shards."""
     from r1run.gguf.target import inspect_target
 
-    info = inspect_target(target, quant=quant, revision=revision)
+    info, chosen_because = inspect_target(target, quant=quant, revision=revision)
+    if chosen_because:
+        status(f"model: {chosen_because}")
     for w in info.warnings:
         warn(w)
     if json_:

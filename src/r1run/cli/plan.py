@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, out, print_json, warn
+from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, out, print_json, status, warn
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +45,8 @@ def plan(
         gpu_layers=gpu_layers, gpu_memory=gpu_memory, gpu_name=gpu_name, ram=ram, unified=unified,
         bandwidth=bandwidth, rpc=rpc, device_memory=device_memory, llama_bin=llama_bin,
     ))
+    if report.chosen_because:
+        status(f"model: {report.chosen_because}")
     for w in report.warnings:
         warn(w)
     if json_:

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-ModelArg = Annotated[Optional[str], typer.Argument(help="A catalog model (see `r1run models`) or a .gguf path / folder.",
+ModelArg = Annotated[Optional[str], typer.Argument(help="A catalog model (see `r1run models`) or a .gguf path / folder "
+                                                        "[default: the model you downloaded or ran last].",
                                                    show_default=False)]
 QuantOpt = Annotated[Optional[str], typer.Option("--quant", "-q", help="Which quant of a catalog model.", show_default=False)]
 GpuLayersOpt = Annotated[str, typer.Option("--gpu-layers", "-ngl", help="auto (r1run places the weights) or a number of layers.")]
@@ -55,6 +56,8 @@ def show_prepared(run) -> None:
 
     for w in run.tuned.warnings:
         warn(w)
+    if run.target.chosen_because:
+        status(f"model: {run.target.chosen_because}")
     status(f"model: {run.target.name} ({run.target.path}); llama.cpp: {run.install.origin}")
     for note in run.tuned.notes:
         status(note)

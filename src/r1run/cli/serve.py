@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from r1run import usage
 from r1run.cli import runopts as o
 from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, status, warn
 from r1run.errors import R1runError
@@ -83,6 +84,7 @@ def serve(
                 _raise_if_worker_lost(server, opts.rpc)
                 raise
         status(f"ready in {took:.1f} s")
+        usage.record(home, target.key, target.quant, "ran")
         out().print(f"web UI:  {server.url}/", highlight=False)
         out().print(f"API:     {server.url}/v1 (OpenAI-compatible)", highlight=False)
         out().print(f"example: {core.curl_example(server.url, bool(api_key))}", highlight=False, markup=False)

@@ -98,6 +98,12 @@ def download(req: Request, home: Home, events: Events | None = None, *, policy: 
     events = events or Events()
     policy = policy or RetryPolicy.from_env()
     target = target_for(req, catalog or cat.load(home), home)
+    result = _download(target, req, home, events, policy)
+    usage.record(home, target.model, target.quant, "downloaded")
+    return result
+
+
+def _download(target: Target, req: Request, home: Home, events: Events, policy: RetryPolicy) -> Result:
     _ensure_writable(target.dir)  # before asking the network anything
     p = _plan(target, req, home, events, policy)
     started = time.monotonic()

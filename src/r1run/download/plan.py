@@ -102,7 +102,12 @@ def target_for(req: Request, catalog: cat.Catalog, home: Home) -> Target:
                            "e.g. --include '*Q4_K_M*.gguf' (quote it so the shell leaves the * alone)")
         return Target(model=req.repo, quant=req.quant or label_for(req.include), repo=req.repo,
                       include=req.include, revision=req.revision, dir=_dir(req, home, req.repo))
-    entry = catalog.model(req.model or catalog.default_model)
+    if req.model is not None:
+        entry = catalog.model(req.model)
+    elif req.quant is not None:  # `r1run download --quant IQ1_S`: the model that has that quant
+        entry = catalog.model_with_quant(req.quant)
+    else:
+        entry = catalog.model(catalog.default_model)
     quant = catalog.quant(entry, req.quant)
     repo = req.repo or entry.repo
     custom = bool(req.include) or repo != entry.repo

@@ -19,7 +19,7 @@ def parse_hub_target(target: str) -> tuple[str, str]:
     return f"{parts[0]}/{parts[1]}", parts[2] if len(parts) == 3 else ""
 
 
-def resolve_catalog(model: str, quant: str) -> Path:
+def resolve_catalog(model: str, quant: str | None) -> Path:
     """The first file of a downloaded, verified catalog model's quant (its download manifest says where)."""
     from r1run.home import Home
     from r1run.models import resolve_local
@@ -27,19 +27,27 @@ def resolve_catalog(model: str, quant: str) -> Path:
     return resolve_local(Home.from_env(), model, quant).main_path
 
 
-def inspect_target(target: str, quant: str | None = None, revision: str | None = None) -> ModelInfo:
-    """ModelInfo of a local file/folder, a hub location (headers only), or a catalog model's quant."""
+def inspect_target(target: str | None, quant: str | None = None, revision: str | None = None) -> tuple[ModelInfo, str | None]:
+    """ModelInfo of a local file/folder, a hub location (headers only), or a catalog model's quant; without a
+    target, of the model `r1run.models.choose` picks. Also returns why that model, when r1run chose it."""
     from r1run.gguf import read_model, read_remote_model
+    from r1run.home import Home
+    from r1run.models import choose
 
-    if target.startswith(HF_PREFIX):
+    if target is not None and target.startswith(HF_PREFIX):
         repo, path = parse_hub_target(target)
-        return read_remote_model(repo, path, revision=revision)
-    if quant is not None:
-        return _catalog_model(target, quant, revision)
-    return read_model(Path(target))
+        return read_remote_model(repo, path, revision=revision), None
+    looks_like_path = target is not None and (target.endswith(".gguf") or target.startswith(("/", ".", "~")))
+    if target is not None and (looks_like_path or quant is None and Path(target).expanduser().exists()):
+        return read_model(Path(target)), None
+    choice = choose(Home.from_env(), target, quant)
+    why = choice.reason and choice.describe()
+    if choice.model.endswith(".gguf"):
+        return read_model(Path(choice.model)), why
+    return _catalog_model(choice.model, choice.quant, revision), why
 
 
-def _catalog_model(model: str, quant: str, revision: str | None) -> ModelInfo:
+def _catalog_model(model: str, quant: str | None, revision: str | None) -> ModelInfo:
     """A catalog quant's headers: from its verified download, else from the hub (headers only, HTTP Range)."""
     from r1run import catalog as cat
     from r1run.errors import R1runError

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from r1run.errors import BadInput, ToolMissing
+from r1run.models import choose
 from r1run.planner import memory as mem
 from r1run.planner import placement as pl
 from r1run.planner.machine import MachineSpec, from_hardware, with_overrides
@@ -54,8 +55,10 @@ def run(o: Options) -> PlanReport:
     if o.ctx is not None and o.ctx <= 0:
         raise BadInput(f"--ctx must be a positive number of tokens, not {o.ctx}", "e.g. --ctx 8192")
     home = Home.from_env()
-    label, srcs, warnings = sources(o.model, o.quants, home)
-    settings = _catalog_settings(home, o.model, srcs[0].label) if srcs[0].origin != "local" else None
+    choice = choose(home, o.model, o.quants[0] if o.quants and o.quants != ["*"] else None)
+    quants = o.quants or ([choice.quant] if choice.quant else None)
+    label, srcs, warnings = sources(choice.model, quants, home)
+    settings = _catalog_settings(home, choice.model, srcs[0].label) if srcs[0].origin != "local" else None
     spec = mem.ContextSpec(
         ctx=o.ctx or (settings.ctx if settings and settings.ctx else DEFAULT_CTX),
         cache_type_k=o.cache_type_k or (settings.cache_type_k if settings and settings.cache_type_k else "f16"),
@@ -72,14 +75,15 @@ def run(o: Options) -> PlanReport:
             fit = _llama_fit(capabilities, src.path, spec)
         rows.append(row_for(src, machine, caps, spec, gpu_layers, fit))
     return PlanReport(model=label, machine=machine_row(machine), cache_type_k=spec.cache_type_k,
-                      cache_type_v=spec.cache_type_v, rows=rows, warnings=warnings)
+                      cache_type_v=spec.cache_type_v, rows=rows, warnings=warnings,
+                      chosen_because=choice.reason and choice.describe())
 
 
-def _catalog_settings(home, model: str | None, quant: str):
+def _catalog_settings(home, model: str, quant: str):
     from r1run import catalog as cat
 
     c = cat.load(home)
-    entry = c.model(model or c.default_model)
+    entry = c.model(model)
     return entry.settings_for(quant)
 
 

@@ -97,6 +97,7 @@ class PlanReport(BaseModel):
     cache_type_v: str
     rows: list[QuantPlan]
     warnings: list[str] = []
+    chosen_because: Optional[str] = None  # why this model, when the command named none
 
     def to_json(self) -> str:
         data = self.model_dump(mode="json")
@@ -139,7 +140,8 @@ def machine_row(m: MachineSpec) -> MachineRow:
 
 # --- finding the models' headers --------------------------------------------------------------------
 
-def sources(model: str | None, quants: list[str] | None, home, *, offline: bool | None = None) -> tuple[str, list[ModelSource], list[str]]:
+def sources(model: str | None, quants: list[str] | None, home, *,
+            offline: bool | None = None) -> tuple[str, list[ModelSource], list[str]]:
     """(model label, one ModelSource per quant, warnings) for a path or a catalog key."""
     from r1run import catalog as cat
     from r1run.gguf import read_model
