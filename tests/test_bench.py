@@ -13,6 +13,7 @@ from r1run.bench.sweep import Config, Invocation
 from r1run.errors import BadInput
 from r1run.home import Home
 from r1run.llama.args import Placement, RunSpec
+from r1run.run.config import Request
 
 DATA = Path(__file__).parent / "data" / "bench"
 
@@ -170,25 +171,23 @@ def _profile(settings: dict, **extra) -> profile.Profile:
 
 
 def test_profile_fills_only_what_the_user_left():
-    from r1run.chat.tuning import Options
-
     spec = RunSpec(model=Path("m"), ctx=4096, threads=2)
     p = _profile({"threads": 1, "flash_attn": "on", "cache_type_k": "q8_0", "batch": 2048, "ubatch": 256})
-    new, note = p.apply(spec, Options())
+    new, note = p.apply(spec, Request())
     assert (new.threads, new.flash_attn, new.cache_type_k, new.ubatch, new.batch) == (1, "on", "q8_0", 256, None)
     assert "threads 1" in note and "--no-profile" in note
-    new, _ = p.apply(spec, Options(threads="2", cache_type_k="f16", extra=("-fa", "off")))
+    new, _ = p.apply(spec, Request(threads=2, cache_type_k="f16", extra=("-fa", "off")))
     assert (new.threads, new.flash_attn, new.cache_type_k) == (2, None, None)
+    new, _ = p.apply(spec, Request(flash_attn="off", ubatch=512))  # given as r1run options, not after --
+    assert (new.flash_attn, new.ubatch) == (None, None)
 
 
 def test_profile_placement_only_when_tuned():
-    from r1run.chat.tuning import Options
-
     spec = RunSpec(model=Path("m"), ctx=4096, placement=Placement(gpu_layers=62, n_cpu_moe=10))
     moved = _profile({"gpu_layers": 62, "n_cpu_moe": 12}, placement_tuned=True)
-    assert moved.apply(spec, Options())[0].placement == Placement(gpu_layers=62, n_cpu_moe=12)
-    assert moved.apply(spec, Options(gpu_layers="20"))[0].placement == spec.placement
-    assert _profile({"gpu_layers": 0}).apply(spec, Options())[0].placement == spec.placement
+    assert moved.apply(spec, Request())[0].placement == Placement(gpu_layers=62, n_cpu_moe=12)
+    assert moved.apply(spec, Request(gpu_layers=20))[0].placement == spec.placement
+    assert _profile({"gpu_layers": 0}).apply(spec, Request())[0].placement == spec.placement
 
 
 # --- storage ------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def test_tune_stores_a_profile_that_chat_uses(home: Path, smollm2: Path) -> None
     if settings["flash_attn"] != "auto":
         assert argv[argv.index("-fa") + 1] == settings["flash_attn"]
     if settings["cache_type_k"] != "f16":
-        assert argv[argv.index("--cache-type-k") + 1] == settings["cache_type_k"]
+        assert argv[argv.index("-ctk") + 1] == settings["cache_type_k"]
 
     plain = invoke("chat", str(smollm2), "-p", "hi", "--dry-run", "--no-profile")
     assert "tuned profile" not in plain.stderr and "-fa" not in plain.stdout.split()

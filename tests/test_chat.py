@@ -61,7 +61,7 @@ def test_r1_shaped_model_uses_the_deepseek_format_and_settings(home: Path, r1_ti
     argv = data["attempts"][0]["argv"]
     assert argv[argv.index("-p") + 1] == "<｜User｜>Hello<｜Assistant｜>"
     assert argv[argv.index("--temp") + 1] == "0.6" and argv[argv.index("--min-p") + 1] == "0.05"
-    assert argv[argv.index("--cache-type-k") + 1] == "q4_0"
+    assert argv[argv.index("-ctk") + 1] == "q4_0"
     assert data["summary"]["eval"]["tps"] > 0 and data["summary"]["eval"]["tokens"] >= 1
 
 
@@ -145,7 +145,7 @@ def test_ctrl_c_stops_llama_cpp_and_leaves_no_process(home: Path, smollm2: Path)
     [
         (["-ngl", "-1"], 2, "--gpu-layers must be at least 0"),
         (["-ngl", "500"], 2, "more than this model's 30 layers"),
-        (["-c", "0"], 2, "--ctx-size must be positive"),
+        (["-c", "0"], 2, "--ctx-size must be a positive number"),
         (["--prompt-file", "/nonexistent/prompt.txt"], 2, "--prompt-file /nonexistent/prompt.txt"),
         (["--rpc", "localhost"], 2, "is not host:port"),
         (["-p", "Hi", "-n", "4", "--", "--definitely-not-a-flag"], 1, "--definitely-not-a-flag"),

@@ -246,7 +246,7 @@ def test_fuzzed_headers_only_raise_r1run_errors(valid_headers, data):
 
 def test_hub_targets_parse():
     from r1run.errors import BadInput
-    from r1run.gguf.target import parse_hub_target
+    from r1run.inspect_target import parse_hub_target
 
     assert parse_hub_target("hf://unsloth/DeepSeek-R1-GGUF/DeepSeek-R1-UD-IQ1_S") == \
         ("unsloth/DeepSeek-R1-GGUF", "DeepSeek-R1-UD-IQ1_S")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from r1run.errors import BadInput
+from r1run.llama.args import Placement
 from r1run.planner import memory as mem
 from r1run.planner import r1_quants
 from r1run.planner.machine import MachineSpec, parse_size, parse_sizes, rpc_devices, with_overrides
-from r1run.planner.placement import Caps, override_pattern, plan_run, shrink
+from r1run.planner.placement import Caps, override_pattern, plan_run
 
 GiB = 1 << 30
 SPEC = mem.ContextSpec(ctx=8192, cache_type_k="q4_0")
@@ -69,7 +70,7 @@ def test_context_pads_to_256_and_splits_per_slot():
 def test_cpu_only_512(iq1s):
     p = plan_run(iq1s, cpu512(), Caps(), SPEC)
     assert p.strategy == "cpu-only" and p.gpu_layers == 0 and p.fits_memory
-    assert "-ngl" in p.flags and p.flags[p.flags.index("-ngl") + 1] == "0"
+    assert p.placement == Placement(gpu_layers=0)
     # hand calculation: ~14.8 GB read per token / 200 GB/s = 13.5 t/s
     assert p.decode_bound_tps == pytest.approx(200e9 / iq1s.active_bytes_per_token, rel=0.02)
     assert p.max_ctx > 100_000 and p.early_guide_layers is None
@@ -78,7 +79,7 @@ def test_cpu_only_512(iq1s):
 def test_24gb_gpu_128gb_ram_keeps_experts_in_ram(iq1s):
     p = plan_run(iq1s, gpu24(), Caps(), mem.ContextSpec(ctx=4096, cache_type_k="q4_0"))
     assert p.fits_memory and p.strategy == "moe-experts-split"
-    assert p.gpu_layers == 62 and "--cpu-moe" in p.flags
+    assert p.gpu_layers == 62 and p.placement.cpu_moe
     gpu = p.devices[0]
     assert gpu.weights < 12 * GiB and gpu.free_after >= 0  # attention, shared experts, dense layers, output only
     # hand calculation: GPU reads the non-expert weights (~10.7 GB) at 1008 GB/s, the CPU 8/256 of the routed
@@ -106,35 +107,29 @@ def test_two_80gb_gpus_hold_iq1s_entirely(iq1s):
     assert p.fits_memory and p.strategy == "full-gpu" and p.cpu_moe_layers == []
     assert [d.name for d in p.devices] == ["CUDA0", "CUDA1", "CPU"]
     assert all(d.free_after >= 0 for d in p.devices)
-    assert "-ts" in p.flags
+    assert p.placement.tensor_split is not None
     assert p.decode_bound_tps > 100  # a bound: 14.8 GB per token at 3.35 TB/s
     bigger = plan_run(r1_quants.model_info("UD-Q2_K_XL"), h100x2(), Caps(), SPEC)
     assert bigger.fits_memory and bigger.strategy == "moe-experts-split"
-    assert "--n-cpu-moe" in bigger.flags and all(d.free_after >= 0 for d in bigger.devices)
+    assert bigger.placement.n_cpu_moe is not None and all(d.free_after >= 0 for d in bigger.devices)
 
 
 def test_override_tensor_when_the_binary_lacks_n_cpu_moe(iq1s):
     caps = Caps(n_cpu_moe=False, cpu_moe=False)
     p = plan_run(r1_quants.model_info("UD-Q2_K_XL"), h100x2(), caps, SPEC)
-    ot = p.flags[p.flags.index("-ot") + 1]
+    (ot,) = p.placement.tensor_overrides
     assert ot == override_pattern(p.cpu_moe_layers)
     assert ot.startswith(r"blk\.(3|4|") and ot.endswith(r")\.ffn_(up|down|gate)_exps=CPU")
 
 
-def test_explicit_gpu_layers_and_shrink(iq1s):
-    p = plan_run(iq1s, h100x2(), Caps(), SPEC, gpu_layers=62)
-    assert p.gpu_layers == 62
-    s1 = shrink(p)
-    assert s1 is not None and len(s1.cpu_moe_layers) == len(p.cpu_moe_layers) + 1
-    cur, steps = s1, 0
-    while cur is not None and cur.gpu_layers > 0:
-        cur, steps = shrink(cur), steps + 1
-        assert steps < 200
-    assert cur is not None and cur.gpu_layers == 0
-    last = shrink(cur)
-    assert last is not None and last.ctx == 4096
-    with pytest.raises(BadInput):
-        plan_run(iq1s, h100x2(), Caps(), SPEC, gpu_layers=-1)
+def test_explicit_gpu_layers_put_those_layers_experts_and_all_on_the_gpu(iq1s):
+    # -ngl N means what llama.cpp does with it: the last N-1 layers and the output, routed experts included
+    p = plan_run(iq1s, gpu24(), Caps(), SPEC, gpu_layers=62)
+    assert p.gpu_layers == 62 and p.cpu_moe_layers == [] and p.placement == Placement(gpu_layers=62)
+    assert not p.fits_memory  # 131 GiB of weights on a 24 GiB GPU
+    assert "do not fit the GPU memory" in " ".join(p.notes)
+    few = plan_run(iq1s, h100x2(), Caps(), SPEC, gpu_layers=20)
+    assert few.fits_memory and few.strategy == "layers-split" and few.cpu_moe_layers == []
 
 
 def test_dense_model_offloads_whole_layers(smollm2):
@@ -143,7 +138,7 @@ def test_dense_model_offloads_whole_layers(smollm2):
     info = read_model(smollm2)
     tiny_gpu = with_overrides(base(), ram="8GiB", gpu_memory="1.5GiB", bandwidth="cpu=20GB/s,gpu=300GB/s")
     p = plan_run(info, tiny_gpu, Caps(), mem.ContextSpec(ctx=4096))
-    assert p.strategy == "full-gpu" and p.gpu_layers == 31 and "--cpu-moe" not in p.flags
+    assert p.strategy == "full-gpu" and p.gpu_layers == 31 and not p.placement.cpu_moe
     small = with_overrides(base(), ram="8GiB", gpu_memory="1.4GiB", bandwidth="cpu=20GB/s,gpu=300GB/s")
     q = plan_run(info, small, Caps(), mem.ContextSpec(ctx=16384))
     assert 0 < q.gpu_layers < 31 and q.strategy == "layers-split" and q.fits_memory
@@ -168,6 +163,6 @@ def test_rpc_workers_take_layers(iq1s):
     m = with_overrides(base(), ram="64GiB", gpu_memory="0", rpc="10.0.0.2:50052,10.0.0.3:50052",
                        device_memory="96GiB")
     p = plan_run(iq1s, m, Caps(), mem.ContextSpec(ctx=4096, cache_type_k="q4_0"))
-    assert p.fits_memory and p.flags[p.flags.index("--rpc") + 1] == "10.0.0.2:50052,10.0.0.3:50052"
+    assert p.fits_memory and p.rpc == ("10.0.0.2:50052", "10.0.0.3:50052")
     assert [d.kind for d in p.devices] == ["rpc", "rpc", "cpu"]
     assert any("RPC devices" in n for n in p.notes)

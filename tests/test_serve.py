@@ -79,7 +79,7 @@ def test_dry_run_binds_loopback_and_asks_for_separate_reasoning(r1run_home: Path
     assert res.exit_code == 0, res.stderr
     line = res.stdout.strip()
     assert "--host 127.0.0.1" in line and "--port 8080" in line and "--reasoning-format deepseek" in line
-    assert "--cache-type-k q4_0" in line
+    assert "-ctk q4_0" in line
 
 
 def test_port_in_use(r1run_home: Path, llama_bin: Path, smollm2: Path) -> None:

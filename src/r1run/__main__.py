@@ -1,3 +1,3 @@
-from r1run.entry import main
+from r1run.cli.app import main
 
 main()

@@ -49,5 +49,9 @@ class SourceUnavailable(R1runError):
     """llama.cpp source could not be obtained from any requested place."""
 
 
+class LlamaFailed(R1runError):
+    """llama.cpp exited with an error; the message quotes its own error line."""
+
+
 class GGUFError(BadInput):
     """A GGUF file (or shard set) is malformed, truncated, incomplete or not a GGUF at all."""

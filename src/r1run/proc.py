@@ -145,8 +145,7 @@ class Child:
     """A long-running child (server, worker, chat) whose stderr is tee'd to a log file.
 
     Lines of stderr are handed to `on_line` from a reader thread and kept in a
-    tail; `stop()` always reaps the process. A child started before anyone reads its
-    lines (`on_line=None, hold=True`) keeps them until `attach()` replays them.
+    tail; `stop()` always reaps the process.
     """
 
     def __init__(
@@ -159,13 +158,10 @@ class Child:
         stdin=None,
         env: dict[str, str] | None = None,
         keep: int = 60,
-        hold: bool = False,
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.log_path = log_path
         self.tail: deque[str] = deque(maxlen=keep)
-        self._lock = threading.Lock()
-        self._held: list[str] | None = [] if hold else None
         log.debug("start: %s (stderr > %s)", quote(self.argv), log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._sink = open(log_path, "a", encoding="utf-8", errors="replace")
@@ -190,24 +186,8 @@ class Child:
             self._sink.flush()
             line = line.rstrip("\n")
             self.tail.append(line)
-            with self._lock:
-                if self._held is not None:
-                    self._held.append(line)
-                    continue
-                on_line = self._on_line
-            if on_line is not None:
-                on_line(line)
-
-    def attach(self, on_line: Callable[[str], None]) -> None:
-        """Start handing lines to on_line, first every line held since the start, in order."""
-        while True:
-            with self._lock:
-                held, self._held = self._held, []
-                if not held:
-                    self._held, self._on_line = None, on_line
-                    return
-            for line in held:  # outside the lock: the reader keeps holding what arrives meanwhile
-                on_line(line)
+            if self._on_line is not None:
+                self._on_line(line)
 
     @property
     def pid(self) -> int:

@@ -15,6 +15,14 @@ from r1run.bench import bound as bnd
 from r1run.bench import sweep
 from r1run.bench.runner import Progress, Row
 from r1run.errors import BadInput, ToolMissing
+from r1run.home import Home
+from r1run.llama.discover import LlamaInstall
+from r1run.llama.probe import Capabilities
+from r1run.planner.machine import MachineDescription, MachineSpec
+from r1run.planner.placement import RunPlan
+from r1run.run.config import Request
+from r1run.run.prepare import prepare as run_prepare
+from r1run.run.target import Target
 
 DEFAULT_LABEL = "r1run default"
 PROFILE_LABEL = "tuned profile"
@@ -45,14 +53,14 @@ class Options:
 class Setup:
     """What a benchmark needs before running anything: llama.cpp, the model, r1run's default and the machine."""
 
-    home: object
-    install: object
-    caps: object
+    home: Home
+    install: LlamaInstall
+    caps: Capabilities
     program: Path
-    target: object
+    target: Target
     default: sweep.Config
-    default_plan: object | None
-    machine: object
+    default_plan: RunPlan | None
+    machine: MachineSpec
     bandwidth_source: str
 
 
@@ -96,38 +104,19 @@ def validate(o: Options) -> dict[str, list]:
 
 
 def prepare(o: Options) -> Setup:
-    """Find llama-bench and the model; work out the configuration `r1run chat` would use."""
-    from r1run.chat import target as tgt
-    from r1run.chat import tuning
-    from r1run.home import Home
-    from r1run.llama import discover
-    from r1run.planner import cmd
-    from r1run.planner import placement as pl
-
+    """Find llama-bench and the model; the configuration `r1run chat` would use is r1run's default row."""
     home = Home.from_env()
-    install = discover.find(home, o.llama_bin)
-    caps = discover.capabilities(install, home)
-    program = caps.path("bench")
+    req = Request(model=o.model, quant=o.quant, ctx=o.ctx, rpc=o.rpc,
+                  machine=MachineDescription(bandwidth=o.bandwidth), profile=False)
+    run = run_prepare(home, req, o.llama_bin)
+    program = run.caps.path("bench")
     if program is None:
-        raise ToolMissing(f"this llama.cpp ({install.origin}) has no llama-bench",
+        raise ToolMissing(f"this llama.cpp ({run.install.origin}) has no llama-bench",
                           "run `r1run build` (it builds llama-bench) or point --llama-bin at a folder holding it")
-    target = tgt.resolve(home, o.model, o.quant)
-    planner = tuning.plan_for(home, target, caps, install, o.rpc)
-    tuned = tuning.tune(target, tuning.Options(ctx=o.ctx, rpc=o.rpc), caps, planner)
-    n_layers = target.info.hparams.block_count
-    default = sweep.from_run_spec(tuned.spec, n_layers)
-    warnings: list[str] = []
-    machine = cmd._machine(home, cmd.Options(bandwidth=o.bandwidth, rpc=",".join(o.rpc) or None), caps, install,
-                           warnings)
+    default = sweep.from_run_spec(run.config.spec, run.target.info.hparams.block_count)
     source = "--bandwidth" if o.bandwidth else "measured (numpy copy, one thread; R1RUN_HOME/cache/bandwidth.json)"
-    plan = None
-    if machine.devices or o.rpc:
-        from r1run.planner import memory as mem
-
-        spec = mem.ContextSpec(ctx=tuned.spec.ctx, cache_type_k=default.cache_type_k or "f16",
-                               cache_type_v=default.cache_type_v or "f16")
-        plan = pl.plan_run(target.info, machine, pl.Caps.from_capabilities(caps), spec, "auto")
-    return Setup(home, install, caps, program, target, default, plan, machine, source)
+    plan = run.config.plan if run.machine.devices or o.rpc else None
+    return Setup(home, run.install, run.caps, program, run.target, default, plan, run.machine, source)
 
 
 def invocations(setup: Setup, lists: dict[str, list], *, profile: sweep.Config | None = None,

@@ -11,8 +11,14 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from r1run.bench.sweep import Config
+from typing import TYPE_CHECKING
+
+from r1run.bench.sweep import LLAMA_BATCH, LLAMA_UBATCH, Config
 from r1run.fsutil import write_atomic
+from r1run.llama.args import Placement, RunSpec
+
+if TYPE_CHECKING:
+    from r1run.run.config import Request
 
 SCHEMA = "r1run.profile/1"
 
@@ -35,23 +41,20 @@ class Profile:
     def created(self) -> str:
         return str(self.data.get("created", "?"))[:10]
 
-    def apply(self, spec, opts):
-        """`spec` (a RunSpec) with the profile's settings wherever the user gave none (`opts`: tuning.Options).
+    def apply(self, spec: RunSpec, req: Request) -> tuple[RunSpec, str]:
+        """`spec` with the profile's settings wherever the user gave none (`req`: what the user said).
 
         Returns the new spec and a note naming what the profile changed.
         """
-        from r1run.bench.sweep import LLAMA_BATCH, LLAMA_UBATCH
-        from r1run.llama.args import Placement
-
         c = self.config
         now = {"threads": spec.threads, "flash_attn": spec.flash_attn or "auto",
                "cache_type_k": spec.cache_type_k or "f16", "cache_type_v": spec.cache_type_v or "f16",
                "batch": spec.batch or LLAMA_BATCH, "ubatch": spec.ubatch or LLAMA_UBATCH}
-        user_gave = {"threads": opts.threads != "auto", "cache_type_k": opts.cache_type_k is not None,
-                     "cache_type_v": opts.cache_type_v is not None,
-                     "flash_attn": _in_extra(opts.extra, "-fa", "--flash-attn"),
-                     "batch": _in_extra(opts.extra, "-b", "--batch-size"),
-                     "ubatch": _in_extra(opts.extra, "-ub", "--ubatch-size")}
+        user_gave = {"threads": req.threads is not None, "cache_type_k": req.cache_type_k is not None,
+                     "cache_type_v": req.cache_type_v is not None,
+                     "flash_attn": req.flash_attn is not None or _in_extra(req.extra, "-fa", "--flash-attn"),
+                     "batch": req.batch is not None or _in_extra(req.extra, "-b", "--batch-size"),
+                     "ubatch": req.ubatch is not None or _in_extra(req.extra, "-ub", "--ubatch-size")}
         names = {"threads": "threads", "flash_attn": "flash attention", "cache_type_k": "K cache",
                  "cache_type_v": "V cache", "batch": "batch", "ubatch": "ubatch"}
         changes: dict = {}
@@ -63,7 +66,7 @@ class Profile:
             changes[knob] = value
             said.append(f"{names[knob]} {value}")
         placed = c.gpu_layers is not None or c.n_cpu_moe is not None or c.overrides
-        if opts.gpu_layers == "auto" and placed and self.data.get("placement_tuned"):
+        if req.gpu_layers is None and placed and self.data.get("placement_tuned"):
             overrides = tuple(o for o in (c.overrides or "").split(";") if o)
             placement = Placement(gpu_layers=c.gpu_layers, n_cpu_moe=c.n_cpu_moe, tensor_overrides=overrides)
             if placement != spec.placement:
@@ -115,7 +118,7 @@ def find(home, files: list[Path], size: int, rpc: tuple[str, ...] = ()) -> Profi
 
 
 def find_for_target(home, target, rpc: tuple[str, ...] = ()) -> Profile | None:
-    """`find` for a resolved chat target (r1run.chat.target.Target)."""
+    """`find` for a resolved target (r1run.run.target.Target)."""
     shards = target.info.shards
     files = [Path(s.path) for s in shards]
     return find(home, files, sum(s.file_bytes for s in shards), rpc)

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from r1run import __version__
+from r1run.hardware import begin_cpu_window
 from r1run.cli import build as build_cmd
 from r1run.cli import doctor as doctor_cmd
 from r1run.cli import models as models_cmd
@@ -61,7 +62,13 @@ def make_app(only: str | None = None) -> typer.Typer:
 app = make_app()
 
 
+# Commands that choose llama.cpp's thread count from how busy the CPUs are.
+_TUNING = ("chat", "serve", "quickstart", "bench")
+
+
 def main() -> None:
-    """Run the command line (the console script is r1run.entry.main, which calls this)."""
+    """Run the command line (the `r1run` console script)."""
     args = sys.argv[1:]
+    if args and args[0] in _TUNING:
+        begin_cpu_window()  # the sample of how busy other programs keep the CPUs spans start-up, not a sleep
     make_app(args[0] if args and args[0] in COMMANDS else None)()

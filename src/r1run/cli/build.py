@@ -62,7 +62,7 @@ def build(
             out().print(proc.quote(argv), highlight=False, markup=False)
         return
 
-    result = _run_with_progress(request, home, tc)
+    result = run_build(request, home, tc)
     m = result.manifest
     if result.reused:
         status(f"build {m.id} is up to date ({m.path}); --force rebuilds")
@@ -74,7 +74,8 @@ def build(
         _render_manifest(m)
 
 
-def _run_with_progress(request, home, tc):
+def run_build(request, home, tc):
+    """Build with a progress bar on stderr (used by `build` and `quickstart`)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from r1run.llama import build as core

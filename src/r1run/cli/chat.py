@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
-from r1run import usage
+from r1run import proc, usage
+from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, err, handle_errors, out, print_json, status, warn
+from r1run.cli.render import tps_table
+from r1run.home import Home
+from r1run.llama import args
+from r1run.perf.watcher import LogEvent
+from r1run.run import interactive, oneshot
+from r1run.run.prepare import Prepared, prepare
+from r1run.think import Piece
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +43,16 @@ def chat(
     seed: o.SeedOpt = None,
     cache_type_k: o.CacheKOpt = None,
     cache_type_v: o.CacheVOpt = None,
+    flash_attn: o.FlashAttnOpt = None,
+    batch_size: o.BatchOpt = None,
+    ubatch_size: o.UbatchOpt = None,
     rpc: o.RpcOpt = None,
+    gpu_memory: o.GpuMemoryOpt = None,
+    gpu_name: o.GpuNameOpt = None,
+    ram: o.RamOpt = None,
+    unified: o.UnifiedOpt = None,
+    bandwidth: o.BandwidthOpt = None,
+    device_memory: o.DeviceMemoryOpt = None,
     hide_thinking: Annotated[bool, typer.Option("--hide-thinking", help="Do not show the reasoning between <think> and </think>.")] = False,
     no_retry: o.NoRetryOpt = False,
     dry_run: o.DryRunOpt = False,
@@ -42,73 +61,50 @@ def chat(
     json_: JsonOpt = False,
 ) -> None:
     """Chat with a model: interactive, or one answer with --prompt. Extra llama.cpp flags go after --."""
-    from r1run import proc
-    from r1run.chat import tuning
-    from r1run.home import Home
-    from r1run.llama import args
-
     home = Home.from_env()
     text = o.read_prompt(prompt, prompt_file)
-    opts = tuning.Options(gpu_layers=gpu_layers, ctx=ctx_size, threads=threads, n_predict=n_predict, temp=temp,
-                          min_p=min_p, seed=seed, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
-                          rpc=o.split_rpc(rpc), extra=tuple(ctx.args), profile=not no_profile)
-    run = tuning.prepare(home, model, quant, opts, llama_bin)
-    caps, target, tuned = run.caps, run.target, run.tuned
+    req = o.request(model=model, quant=quant, gpu_layers=gpu_layers, ctx=ctx_size, threads=threads,
+                    n_predict=n_predict, temp=temp, min_p=min_p, seed=seed, cache_type_k=cache_type_k,
+                    cache_type_v=cache_type_v, flash_attn_=flash_attn, batch=batch_size, ubatch=ubatch_size,
+                    rpc_=rpc, gpu_memory=gpu_memory, gpu_name=gpu_name, ram=ram, unified=unified,
+                    bandwidth=bandwidth, device_memory=device_memory, extra=tuple(ctx.args),
+                    profile=not no_profile)
+    run = prepare(home, req, llama_bin, find_for_target)
+    spec, target = run.config.spec, run.target
 
     if text is None:
         o.show_prepared(run)
-        argv = args.chat_argv(tuned.spec, caps)
+        argv = args.chat_argv(spec, run.caps)
         if dry_run:
             out().print(proc.quote(argv), highlight=False, markup=False)
             return
         usage.record(home, target.key, target.quant, "ran")
-        _interactive(tuned, caps, home, json_)
+        _interactive(run, home, json_)
         return
 
-    template = target.prompt_template
-    prompt_text = template.replace("{prompt}", text) if template else text
-    argv = args.oneshot_argv(tuned.spec, caps, prompt_text)
+    prompt_text = target.render(text)
     if dry_run:
         o.show_prepared(run)
-        out().print(proc.quote(argv), highlight=False, markup=False)
+        out().print(proc.quote(args.oneshot_argv(spec, run.caps, prompt_text)), highlight=False, markup=False)
         return
-    starts_thinking = bool(template and template.rstrip().endswith("<think>"))
-    result = _oneshot(run, home, prompt_text, hide_thinking, json_, not no_retry, starts_thinking)
-    if result.summary is not None:  # llama.cpp loaded the model and answered
+    result = answer(run, home, prompt_text, hide_thinking=hide_thinking, json_=json_, retry=not no_retry)
+    if result.attempts[-1].exit_code == 0:  # llama.cpp loaded the model and answered
         usage.record(home, target.key, target.quant, "ran")
-    _remember(result, target, prompt_text)
-    _finish(result, target, tuned, json_)
+    finish(result, run, json_)
 
 
-def _remember(result, target, prompt_text: str) -> None:
-    """Let the next run of this command line start llama.cpp at once (r1run.chat.early): only after a
-    first try that succeeded with nothing on a GPU or an RPC worker."""
-    from r1run.chat import early
-    from r1run.gguf.shards import locate
+def answer(run: Prepared, home: Home, prompt_text: str, *, hide_thinking: bool = False, json_: bool = False,
+           retry: bool = True, announce: bool = True) -> oneshot.Result:
+    """One answer, streamed to stdout (its reasoning dimmed on stderr); `announce` prints r1run's choices once
+    llama.cpp has started. quickstart answers through this too."""
+    state: dict[str, object] = {"thinking_shown": False}
 
-    if result.interrupted or len(result.attempts) != 1 or "--rpc" in result.attempts[0].argv:
-        return
-    first = result.attempts[0]
-    if first.exit_code != 0 or first.offloaded is None or not first.offloaded.startswith("0/"):
-        return
-    early.remember(first.argv, prompt_text, target.prompt_template, locate(target.path))
-
-
-def _oneshot(run, home, prompt_text, hide_thinking, json_, retry, starts_thinking, announce: bool = True):
-    """One answer, streamed; `announce` prints r1run's choices once llama.cpp has started."""
-    from r1run.chat import oneshot
-
-    tuned = run.tuned
-    state = {"thinking_shown": False, "planned": tuned.planned_gpu_layers}
-
-    def on_piece(piece) -> None:
+    def on_piece(piece: Piece) -> None:
         if json_:
             return
         if piece.thinking:
             if hide_thinking:
                 return
-            from rich.markup import escape  # here: rich is imported only once there is something to show
-
             if not state["thinking_shown"]:
                 err().print("[dim]── thinking ──[/dim]")
                 state["thinking_shown"] = True
@@ -120,42 +116,34 @@ def _oneshot(run, home, prompt_text, hide_thinking, json_, retry, starts_thinkin
             sys.stdout.write(piece.text)
             sys.stdout.flush()
 
-    def on_event(ev) -> None:
+    def on_event(ev: LogEvent) -> None:
         if ev.kind == "offload":
-            planned = state["planned"]
+            planned = run.config.planned_gpu_layers
             msg = f"llama.cpp offloaded {ev.value.layers}/{ev.value.total} layers to the GPU"
-            if planned is not None and ev.value.layers < min(planned, ev.value.total):
+            if ev.value.layers < min(planned, ev.value.total):
                 warn(f"{msg}, fewer than the {planned} planned")
 
     events = oneshot.Events(on_piece=on_piece, on_status=lambda m: warn(m), on_event=on_event,
                             on_started=(lambda: o.show_prepared(run)) if announce else (lambda: None))
-    return oneshot.run(tuned.spec, run.caps, prompt_text, logs=home.ensure(home.logs), events=events, retry=retry,
-                       starts_thinking=starts_thinking)
+    return oneshot.run(run.config.spec, run.caps, prompt_text, logs=home.ensure(home.logs), events=events,
+                       retry=retry, starts_thinking=run.target.starts_thinking)
 
 
-def _interactive(tuned, caps, home, json_) -> None:
-    from r1run.chat import interactive
-
-    result = interactive.run(tuned.spec, caps, logs=home.ensure(home.logs))
+def _interactive(run: Prepared, home: Home, json_: bool) -> None:
+    result = interactive.run(run.config.spec, run.caps, logs=home.ensure(home.logs))
     status(f"log: {result.log_path}")
     if json_:
-        import json
-
         print_json(json.dumps({"exit_code": result.exit_code, "log": str(result.log_path),
                                "turns": [s.model_dump(mode="json") for s in result.summaries]}, indent=2))
     elif result.summaries:
-        from r1run.cli.render import tps_table
-
         err().print(tps_table(result.summaries, title="speed per answer"))
     if result.exit_code not in (0, 130):
         raise typer.Exit(1)
 
 
-def _finish(result, target, tuned, json_: bool) -> None:
-    import json
-
-    from r1run.cli.render import tps_table
-
+def finish(result: oneshot.Result, run: Prepared, json_: bool) -> None:
+    """The end of an answer: a newline, what each failed try changed, the speed table (or the JSON)."""
+    target = run.target
     if not json_ and result.answer and not result.answer.endswith("\n"):
         sys.stdout.write("\n")
     for a in result.attempts:
@@ -169,7 +157,6 @@ def _finish(result, target, tuned, json_: bool) -> None:
             "answer": result.answer,
             "reasoning": result.reasoning,
             "interrupted": result.interrupted,
-            "started_early": result.started_early,
             "attempts": [{"argv": list(a.argv), "exit_code": a.exit_code, "oom": a.oom, "offloaded": a.offloaded,
                           "change": a.change} for a in result.attempts],
             "summary": result.summary.model_dump(mode="json") if result.summary is not None else None,

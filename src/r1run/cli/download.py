@@ -51,7 +51,7 @@ def download(
         token=token or None, verify=verify, force=force,
     )
     log_path = _start_log(home)
-    with _Progress() as progress:
+    with DownloadProgress() as progress:
         if dry_run:
             _render_plan(core.plan(request, home, progress.events()), json_)
             return
@@ -77,7 +77,7 @@ def _start_log(home) -> Path:
     return path
 
 
-class _Progress:
+class DownloadProgress:
     """Per-file and overall bars on stderr (only on a terminal), status lines always."""
 
     def __init__(self) -> None:
@@ -95,7 +95,7 @@ class _Progress:
         self.tasks: dict[tuple[str, str], int] = {}
         self.sizes: dict[str, int] = {}
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> "DownloadProgress":
         self.progress.__enter__()
         return self
 

@@ -30,7 +30,7 @@ def inspect(
     json_: JsonOpt = False,
 ) -> None:
     """Show what a GGUF model holds: architecture, sizes, expert/non-expert bytes per layer, KV layout, shards."""
-    from r1run.gguf.target import inspect_target
+    from r1run.inspect_target import inspect_target
 
     info, chosen_because = inspect_target(target, quant=quant, revision=revision)
     if chosen_because:

@@ -6,8 +6,23 @@ from typing import Annotated, Optional
 
 import typer
 
+from r1run import catalog as cat
+from r1run import usage
+from r1run.bench.profile import find_for_target
+from r1run.cli import build as build_cli
+from r1run.cli import chat as chat_cli
 from r1run.cli import runopts as o
 from r1run.cli.common import LlamaBinOpt, handle_errors, out, status
+from r1run.cli.download import DownloadProgress
+from r1run.download import core as dl
+from r1run.errors import ToolMissing
+from r1run.home import Home
+from r1run.llama import PINNED_RELEASE, discover, toolchain
+from r1run.llama import build as build_core
+from r1run.llama import source as src
+from r1run.models import ModelNotReady, resolve_local
+from r1run.run.config import Request
+from r1run.run.prepare import prepare
 
 DEFAULT_PROMPT = "In two sentences, why is the sky blue?"
 
@@ -27,13 +42,6 @@ def quickstart(
     llama_bin: LlamaBinOpt = None,
 ) -> None:
     """From nothing to an answer: build llama.cpp, download the model, plan, run one prompt, show the speed."""
-    from r1run.chat import tuning
-    from r1run.cli import build as build_cli, chat as chat_cli
-    from r1run.errors import ToolMissing
-    from r1run.home import Home
-    from r1run.llama import PINNED_RELEASE, build as build_core, discover, source as src, toolchain
-    from r1run.models import ModelNotReady, resolve_local
-
     home = Home.from_env()
     status("step 1/4: llama.cpp")
     try:
@@ -41,12 +49,10 @@ def quickstart(
         status(f"using {install.origin}")
     except ToolMissing:
         spec = src.parse_source(source, release=PINNED_RELEASE, release_explicit=False, repo=None)
-        result = build_cli._run_with_progress(build_core.BuildRequest(source=spec), home, toolchain.detect())
+        result = build_cli.run_build(build_core.BuildRequest(source=spec), home, toolchain.detect())
         status(f"built {result.manifest.id} in {result.manifest.build_seconds:.0f} s")
 
     status("step 2/4: the model")
-    from r1run import catalog as cat
-
     catalog = cat.load(home)
     entry = catalog.model(model or catalog.default_model)
     q = catalog.quant(entry, quant)
@@ -54,23 +60,17 @@ def quickstart(
         resolve_local(home, entry.key, q.name, catalog=catalog)
         status(f"{entry.key} {q.name} is downloaded and verified")
     except ModelNotReady:
-        from r1run.cli.download import _Progress
-        from r1run.download import core as dl
-
-        with _Progress() as progress:
+        with DownloadProgress() as progress:
             dl.download(dl.Request(model=entry.key, quant=q.name), home, progress.events())
 
     status("step 3/4: plan")
-    opts = tuning.Options(n_predict=n_predict)
-    run = tuning.prepare(home, entry.key, q.name, opts, llama_bin)
+    run = prepare(home, Request(model=entry.key, quant=q.name, n_predict=n_predict), llama_bin, find_for_target)
     o.show_prepared(run)
 
     status("step 4/4: one answer")
-    template = run.target.prompt_template
-    prompt_text = template.replace("{prompt}", prompt) if template else prompt
-    starts_thinking = bool(template and template.rstrip().endswith("<think>"))
-    result = chat_cli._oneshot(run, home, prompt_text, False, False, True, starts_thinking, announce=False)
-    chat_cli._finish(result, run.target, run.tuned, False)
+    result = chat_cli.answer(run, home, run.target.render(prompt), announce=False)
+    chat_cli.finish(result, run, False)
+    usage.record(home, entry.key, q.name, "ran")
 
     name = entry.key + ("" if q.name == entry.default_quant else f" --quant {q.name}")
     out().print("\nnext:", highlight=False)

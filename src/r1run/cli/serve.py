@@ -7,10 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from r1run import usage
+from r1run import proc, rpc, usage
+from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, status, warn
-from r1run.errors import R1runError
+from r1run.errors import LlamaFailed, R1runError
+from r1run.home import Home
+from r1run.llama import args
+from r1run.run import serve as core
+from r1run.run.prepare import prepare
 
 
 def register(app: typer.Typer) -> None:
@@ -39,28 +44,37 @@ def serve(
     seed: o.SeedOpt = None,
     cache_type_k: o.CacheKOpt = None,
     cache_type_v: o.CacheVOpt = None,
+    flash_attn: o.FlashAttnOpt = None,
+    batch_size: o.BatchOpt = None,
+    ubatch_size: o.UbatchOpt = None,
+    parallel: o.ParallelOpt = None,
     rpc: o.RpcOpt = None,
+    gpu_memory: o.GpuMemoryOpt = None,
+    gpu_name: o.GpuNameOpt = None,
+    ram: o.RamOpt = None,
+    unified: o.UnifiedOpt = None,
+    bandwidth: o.BandwidthOpt = None,
+    device_memory: o.DeviceMemoryOpt = None,
     dry_run: o.DryRunOpt = False,
     no_profile: o.NoProfileOpt = False,
     llama_bin: LlamaBinOpt = None,
 ) -> None:
-    """Serve a model over an OpenAI-compatible API and web UI (llama-server) with r1run's tuning."""
-    from r1run import proc, serve as core
-    from r1run.chat import tuning
-    from r1run.home import Home
-    from r1run.llama import args
-
+    """Serve a model over an OpenAI-compatible API and web UI (llama-server) with r1run's tuning.
+    Extra llama-server flags go after --."""
     home = Home.from_env()
-    opts = tuning.Options(gpu_layers=gpu_layers, ctx=ctx_size, threads=threads, n_predict=n_predict, temp=temp,
-                          min_p=min_p, seed=seed, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
-                          rpc=o.split_rpc(rpc), extra=tuple(ctx.args), profile=not no_profile)
+    req = o.request(model=model, quant=quant, gpu_layers=gpu_layers, ctx=ctx_size, threads=threads,
+                    n_predict=n_predict, temp=temp, min_p=min_p, seed=seed, cache_type_k=cache_type_k,
+                    cache_type_v=cache_type_v, flash_attn_=flash_attn, batch=batch_size, ubatch=ubatch_size,
+                    parallel=parallel, rpc_=rpc, gpu_memory=gpu_memory, gpu_name=gpu_name, ram=ram,
+                    unified=unified, bandwidth=bandwidth, device_memory=device_memory, extra=tuple(ctx.args),
+                    profile=not no_profile)
     if not core.is_loopback(host) and not api_key and not insecure:
         core.check_bind(host, port, api_key, insecure)  # raises the clear refusal before anything loads
-    run = tuning.prepare(home, model, quant, opts, llama_bin)
+    run = prepare(home, req, llama_bin, find_for_target)
     o.show_prepared(run)
-    caps, target, tuned = run.caps, run.target, run.tuned
+    caps, target, spec = run.caps, run.target, run.config.spec
     if dry_run:
-        argv = args.server_argv(tuned.spec, caps, host=host, port=port, api_key=api_key)
+        argv = args.server_argv(spec, caps, host=host, port=port, api_key=api_key)
         out().print(proc.quote(argv), highlight=False, markup=False)
         return
     core.check_bind(host, port, api_key, insecure)
@@ -71,17 +85,17 @@ def serve(
         raise _Terminated()
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    server = core.start(tuned.spec, caps, host=host, port=port, api_key=api_key, run_dir=home.root / "run",
+    server = core.start(spec, caps, host=host, port=port, api_key=api_key, run_dir=home.root / "run",
                         logs=home.ensure(home.logs))
     try:
         status(f"llama-server starting; log: {server.log_path}")
-        size = sum(s.file_bytes for s in target.info.shards)  # type: ignore[attr-defined]
+        size = sum(s.file_bytes for s in target.info.shards)
         with err().status("loading the model...") as spinner:
             try:
                 took = core.wait_ready(server, core.load_timeout(size),
                                        lambda s: spinner.update(f"loading the model... {s:.0f} s"))
             except R1runError:
-                _raise_if_worker_lost(server, opts.rpc)
+                _raise_if_worker_lost(server, req.rpc)
                 raise
         status(f"ready in {took:.1f} s")
         usage.record(home, target.key, target.quant, "ran")
@@ -91,10 +105,8 @@ def serve(
         status("Ctrl-C stops the server")
         code = server.child.wait()
         if code != 0:
-            _raise_if_worker_lost(server, opts.rpc)
+            _raise_if_worker_lost(server, req.rpc)
             last = [line for line in server.child.tail if line.strip()][-1:] or [f"exit code {code}"]
-            from r1run.chat.oneshot import LlamaFailed
-
             raise LlamaFailed(f"llama-server stopped (exit {code}): {last[0].strip()}", f"full log: {server.log_path}")
     except _Terminated:
         server.stop()
@@ -108,10 +120,8 @@ def serve(
         signal.signal(signal.SIGTERM, previous)
 
 
-def _raise_if_worker_lost(server, workers: tuple[str, ...]) -> None:
+def _raise_if_worker_lost(server: core.Server, workers: tuple[str, ...]) -> None:
     """llama-server failed: if an RPC worker went away, say which one."""
-    from r1run import rpc
-
     if workers:
         lost = rpc.explain_loss(server.child.tail, rpc.parse(",".join(workers)), server.log_path)
         if lost is not None:

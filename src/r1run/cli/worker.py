@@ -37,7 +37,8 @@ def worker(
     from r1run import proc
     from r1run import worker as core
     from r1run.home import log_path_for
-    from r1run.chat.tuning import default_threads, parse_count
+    from r1run.cli.runopts import parse_count
+    from r1run.run.prepare import default_threads
     from r1run.home import Home
     from r1run.llama import discover
     from r1run.planner.memory import human

@@ -8,10 +8,6 @@ from pathlib import Path
 from r1run.errors import BadInput, ToolMissing
 from r1run.llama.probe import Capabilities
 
-# DeepSeek-R1's raw prompt format (the chat template's first turn, without a system prompt).
-DEEPSEEK_PROMPT = "<｜User｜>{prompt}<｜Assistant｜>"
-
-
 @dataclass(frozen=True)
 class Placement:
     """Where the weights go: what `-ngl`, `-ot`, `--n-cpu-moe` say. None/empty: let llama.cpp decide."""
@@ -21,33 +17,6 @@ class Placement:
     n_cpu_moe: int | None = None
     cpu_moe: bool = False  # `--cpu-moe`: every layer's routed experts stay in RAM
     tensor_split: str | None = None  # `-ts 3,1`
-
-    @classmethod
-    def from_flags(cls, flags: list[str]) -> "Placement":
-        """The placement part of a flag list such as the planner's `-c 8192 -ngl 62 --cpu-moe -ts 3,1`."""
-        values: dict = {"tensor_overrides": []}
-        i = 0
-        while i < len(flags):
-            flag = flags[i]
-            nxt = flags[i + 1] if i + 1 < len(flags) else None
-            if flag in ("-ngl", "--gpu-layers", "--n-gpu-layers") and nxt is not None:
-                values["gpu_layers"] = int(nxt)
-            elif flag in ("--n-cpu-moe", "-ncmoe") and nxt is not None:
-                values["n_cpu_moe"] = int(nxt)
-            elif flag in ("-ot", "--override-tensor") and nxt is not None:
-                values["tensor_overrides"].append(nxt)
-            elif flag in ("-ts", "--tensor-split") and nxt is not None:
-                values["tensor_split"] = nxt
-            elif flag in ("--cpu-moe", "-cmoe"):
-                values["cpu_moe"] = True
-                i += 1
-                continue
-            else:
-                i += 1
-                continue
-            i += 2
-        values["tensor_overrides"] = tuple(values["tensor_overrides"])
-        return cls(**values)
 
     def describe(self) -> str:
         parts = []
@@ -79,6 +48,7 @@ class RunSpec:
     flash_attn: str | None = None  # on | off | auto
     batch: int | None = None
     ubatch: int | None = None
+    parallel: int | None = None  # llama-server's slots (-np)
     rpc: tuple[str, ...] = ()
     extra: tuple[str, ...] = ()  # passed through verbatim, last so they win
 
@@ -96,12 +66,9 @@ def _require(caps: Capabilities, role: str, what: str) -> Path:
     return path
 
 
-def _common(spec: RunSpec, caps: Capabilities) -> list[str]:
-    """Flags every model-running program shares."""
-    argv = ["-m", str(spec.model), "-c", str(spec.ctx)]
-    if spec.threads is not None:
-        argv += ["-t", str(spec.threads)]
-    p = spec.placement
+def placement_flags(p: Placement, caps: Capabilities) -> list[str]:
+    """`-ngl`, `-ts`, `-ot`, `--cpu-moe`, `--n-cpu-moe` for a placement, as this llama.cpp spells them."""
+    argv: list[str] = []
     if p.gpu_layers is not None:
         argv += ["-ngl", str(p.gpu_layers)]
     if p.tensor_split:
@@ -120,10 +87,21 @@ def _common(spec: RunSpec, caps: Capabilities) -> list[str]:
         if not caps.n_cpu_moe:
             raise BadInput("this llama.cpp has no --n-cpu-moe", "update llama.cpp with `r1run build --force`")
         argv += ["--n-cpu-moe", str(p.n_cpu_moe)]
+    return argv
+
+
+def run_flags(spec: RunSpec, caps: Capabilities) -> list[str]:
+    """How the model runs, the same for every program: context, threads, placement, KV cache, flash attention,
+    batches, RPC workers and sampling. `r1run plan` prints exactly these; every argv below holds them verbatim
+    right after `-m MODEL`."""
+    argv = ["-c", str(spec.ctx)]
+    if spec.threads is not None:
+        argv += ["-t", str(spec.threads)]
+    argv += placement_flags(spec.placement, caps)
     if spec.cache_type_k:
-        argv += ["--cache-type-k", spec.cache_type_k]
+        argv += ["-ctk", spec.cache_type_k]
     if spec.cache_type_v:
-        argv += ["--cache-type-v", spec.cache_type_v]
+        argv += ["-ctv", spec.cache_type_v]
     if spec.flash_attn is not None:
         if caps.flash_attn_values:
             argv += ["-fa", spec.flash_attn]
@@ -133,16 +111,13 @@ def _common(spec: RunSpec, caps: Capabilities) -> list[str]:
         argv += ["-b", str(spec.batch)]
     if spec.ubatch is not None:
         argv += ["-ub", str(spec.ubatch)]
+    if spec.parallel is not None:
+        argv += ["-np", str(spec.parallel)]
     if spec.rpc:
         if not caps.rpc:
             raise BadInput("this llama.cpp was built without RPC support",
                            "rebuild with `r1run build --force` (r1run always enables -DGGML_RPC=ON)")
         argv += ["--rpc", ",".join(spec.rpc)]
-    return argv
-
-
-def _sampling(spec: RunSpec) -> list[str]:
-    argv: list[str] = []
     if spec.temp is not None:
         argv += ["--temp", f"{spec.temp:g}"]
     if spec.min_p is not None:
@@ -167,12 +142,12 @@ def oneshot_argv(spec: RunSpec, caps: Capabilities, prompt_text: str) -> list[st
                           "run `r1run build` to get a complete build")
     program = _require(caps, caps.oneshot_role, "one-shot completion")
     probe = caps.programs[caps.oneshot_role]
-    argv = [str(program), *_common(spec, caps), "-p", prompt_text, *caps.oneshot_flags]
+    argv = [str(program), "-m", str(spec.model), *run_flags(spec, caps), "-p", prompt_text, *caps.oneshot_flags]
     if spec.n_predict is not None:
         argv += ["-n", str(spec.n_predict)]
     if probe.has("--no-display-prompt"):
         argv += ["--no-display-prompt"]
-    argv += _sampling(spec) + _verbosity(caps, caps.oneshot_role)
+    argv += _verbosity(caps, caps.oneshot_role)
     return argv + list(spec.extra)
 
 
@@ -180,14 +155,14 @@ def chat_argv(spec: RunSpec, caps: Capabilities, system_prompt: str | None = Non
     """An interactive conversation with the model's own chat template (llama-cli)."""
     program = _require(caps, "chat", "interactive chat (llama-cli)")
     probe = caps.programs["chat"]
-    argv = [str(program), *_common(spec, caps)]
+    argv = [str(program), "-m", str(spec.model), *run_flags(spec, caps)]
     if spec.n_predict is not None:
         argv += ["-n", str(spec.n_predict)]
     if not probe.has("-st") and probe.has("-cnv", "--conversation"):
         argv += ["-cnv"]  # 2025 releases: conversation mode was a flag
     if system_prompt and probe.has("-sys", "--system-prompt"):
         argv += ["-sys", system_prompt]
-    argv += _sampling(spec) + _verbosity(caps, "chat")
+    argv += _verbosity(caps, "chat")
     return argv + list(spec.extra)
 
 
@@ -198,7 +173,7 @@ def server_argv(spec: RunSpec, caps: Capabilities, *, host: str, port: int, api_
     Prefer `api_key_file` (the key stays out of the process list); `api_key` is for releases without it.
     """
     program = _require(caps, "server", "serving (llama-server)")
-    argv = [str(program), *_common(spec, caps), "--host", host, "--port", str(port)]
+    argv = [str(program), "-m", str(spec.model), *run_flags(spec, caps), "--host", host, "--port", str(port)]
     if spec.n_predict is not None:
         argv += ["-n", str(spec.n_predict)]
     if api_key_file is not None:
@@ -209,5 +184,5 @@ def server_argv(spec: RunSpec, caps: Capabilities, *, host: str, port: int, api_
         argv += ["--reasoning-format", reasoning_format]
     if caps.jinja and caps.programs["server"].has("--jinja"):
         argv += ["--jinja"]
-    argv += _sampling(spec) + _verbosity(caps, "server")
+    argv += _verbosity(caps, "server")
     return argv + list(spec.extra)

@@ -141,6 +141,13 @@ class Capabilities:
     reasoning_format: bool
     rpc_server: str | None  # path of the RPC server program, whatever the release calls it
 
+    @classmethod
+    def assumed_current(cls) -> "Capabilities":
+        """What a current llama.cpp can do, for plans made where none is installed (no programs to run)."""
+        return cls(programs={}, build_number=None, oneshot_role=None, oneshot_flags=[], chat_role=None,
+                   chat_single_turn=True, fit=False, n_cpu_moe=True, cpu_moe=True, override_tensor=True, rpc=True,
+                   list_devices=False, flash_attn_values=True, jinja=True, reasoning_format=True, rpc_server=None)
+
     def path(self, role: str) -> Path | None:
         p = self.programs.get(role)
         return Path(p.path) if p else None

@@ -66,6 +66,23 @@ class MachineSpec:
         return sum(d.free for d in self.devices)
 
 
+@dataclass(frozen=True)
+class MachineDescription:
+    """What the user said about the machine to plan for (`--gpu-memory 24GiB --ram 128GiB ...`); None: detected."""
+
+    gpu_memory: str | None = None
+    gpu_name: str | None = None
+    ram: str | None = None
+    unified: bool | None = None
+    bandwidth: str | None = None
+    device_memory: str | None = None  # RPC workers' memory, instead of asking them
+
+    @property
+    def overrides_memory(self) -> bool:
+        """True when the plan is for memory other than what llama.cpp on this machine would see."""
+        return any(v is not None for v in (self.gpu_memory, self.ram, self.unified, self.device_memory))
+
+
 def from_hardware(machine, ram_bandwidth: float | None = None) -> MachineSpec:
     """A MachineSpec from r1run.hardware.detect()."""
     unified = any(g.vendor == "apple" for g in machine.gpus)

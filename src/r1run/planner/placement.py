@@ -1,4 +1,4 @@
-"""Where each part of a model goes, and the llama.cpp flags that put it there. Pure: no I/O.
+"""Where each part of a model goes, and the placement that puts it there. Pure: no I/O.
 
 llama.cpp's `-ngl N` offloads the output layer first, then the last N-1 repeating layers (a
 layer's KV cache follows it). For MoE models r1run offloads every layer but keeps the routed
@@ -7,7 +7,6 @@ where the binary lacks it): the weights every token reads (attention, shared exp
 layers, output) go to the GPU first, routed experts fill what is left.
 
     plan_run(info, machine, caps, spec, gpu_layers="auto") -> RunPlan
-    shrink(plan) -> RunPlan | None      one step less on the GPU (or a smaller context) after an OOM
 """
 
 from __future__ import annotations
@@ -16,8 +15,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Literal, Union
 
-from r1run.errors import BadInput
 from r1run.gguf.model import ModelInfo
+from r1run.llama.args import Placement
 from r1run.planner import memory as mem
 from r1run.planner.machine import Device, MachineSpec
 
@@ -65,7 +64,8 @@ class DeviceUse:
 
 @dataclass(frozen=True)
 class RunPlan:
-    flags: list[str]                    # placement and context flags for llama.cpp (no -m, no prompt)
+    placement: Placement                # -ngl, experts kept in RAM, tensor split (llama.args renders the flags)
+    rpc: tuple[str, ...]                # RPC workers the plan places layers on
     gpu_layers: int                     # -ngl (counts the output layer, as llama.cpp does)
     cpu_moe_layers: list[int]           # layers whose routed experts stay in RAM
     ctx: int
@@ -123,8 +123,6 @@ def plan_run(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.Contex
 def _plan_core(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.ContextSpec,
                gpu_layers: GpuLayers, _experts_on_cpu: int | None) -> RunPlan:
     n_layer = info.hparams.block_count
-    if gpu_layers != "auto" and (not isinstance(gpu_layers, int) or gpu_layers < 0):
-        raise BadInput(f"--gpu-layers must be 'auto' or a number >= 0, not {gpu_layers!r}")
     dims = mem.dims_of(info)
     notes = list(dims.notes)
     kv = mem.kv_cache(info, spec, dims)
@@ -148,17 +146,11 @@ def _plan_core(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.Cont
     ngl = 0
     experts_gpu: set[int] = set()
     if devs:
-        if gpu_layers != "auto":
+        if gpu_layers != "auto":  # the user's -ngl N: llama.cpp puts all of those layers on the GPU, experts too
             ngl = min(gpu_layers, n_layer + 1)
             layers = set(_gpu_layer_ids(n_layer, ngl))
-            if moe and _experts_on_cpu is not None:
-                experts_gpu = {i for i in layers if i >= _experts_on_cpu}
-            elif moe and ngl == n_layer + 1:
-                experts_gpu = _fill_experts(layers, ex, vram - gpu_need(ngl, set()))
-            else:
-                experts_gpu = layers
-            if not moe:
-                experts_gpu = layers
+            experts_gpu = ({i for i in layers if i >= _experts_on_cpu} if moe and _experts_on_cpu is not None
+                           else layers)
         elif moe:
             base = gpu_need(n_layer + 1, set())
             if base <= vram:
@@ -262,9 +254,10 @@ def _plan_core(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.Cont
     trained = info.hparams.context_length
     if trained and spec.ctx > trained:
         notes.append(f"context {spec.ctx} is above the model's trained context {trained}")
-    flags = _flags(info, spec, caps, ngl, cpu_moe_layers, devs, uses, moe, n_layer)
     return RunPlan(
-        flags=flags, gpu_layers=ngl, cpu_moe_layers=cpu_moe_layers, ctx=spec.ctx, spec=spec,
+        placement=_placement(info, caps, ngl, cpu_moe_layers, uses, moe, n_layer),
+        rpc=tuple(dict.fromkeys(d.endpoint for d in devs if d.kind == "rpc")),  # a worker may offer several devices
+        gpu_layers=ngl, cpu_moe_layers=cpu_moe_layers, ctx=spec.ctx, spec=spec,
         devices=[*uses, cpu_use], fits_memory=fits, streams_from_disk=streams, max_ctx=0,
         decode_bound_tps=bound, bytes_per_token=reads, early_guide_layers=early_guide(info, machine),
         notes=notes, strategy=strategy,
@@ -332,41 +325,28 @@ def _spread(devs: list[Device], usable: list[int], layers: list[int], experts_gp
     return out
 
 
-def _flags(info: ModelInfo, spec: mem.ContextSpec, caps: Caps, ngl: int, cpu_moe_layers: list[int],
-           devs: list[Device], uses: list[DeviceUse], moe: bool, n_layer: int) -> list[str]:
-    f = ["-c", str(spec.ctx)]
-    if spec.cache_type_k != "f16":
-        f += ["-ctk", spec.cache_type_k]
-    if spec.cache_type_v != "f16":
-        f += ["-ctv", spec.cache_type_v]
-    if spec.ubatch != 512:
-        f += ["-ub", str(spec.ubatch)]
-    if spec.parallel != 1:
-        f += ["-np", str(spec.parallel)]
-    if caps.flash_attn_values:
-        f += ["-fa", "on" if spec.flash_attn else "off"]
-    elif spec.flash_attn:
-        f += ["-fa"]
-    rpc = list(dict.fromkeys(d.endpoint for d in devs if d.kind == "rpc"))  # a worker may offer several devices
-    if rpc:
-        f += ["--rpc", ",".join(rpc)]
-    f += ["-ngl", str(ngl)]
+def _placement(info: ModelInfo, caps: Caps, ngl: int, cpu_moe_layers: list[int], uses: list[DeviceUse],
+               moe: bool, n_layer: int) -> Placement:
+    """The placement in the flags this llama.cpp has: `--cpu-moe` when every MoE layer keeps its experts in RAM,
+    `--n-cpu-moe K` for the first K layers, else `-ot` with the layers named."""
+    overrides: tuple[str, ...] = ()
+    cpu_moe, n_cpu_moe = False, None
     if moe and cpu_moe_layers:
         gpu_ids = set(_gpu_layer_ids(n_layer, ngl))
         all_moe_cpu = not any(layer.moe and i in gpu_ids and i not in cpu_moe_layers
                               for i, layer in enumerate(info.layers))
         contiguous = cpu_moe_layers == list(range(cpu_moe_layers[0], cpu_moe_layers[-1] + 1))
         if all_moe_cpu and caps.cpu_moe:
-            f += ["--cpu-moe"]
+            cpu_moe = True
         elif all_moe_cpu and caps.override_tensor:
-            f += ["-ot", rf"\.{EXPERT_TENSORS}=CPU"]
+            overrides = (rf"\.{EXPERT_TENSORS}=CPU",)
         elif caps.n_cpu_moe and contiguous and all(not info.layers[i].moe for i in range(cpu_moe_layers[0])):
-            f += ["--n-cpu-moe", str(cpu_moe_layers[-1] + 1)]
+            n_cpu_moe = cpu_moe_layers[-1] + 1
         elif caps.override_tensor:
-            f += ["-ot", override_pattern(cpu_moe_layers)]
-    if len(uses) > 1:
-        f += ["-ts", ",".join(str(max(1, len(u.layers))) for u in uses)]
-    return f
+            overrides = (override_pattern(cpu_moe_layers),)
+    split = ",".join(str(max(1, len(u.layers))) for u in uses) if len(uses) > 1 else None
+    return Placement(gpu_layers=ngl, tensor_overrides=overrides, n_cpu_moe=n_cpu_moe, cpu_moe=cpu_moe,
+                     tensor_split=split)
 
 
 def override_pattern(layers: list[int]) -> str:
@@ -398,23 +378,3 @@ def _max_ctx(plan: RunPlan) -> int:
         else:
             hi = mid - mem.CTX_PAD
     return best
-
-
-def shrink(plan: RunPlan) -> RunPlan | None:
-    """The next smaller plan after an out-of-memory failure: one more layer's experts to RAM, then one layer
-    fewer on the GPU, then half the context (down to 2048); None when nothing is left to give up."""
-    info, machine, caps, _, _ = plan._inputs
-    n_layer = info.hparams.block_count
-    moe_gpu = [i for i in _gpu_layer_ids(n_layer, plan.gpu_layers) if info.layers[i].moe
-               and i not in plan.cpu_moe_layers]
-    if plan.gpu_layers == n_layer + 1 and moe_gpu:
-        nxt = plan_run(info, machine, caps, plan.spec, plan.gpu_layers, _experts_on_cpu=min(moe_gpu) + 1)
-        return replace(nxt, notes=[*nxt.notes, "retry: one more layer's experts kept in RAM"])
-    if plan.gpu_layers > 0:
-        nxt = plan_run(info, machine, caps, plan.spec, plan.gpu_layers - 1)
-        return replace(nxt, notes=[*nxt.notes, "retry: one layer fewer on the GPU"])
-    if plan.ctx > 2048:
-        spec = replace(plan.spec, ctx=max(2048, plan.ctx // 2 // mem.CTX_PAD * mem.CTX_PAD))
-        nxt = plan_run(info, machine, caps, spec, 0)
-        return replace(nxt, notes=[*nxt.notes, f"retry: context lowered to {spec.ctx}"])
-    return None

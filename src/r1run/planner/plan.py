@@ -107,11 +107,10 @@ class PlanReport(BaseModel):
         return json.dumps(data, indent=2)
 
 
-def row_for(src: ModelSource, machine: MachineSpec, caps: pl.Caps, spec: mem.ContextSpec,
-            gpu_layers: pl.GpuLayers = "auto", fit: FitComparison | None = None) -> QuantPlan:
-    """Plan one model on one machine (pure)."""
+def row_for(src: ModelSource, p: pl.RunPlan, spec: mem.ContextSpec, flags: list[str],
+            fit: FitComparison | None = None) -> QuantPlan:
+    """One row of the report: a quant's plan `p` at `spec`, with the flags that run it (pure)."""
     info = src.info
-    p = pl.plan_run(info, machine, caps, spec, gpu_layers)
     kv = mem.kv_cache(info, spec)
     where: dict[str, int] = {"gpu": 0, "rpc": 0, "cpu": 0, "disk": p.streams_from_disk}
     for d in p.devices:
@@ -128,7 +127,7 @@ def row_for(src: ModelSource, machine: MachineSpec, caps: pl.Caps, spec: mem.Con
                            kv_bytes=d.kv, compute_bytes=d.compute, free_after_bytes=d.free_after, layers=d.layers,
                            expert_layers=d.expert_layers) for d in p.devices],
         bytes_per_token=p.bytes_per_token, decode_bound_tps=p.decode_bound_tps,
-        early_guide_layers=p.early_guide_layers, flags=p.flags, llama_fit=fit, notes=notes,
+        early_guide_layers=p.early_guide_layers, flags=flags, llama_fit=fit, notes=notes,
     )
 
 
@@ -198,7 +197,7 @@ def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str])
     if not offline:
         from r1run.gguf.remote import RemoteError, read_remote_model
 
-        folder = _folder_of(quant.include)
+        folder = folder_of(quant.include)
         try:
             return ModelSource(name, read_remote_model(entry.repo, folder), "hub")
         except (RemoteError, R1runError) as exc:
@@ -218,7 +217,7 @@ def _r1_repo() -> str:
     return r1_quants.data_repo()
 
 
-def _folder_of(include: list[str]) -> str:
+def folder_of(include: list[str]) -> str:
     """The repo path to read for a quant's include patterns: 'DeepSeek-R1-UD-IQ1_S/*.gguf' -> the folder."""
     pattern = include[0]
     if "*" not in pattern and "?" not in pattern:

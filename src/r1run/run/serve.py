@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from r1run import proc
-from r1run.chat.oneshot import LlamaFailed
-from r1run.errors import BadInput
+from r1run.errors import BadInput, LlamaFailed
 from r1run.home import log_path_for
 from r1run.llama import args
 from r1run.llama.args import RunSpec

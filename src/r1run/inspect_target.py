@@ -1,11 +1,18 @@
-"""What `r1run inspect TARGET` reads: a local path, a hub repo (hf://owner/repo[/path]), or a catalog model + quant."""
+"""What `r1run inspect TARGET` reads: a local path, a hub repo (hf://owner/repo[/path]), or a catalog model + quant
+(downloaded, else its header from the hub)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from r1run.errors import BadInput
+from r1run import catalog as cat
+from r1run.errors import BadInput, R1runError
+from r1run.gguf import read_model, read_remote_model
 from r1run.gguf.model import ModelInfo
+from r1run.gguf.remote import RemoteError
+from r1run.home import Home
+from r1run.models import ModelNotReady, choose, resolve_local
+from r1run.planner.plan import folder_of
 
 HF_PREFIX = "hf://"
 
@@ -21,19 +28,13 @@ def parse_hub_target(target: str) -> tuple[str, str]:
 
 def resolve_catalog(model: str, quant: str | None) -> Path:
     """The first file of a downloaded, verified catalog model's quant (its download manifest says where)."""
-    from r1run.home import Home
-    from r1run.models import resolve_local
-
     return resolve_local(Home.from_env(), model, quant).main_path
 
 
-def inspect_target(target: str | None, quant: str | None = None, revision: str | None = None) -> tuple[ModelInfo, str | None]:
+def inspect_target(target: str | None, quant: str | None = None,
+                   revision: str | None = None) -> tuple[ModelInfo, str | None]:
     """ModelInfo of a local file/folder, a hub location (headers only), or a catalog model's quant; without a
     target, of the model `r1run.models.choose` picks. Also returns why that model, when r1run chose it."""
-    from r1run.gguf import read_model, read_remote_model
-    from r1run.home import Home
-    from r1run.models import choose
-
     if target is not None and target.startswith(HF_PREFIX):
         repo, path = parse_hub_target(target)
         return read_remote_model(repo, path, revision=revision), None
@@ -49,23 +50,14 @@ def inspect_target(target: str | None, quant: str | None = None, revision: str |
 
 def _catalog_model(model: str, quant: str | None, revision: str | None) -> ModelInfo:
     """A catalog quant's headers: from its verified download, else from the hub (headers only, HTTP Range)."""
-    from r1run import catalog as cat
-    from r1run.errors import R1runError
-    from r1run.gguf import read_model, read_remote_model
-    from r1run.gguf.remote import RemoteError
-    from r1run.home import Home
-    from r1run.models import ModelNotReady
-    from r1run.planner.plan import _folder_of
-
     try:
         return read_model(resolve_catalog(model, quant))
     except ModelNotReady as not_ready:
-        home = Home.from_env()
-        c = cat.load(home)
+        c = cat.load(Home.from_env())
         entry = c.model(model)
         q = c.quant(entry, quant)
         try:
-            return read_remote_model(entry.repo, _folder_of(q.include), revision=revision)
+            return read_remote_model(entry.repo, folder_of(q.include), revision=revision)
         except (RemoteError, R1runError) as exc:
             raise R1runError(f"{entry.key} {q.name} is not downloaded and its header could not be read from the hub "
                              f"({exc.message})", not_ready.hint) from None

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from r1run import gguf
 from r1run.catalog import Settings
 from r1run.errors import BadInput
+from r1run.fsutil import write_atomic
+from r1run.gguf.model import ModelInfo
+from r1run.gguf.shards import locate
 from r1run.home import Home
+from r1run.models import choose, resolve_local
 
 DEEPSEEK_TEMPLATE = "<｜User｜>{prompt}<｜Assistant｜>"
 CHATML_TEMPLATE = "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
@@ -22,11 +29,20 @@ class Target:
     path: Path  # the file for -m (first shard of a split model)
     settings: Settings
     settings_source: str  # "catalog", "model file", "none"
-    info: "object"  # r1run.gguf ModelInfo
+    info: ModelInfo
     prompt_template: str | None  # None: send the prompt as is
     key: str = ""  # what usage records: catalog key, repo id, or the file's absolute path
     quant: str = ""
     chosen_because: str | None = None  # why r1run picked this model when the user named none
+
+    def render(self, prompt: str) -> str:
+        """The raw one-turn prompt in the model's format (as is when no format is known)."""
+        return self.prompt_template.replace("{prompt}", prompt) if self.prompt_template else prompt
+
+    @property
+    def starts_thinking(self) -> bool:
+        """The format opens a `<think>` block itself, so the answer starts inside the reasoning."""
+        return bool(self.prompt_template and self.prompt_template.rstrip().endswith("<think>"))
 
 
 def prompt_template_for(chat_template: str | None) -> str | None:
@@ -40,19 +56,12 @@ def prompt_template_for(chat_template: str | None) -> str | None:
     return None
 
 
-def read_cached(path: Path, cache_dir: Path):
+def read_cached(path: Path, cache_dir: Path) -> tuple[ModelInfo, str | None]:
     """ModelInfo and chat template of a local model, read once per (files, sizes, mtimes).
 
     Reading a header walks the whole vocabulary (and imports numpy through `gguf`); a cached summary
     keeps a one-shot chat's start-up close to llama.cpp's own.
     """
-    import hashlib
-    import json
-
-    from r1run.fsutil import write_atomic
-    from r1run.gguf.model import ModelInfo
-    from r1run.gguf.shards import locate
-
     files = locate(path)
     key = hashlib.sha256(json.dumps([(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns)
                                      for f in files]).encode()).hexdigest()[:32]
@@ -62,8 +71,6 @@ def read_cached(path: Path, cache_dir: Path):
         return ModelInfo.model_validate(data["info"]), data["chat_template"]
     except (OSError, ValueError, KeyError):
         pass
-    from r1run import gguf
-
     headers = [gguf.read_header(f) for f in files]
     info = gguf.model_from_headers(headers, source=str(files[0]))
     template = headers[0].get("tokenizer.chat_template")
@@ -74,8 +81,6 @@ def read_cached(path: Path, cache_dir: Path):
 
 def resolve(home: Home, model: str | None, quant: str | None) -> Target:
     """The model to run; without MODEL, the one `r1run.models.choose` picks (and why)."""
-    from r1run.models import choose, resolve_local
-
     choice = choose(home, model, quant)
     spec, quant = choice.model, choice.quant
     path = Path(spec).expanduser()

@@ -1,0 +1,94 @@
+"""`r1run plan`'s core: for each quant, the run configuration chat would use on this machine (or one described),
+where its memory goes, how fast it can decode, and its flags. Returns a PlanReport; never prints.
+
+The configuration comes from `r1run.run.config.decide`, exactly as for chat, serve and bench, and the flags
+from `llama.args.run_flags`, the builder every run's argv is made with: what plan prints is what runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from r1run import catalog as cat
+from r1run import rpc
+from r1run.errors import ToolMissing
+from r1run.home import Home
+from r1run.llama import args, discover
+from r1run.llama.probe import Capabilities
+from r1run.models import ModelNotReady, choose
+from r1run.planner.measure import fit_params
+from r1run.planner.plan import FitComparison, ModelSource, PlanReport, machine_row, row_for, sources
+from r1run.run.config import Request, context_spec, decide
+from r1run.run.prepare import ProfileFinder, machine_for, threads_for
+from r1run.run.target import Target, resolve
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    run: Request                      # the same options chat takes (model, context, placement, machine...)
+    quants: list[str] | None = None   # several quants of a catalog model; ["*"] for all of them
+    llama_bin: Path | None = None
+
+
+def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None) -> PlanReport:
+    req = pr.run
+    choice = choose(home, req.model, pr.quants[0] if pr.quants and pr.quants != ["*"] else None)
+    quants = pr.quants or ([choice.quant] if choice.quant else None)
+    label, srcs, warnings = sources(choice.model, quants, home)
+    caps = _capabilities(home, pr.llama_bin, warnings)
+    found = rpc.check_workers(req.rpc, caps) if req.rpc and not req.machine.device_memory else []
+    machine = machine_for(home, req.machine, req.rpc, found)
+    if machine.described == "detected" and not machine.devices:
+        warnings.append("no GPU found: planning CPU-only (describe one with --gpu-memory)")
+    threads = threads_for(req)
+    rows, specs = [], []
+    for src in srcs:
+        target = _target(home, choice.model, src)
+        profile = (find_profile(home, target, req.rpc) if find_profile is not None and req.profile
+                   and src.path is not None else None)
+        config = decide(target, req, caps, machine, default_threads=threads, profile=profile)
+        fit = None
+        if src.path is not None and caps.fit and not req.machine.overrides_memory:
+            fit = _llama_fit(caps, src.path, config.spec)
+        specs.append(context_spec(config.spec))
+        rows.append(row_for(src, config.plan, specs[-1], args.run_flags(config.spec, caps), fit))
+    return PlanReport(model=label, machine=machine_row(machine), cache_type_k=specs[0].cache_type_k,
+                      cache_type_v=specs[0].cache_type_v, rows=rows, warnings=warnings,
+                      chosen_because=choice.reason and choice.describe())
+
+
+def _capabilities(home: Home, llama_bin: Path | None, warnings: list[str]) -> Capabilities:
+    try:
+        install = discover.find(home, llama_bin)
+    except ToolMissing:
+        warnings.append("no llama.cpp found: flags assume a current release; run `r1run build`")
+        return Capabilities.assumed_current()
+    return discover.capabilities(install, home)
+
+
+def _target(home: Home, model: str, src: ModelSource) -> Target:
+    """What chat would run for this source: the same resolution when the files are here, else the catalog's
+    settings for a quant known only from its header."""
+    if src.origin in ("local", "download"):
+        try:
+            return resolve(home, str(src.path) if src.origin == "local" else model,
+                           None if src.origin == "local" else src.label)
+        except ModelNotReady:
+            pass
+    catalog = cat.load(home)
+    entry = catalog.model(model)
+    settings = entry.settings_for(src.label)
+    return Target(name=entry.key, path=Path(src.info.source), settings=settings, settings_source="catalog",
+                  info=src.info, prompt_template=settings.prompt_template, key=entry.key, quant=src.label)
+
+
+def _llama_fit(caps: Capabilities, path: Path, spec: args.RunSpec) -> FitComparison | None:
+    """What llama.cpp's own `llama-fit-params` would choose, shown beside r1run's placement."""
+    program = caps.path("fit-params")
+    if program is None:
+        return None
+    cs = context_spec(spec)
+    ans = fit_params(program, path, ["-c", str(cs.ctx), "-ctk", cs.cache_type_k, "-ctv", cs.cache_type_v,
+                                     "-ub", str(cs.ubatch)])
+    return FitComparison(ok=ans.ok, flags=ans.flags, message=ans.message)

@@ -1,0 +1,95 @@
+"""Everything a model-running command decides before llama.cpp starts, in one call:
+
+    prepared = prepare(home, request, llama_bin)
+    prepared.install, prepared.caps     # which llama.cpp, and what its programs can do
+    prepared.target                     # the model (and why it was chosen, when the user named none)
+    prepared.machine                    # detected, or as the user described it; RPC workers asked once
+    prepared.config                     # the run configuration (r1run.run.config.decide)
+
+chat, serve, bench and quickstart call this; `r1run plan` builds the same pieces for each quant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from r1run import hardware, rpc
+from r1run.errors import BadInput
+from r1run.home import Home
+from r1run.llama import discover
+from r1run.llama.discover import LlamaInstall
+from r1run.llama.probe import Capabilities
+from r1run.planner import bandwidth as bw
+from r1run.planner.machine import MachineDescription, MachineSpec, from_hardware, with_overrides
+from r1run.rpc import WorkerDevice
+from r1run.run.config import Profile, Request, RunConfig, decide
+from r1run.run.target import Target, resolve
+
+
+@dataclass(frozen=True)
+class Prepared:
+    install: LlamaInstall
+    caps: Capabilities
+    target: Target
+    machine: MachineSpec
+    config: RunConfig
+
+
+# Finds the tuned profile for a model on this machine (r1run.bench.profile.find_for_target), given by the
+# commands that apply one; run/ itself knows nothing of benchmarks.
+ProfileFinder = Callable[[Home, Target, tuple[str, ...]], "Profile | None"]
+
+
+def prepare(home: Home, req: Request, llama_bin: Path | None, find_profile: ProfileFinder | None = None) -> Prepared:
+    """Find llama.cpp and the model, check RPC workers, see the machine, and decide the run (with the tuned
+    profile `find_profile` finds, unless the request says --no-profile)."""
+    install = discover.find(home, llama_bin)
+    caps = discover.capabilities(install, home)
+    # A worker that is down or of another release: a clear error before any model loads.
+    found = rpc.check_workers(req.rpc, caps) if req.rpc else []
+    target = resolve(home, req.model, req.quant)
+    machine = machine_for(home, req.machine, req.rpc, found)
+    profile = find_profile(home, target, req.rpc) if req.profile and find_profile is not None else None
+    config = decide(target, req, caps, machine, default_threads=threads_for(req), profile=profile)
+    return Prepared(install, caps, target, machine, config)
+
+
+def threads_for(req: Request) -> tuple[int, str] | None:
+    """r1run's default thread count for this machine; None when the user set one, or described another machine
+    (then llama.cpp's default, the cores of wherever it runs)."""
+    if req.threads is not None or req.machine.overrides_memory:
+        return None
+    return default_threads()
+
+
+def default_threads() -> tuple[int, str]:
+    """Physical (performance) cores, less those other programs keep busy; with the reason."""
+    cpu = hardware.detect_cpu()
+    if cpu.performance_cores:
+        n, why = cpu.performance_cores, "performance cores"
+    else:
+        n, why = max(min(cpu.physical_cores, cpu.usable_cores), 1), "physical cores"
+    # llama.cpp's threads wait for each other at every step, so one that shares its core with another
+    # program stalls them all: on 2 cores kept busy by other work, 2 threads generated 5-10x slower than
+    # 1 (benchmarks/bench_defaults.py, docs/bench.md). Leave the cores other programs are using.
+    busy = round(hardware.busy_cores() * cpu.physical_cores / max(cpu.logical_cores, 1))
+    if busy >= 1 and n > 1:
+        return max(1, n - busy), f"{n} {why} less {busy} busy with other programs"
+    return n, why
+
+
+def machine_for(home: Home, desc: MachineDescription, workers: tuple[str, ...],
+                found: list[WorkerDevice]) -> MachineSpec:
+    """This machine as detected, with what the user described instead; RPC workers' devices as they reported
+    them (`found`), or as `--device-memory` says."""
+    rates = bw.parse_bandwidth_option(desc.bandwidth)
+    base = from_hardware(hardware.detect(), rates.get("cpu") or bw.ram_bandwidth(home))
+    if workers and not found and not desc.device_memory:
+        raise BadInput("no memory known for the RPC workers", "give it with --device-memory HOST:PORT=SIZE, or build "
+                       "llama.cpp with RPC (`r1run build`) so r1run can ask them")
+    return with_overrides(base, gpu_memory=desc.gpu_memory, ram=desc.ram, bandwidth=desc.bandwidth,
+                          unified=desc.unified, gpu_name=desc.gpu_name, rpc=",".join(workers) or None,
+                          device_memory=desc.device_memory,
+                          rpc_found=None if desc.device_memory else found or None)
