@@ -24,10 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from r1run.testing.cache import cache_root, llama_bin as cached_llama_bin
+import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
 
 from r1run.bench import core, sweep
 from r1run.bench.runner import Row, Stat
+from testkit.cache import cache_root, llama_bin as cached_llama_bin
 
 SWEEP = {"threads": [1, 2], "flash_attn": ["on", "off"], "cache_type_k": ["f16", "q8_0", "q4_0"],
          "ubatch": [256, 512]}
@@ -37,7 +38,7 @@ def _models(which: list[str], llama_bin: Path) -> list[tuple[str, Path]]:
     out = []
     for name in which:
         if name == "r1":
-            from r1run.testing.models import make_deepseek
+            from testkit.models import make_deepseek
 
             m = make_deepseek(cache_root() / "models-gen", preset="bench", kv_layout="original", quant="Q4_K_M",
                               llama_bin=llama_bin)

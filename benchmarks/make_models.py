@@ -14,10 +14,11 @@ import argparse
 import time
 from pathlib import Path
 
-from r1run.testing.cache import cache_root, llama_bin as cached_llama_bin
+import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
 
-from r1run.testing.models import QUANTS, make_deepseek
-from r1run.testing.specs import DEEPSEEK_PRESETS
+from testkit.cache import cache_root, llama_bin as cached_llama_bin
+from testkit.models import QUANTS, make_deepseek
+from testkit.specs import DEEPSEEK_PRESETS
 
 
 def main() -> None:

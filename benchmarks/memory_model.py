@@ -17,13 +17,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from r1run.testing.cache import cache_root, llama_bin as cached_llama_bin
+import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
+
+from testkit.cache import cache_root, llama_bin as cached_llama_bin
 
 MiB = 1 << 20
 
 
 def _models(llama_bin: Path) -> list[tuple[str, Path]]:
-    from r1run.testing import make_deepseek, make_moe
+    from testkit import make_deepseek, make_moe
 
     dest = cache_root() / "models-gen"
     out = []
