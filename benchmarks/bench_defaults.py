@@ -24,10 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from r1run.testing.cache import cache_root, llama_bin as cached_llama_bin
+import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
 
 from r1run.bench import core, sweep
 from r1run.bench.runner import Row, Stat
+from testkit.cache import NoLlamaBuild, cache_root, llama_bin as cached_llama_bin
 
 SWEEP = {"threads": [1, 2], "flash_attn": ["on", "off"], "cache_type_k": ["f16", "q8_0", "q4_0"],
          "ubatch": [256, 512]}
@@ -37,7 +38,7 @@ def _models(which: list[str], llama_bin: Path) -> list[tuple[str, Path]]:
     out = []
     for name in which:
         if name == "r1":
-            from r1run.testing.models import make_deepseek
+            from testkit.models import make_deepseek
 
             m = make_deepseek(cache_root() / "models-gen", preset="bench", kv_layout="original", quant="Q4_K_M",
                               llama_bin=llama_bin)
@@ -137,7 +138,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="head-to-head rounds")
     ap.add_argument("--json-out", type=Path)
     a = ap.parse_args()
-    llama_bin = cached_llama_bin(a.llama_bin)
+    try:
+        llama_bin = cached_llama_bin(a.llama_bin)
+    except NoLlamaBuild as e:
+        sys.exit(str(e))
     os.environ.setdefault("R1RUN_HOME", str(cache_root() / "bench-home"))
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     results = [bench_model(label, path, llama_bin, a) for label, path in _models(a.models.split(","), llama_bin)]

@@ -27,8 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
+
 from r1run.home import Home
-from r1run.testing.cache import cache_root
+from testkit.cache import cache_root
 
 
 def _default_model() -> Path:

@@ -1,6 +1,6 @@
 """What r1run's download (resume + streamed sha256 + manifest) costs over plain `snapshot_download`.
 
-Both fetch the same generated GGUF shards from the same local hub (r1run.testing.hubserver),
+Both fetch the same generated GGUF shards from the same local hub (testkit.hubserver),
 each in a fresh process and a fresh folder, alternating; the time is taken inside the process
 around the download call alone (imports excluded), and end to end for the CLI as a second figure.
 
@@ -29,7 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from r1run.testing.hubserver import HubServer, make_shard_set
+import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
+
+from testkit.hubserver import HubServer, make_shard_set
 
 REPO = "bench/DeepSeek-R1-GGUF"
 PATTERN = "Bench-UD-IQ1_S/*.gguf"

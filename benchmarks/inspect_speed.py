@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
+
 
 def median_s(fn: Callable[[], object], runs: int) -> float:
     fn()  # warm imports and the page cache
@@ -43,7 +45,7 @@ def main() -> None:
     import gguf
 
     from r1run.gguf import read_header, read_model
-    from r1run.testing.headers import write_r1_headers
+    from testkit.headers import write_r1_headers
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)

@@ -11,13 +11,15 @@ Without --llama-bin it uses $R1RUN_LLAMA_BIN, else the test cache's build
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from r1run.testing.cache import cache_root, llama_bin as cached_llama_bin
+import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
 
-from r1run.testing.models import QUANTS, make_deepseek
-from r1run.testing.specs import DEEPSEEK_PRESETS
+from testkit.cache import NoLlamaBuild, cache_root, llama_bin as cached_llama_bin
+from testkit.models import QUANTS, make_deepseek
+from testkit.specs import DEEPSEEK_PRESETS
 
 
 def main() -> None:
@@ -31,9 +33,13 @@ def main() -> None:
     ap.add_argument("--dest", type=Path, default=cache_root() / "models-gen")
     args = ap.parse_args()
 
+    try:
+        llama_bin = cached_llama_bin(args.llama_bin)
+    except NoLlamaBuild as e:
+        sys.exit(str(e))
     t0 = time.perf_counter()
     model = make_deepseek(args.dest, preset=args.preset, kv_layout=args.layout, quant=args.quant,
-                          shards=args.shards, seed=args.seed, llama_bin=cached_llama_bin(args.llama_bin))
+                          shards=args.shards, seed=args.seed, llama_bin=llama_bin)
     seconds = time.perf_counter() - t0
     d = model.spec.dims
     print(f"{model.spec.arch} {args.preset} {args.layout} {args.quant}: {d.n_layer} layers ({d.n_dense} dense), "

@@ -17,13 +17,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from r1run.testing.cache import cache_root, llama_bin as cached_llama_bin
+import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
+
+from testkit.cache import NoLlamaBuild, cache_root, llama_bin as cached_llama_bin
 
 MiB = 1 << 20
 
 
 def _models(llama_bin: Path) -> list[tuple[str, Path]]:
-    from r1run.testing import make_deepseek, make_moe
+    from testkit import make_deepseek, make_moe
 
     dest = cache_root() / "models-gen"
     out = []
@@ -103,7 +105,10 @@ def main() -> None:
     ap.add_argument("--ctx", default="512,4096,16384")
     ap.add_argument("--no-r1", action="store_true", help="skip part 2")
     a = ap.parse_args()
-    llama_bin = cached_llama_bin(a.llama_bin)
+    try:
+        llama_bin = cached_llama_bin(a.llama_bin)
+    except NoLlamaBuild as e:
+        sys.exit(str(e))
     part1(llama_bin, [int(c) for c in a.ctx.split(",")])
     if not a.no_r1:
         part2(llama_bin)

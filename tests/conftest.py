@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def test_cache() -> Path:
-    from r1run.testing.cache import cache_root
+    from testkit.cache import cache_root
 
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -123,7 +123,7 @@ def old_llama_home(test_cache: Path) -> Path:
     return home
 
 
-# --- Generated DeepSeek-R1-shaped models (r1run.testing), cached under the test cache ---
+# --- Generated DeepSeek-R1-shaped models (testkit), cached under the test cache ---
 
 @pytest.fixture(scope="session")
 def gen_models_dir(test_cache: Path) -> Path:
@@ -133,21 +133,21 @@ def gen_models_dir(test_cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def r1_tiny(gen_models_dir: Path, llama_bin: Path):
     """Tiny deepseek2 model, original KV layout (attn_kv_b), Q4_K_M, one file."""
-    from r1run.testing.models import make_deepseek
+    from testkit.models import make_deepseek
     return make_deepseek(gen_models_dir, preset="tiny", kv_layout="original", quant="Q4_K_M", llama_bin=llama_bin)
 
 
 @pytest.fixture(scope="session")
 def r1_tiny_mla(gen_models_dir: Path, llama_bin: Path):
     """Tiny deepseek2 model, MLA layout (attn_k_b/attn_v_b, *_mla keys), Q4_K_M, one file."""
-    from r1run.testing.models import make_deepseek
+    from testkit.models import make_deepseek
     return make_deepseek(gen_models_dir, preset="tiny", kv_layout="mla", quant="Q4_K_M", llama_bin=llama_bin)
 
 
 @pytest.fixture(scope="session")
 def r1_tiny_split(gen_models_dir: Path, llama_bin: Path):
     """Tiny deepseek2 model, original layout, IQ1_S (with an imatrix), in 3 shards by llama-gguf-split."""
-    from r1run.testing.models import make_deepseek
+    from testkit.models import make_deepseek
     return make_deepseek(gen_models_dir, preset="tiny", kv_layout="original", quant="IQ1_S", shards=3,
                          llama_bin=llama_bin)
 
@@ -155,5 +155,5 @@ def r1_tiny_split(gen_models_dir: Path, llama_bin: Path):
 @pytest.fixture(scope="session")
 def moe_tiny(gen_models_dir: Path, llama_bin: Path):
     """Tiny Mixtral-shaped MoE (llama architecture with 8 experts), Q4_K_M."""
-    from r1run.testing.models import make_moe
+    from testkit.models import make_moe
     return make_moe(gen_models_dir, preset="tiny", quant="Q4_K_M", llama_bin=llama_bin)

@@ -9,14 +9,14 @@ import gguf
 import pytest
 
 from r1run.gguf.reader import Header
-from r1run.testing.headers import (
+from testkit.headers import (
     add_deepseek2_metadata,
     deepseek2_header_tensors,
     mixed_types,
     synthetic_vocab,
     write_header_only,
 )
-from r1run.testing.specs import DeepSeekDims
+from testkit.specs import DeepSeekDims
 
 # Small but R1-shaped: 5 layers (1 dense + 4 MoE), 8 experts (2 used) + 1 shared, q and kv LoRA.
 SMALL_DS = DeepSeekDims(n_layer=5, n_dense=1, n_embd=256, n_head=4, q_lora_rank=256, kv_lora_rank=256,

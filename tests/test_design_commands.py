@@ -18,9 +18,9 @@ import pytest
 
 from r1run.home import Home
 from r1run.llama import manifest
-from r1run.testing.hubserver import HubServer
 
 from clihelp import run_cli
+from testkit.hubserver import HubServer
 
 pytestmark = pytest.mark.llama
 

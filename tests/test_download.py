@@ -1,4 +1,4 @@
-"""`r1run download` against a real local hub (r1run.testing.hubserver) with the real huggingface_hub.
+"""`r1run download` against a real local hub (testkit.hubserver) with the real huggingface_hub.
 
 In-process tests call the core with HF_ENDPOINT set (r1run reads it per call);
 CLI tests run `python -m r1run` as a real process, which is also how SIGKILL,
@@ -24,9 +24,9 @@ from r1run.download.hub import AccessDenied
 from r1run.errors import BadInput
 from r1run.home import Home
 from r1run.models import resolve_local
-from r1run.testing.hubserver import HubServer, make_shard_set
 
 from clihelp import run_cli
+from testkit.hubserver import HubServer, make_shard_set
 
 R1 = "unsloth/DeepSeek-R1-GGUF"
 S = "DeepSeek-R1-UD-IQ1_S/DeepSeek-R1-UD-IQ1_S-0000{}-of-00003.gguf"

@@ -156,7 +156,7 @@ def test_llama_gguf_split_shards(tmp_path, llama_bin):
 
 @pytest.fixture(scope="module")
 def r1_headers(tmp_path_factory) -> list[Path]:
-    from r1run.testing.headers import write_r1_headers
+    from testkit.headers import write_r1_headers
 
     return write_r1_headers(tmp_path_factory.mktemp("r1") / "DeepSeek-R1-UD-IQ1_S")
 

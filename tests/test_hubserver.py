@@ -10,7 +10,7 @@ import pytest
 from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.utils import GatedRepoError, RepositoryNotFoundError
 
-from r1run.testing.hubserver import HubServer, make_shard_set
+from testkit.hubserver import HubServer, make_shard_set
 
 REPO = "tests/tiny-GGUF"
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from r1run.cli.app import app
 from r1run.errors import GGUFError
 from r1run.gguf import BytesSource, model_from_headers, read_header, read_model
-from r1run.testing.headers import add_deepseek2_metadata, write_header_only
+from testkit.headers import add_deepseek2_metadata, write_header_only
 
 runner = CliRunner()
 
@@ -192,7 +192,7 @@ def valid_headers(tmp_path_factory) -> list[bytes]:
     import gguf
     from gguf_samples import SMALL_DS
 
-    from r1run.testing.headers import deepseek2_header_tensors, mixed_types, synthetic_vocab
+    from testkit.headers import deepseek2_header_tensors, mixed_types, synthetic_vocab
 
     d = tmp_path_factory.mktemp("fuzz")
     out = [write_all_value_types(d / "le.gguf").read_bytes(),

@@ -63,7 +63,7 @@ def _write_r1_header_only(folder: Path, layout: str) -> Path:
     """DeepSeek-R1 671B's real shapes, header only (sparse data), with a vocabulary llama.cpp accepts."""
     import gguf
 
-    from r1run.testing import headers as H
+    from testkit import headers as H
 
     n = H.R1_VOCAB
     toks = [chr(0x100 + i) if i >= 94 else chr(33 + i) for i in range(256)] + [f"w{i}" for i in range(n - 259)]

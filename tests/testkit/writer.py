@@ -14,8 +14,8 @@ from typing import Literal
 import gguf
 import numpy as np
 
-from r1run.testing import tokenizer
-from r1run.testing.specs import DeepSeekDims, MoeDims
+from testkit import tokenizer
+from testkit.specs import DeepSeekDims, MoeDims
 
 # How a tensor is filled and stored: matrices in F16 (what llama-quantize reads), the
 # rest in F32 as the converters keep them (norms, router, router bias).

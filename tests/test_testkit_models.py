@@ -10,9 +10,9 @@ import pytest
 
 from r1run import proc
 from r1run.errors import BadInput
-from r1run.testing import tokenizer, writer
-from r1run.testing.models import NEEDS_IMATRIX, make_deepseek
-from r1run.testing.specs import DEEPSEEK_PRESETS, MOE_PRESETS
+from testkit import tokenizer, writer
+from testkit.models import NEEDS_IMATRIX, make_deepseek
+from testkit.specs import DEEPSEEK_PRESETS, MOE_PRESETS
 
 PROMPT = "<｜User｜>Hi, how are you?<｜Assistant｜>"
 

@@ -7,8 +7,11 @@ llama.cpp build), `models/` (SmolLM2 from PyPI) and `models-gen/` (generated R1-
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
+
+
+class NoLlamaBuild(RuntimeError):
+    """No llama.cpp programs given and none built in the test cache."""
 
 
 def cache_root() -> Path:
@@ -18,7 +21,7 @@ def cache_root() -> Path:
 def llama_bin(explicit: str | Path | None = None) -> Path:
     """The llama.cpp programs to benchmark: the one given, else $R1RUN_LLAMA_BIN, else the test build.
 
-    Benchmarks are scripts: with none of them available, exit with a line saying what to do.
+    With none of them available, raise NoLlamaBuild saying what to do (benchmark scripts print it and exit).
     """
     if explicit:
         return Path(explicit)
@@ -29,5 +32,5 @@ def llama_bin(explicit: str | Path | None = None) -> Path:
 
     m = manifest.default_build(Home(cache_root() / "llama-home"))
     if m is None:
-        sys.exit("no llama.cpp build found: pass --llama-bin DIR or run the test suite once to build one")
+        raise NoLlamaBuild("no llama.cpp build found: pass --llama-bin DIR or run the test suite once to build one")
     return Path(m.path) / "bin"

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from r1run import fsutil, proc
 from r1run.errors import BadInput, R1runError, ToolMissing
-from r1run.testing import tokenizer, writer
-from r1run.testing.specs import (
+from testkit import tokenizer, writer
+from testkit.specs import (
     DEEPSEEK_PRESETS,
     KV_LAYOUTS,
     MOE_PRESETS,

@@ -17,8 +17,8 @@ import gguf
 import numpy as np
 
 from r1run.gguf.ggml_types import tensor_nbytes
-from r1run.testing.specs import DeepSeekDims
-from r1run.testing.writer import add_deepseek2_hparams, deepseek2_tensors
+from testkit.specs import DeepSeekDims
+from testkit.writer import add_deepseek2_hparams, deepseek2_tensors
 
 Q = gguf.GGMLQuantizationType
 
@@ -89,7 +89,7 @@ def synthetic_vocab(n_tokens: int, n_merges: int, seed: int = 0) -> tuple[list[s
 
 def add_deepseek2_metadata(w: gguf.GGUFWriter, d: DeepSeekDims, layout: str, *, name: str, file_type: int,
                            vocab: tuple[list[str], list[int], list[str]]) -> None:
-    """The deepseek2 keys llama.cpp's converter writes (as r1run.testing.writer does for runnable models)."""
+    """The deepseek2 keys llama.cpp's converter writes (as testkit.writer does for runnable models)."""
     w.add_name(name)
     w.add_file_type(file_type)
     w.add_quantization_version(2)
