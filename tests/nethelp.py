@@ -16,7 +16,8 @@ def free_port() -> int:
 
 
 def capped_worker(llama_bin: Path, port: int, kib: int) -> subprocess.Popen:
-    """A raw ggml-rpc-server whose address space is capped (RLIMIT_AS): real allocations on it fail (field notes §6)."""
+    """A raw ggml-rpc-server whose address space is capped (RLIMIT_AS): real allocations on it fail, as on a
+    GPU that is out of memory."""
 
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (kib * 1024, kib * 1024))

@@ -71,7 +71,8 @@ def test_ranges_and_error_codes(files):
 
 
 def test_huggingface_hub_alone_keeps_a_corrupted_body(files, tmp_path):
-    """Field notes, section 7: snapshot_download does not check sha256; r1run must."""
+    """huggingface_hub 2.4 does not check sha256 after a download (a same-length corrupted body is kept);
+    r1run must."""
     shard, src = next(iter(files.items()))
     with HubServer() as hub:
         hub.add_repo(REPO, files)

@@ -1,4 +1,4 @@
-"""Memory bandwidth: vendor figures per chip (field notes, section 11) and a short measured probe of RAM.
+"""Memory bandwidth: vendor figures per chip (upper bounds, as published) and a short measured probe of RAM.
 
 Every speed derived from these is an upper bound (bytes a token reads / bandwidth); real runs
 reach a fraction of it.
