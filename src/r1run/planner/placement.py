@@ -115,128 +115,201 @@ def early_guide(info: ModelInfo, machine: MachineSpec) -> int | None:
 
 def plan_run(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.ContextSpec,
              gpu_layers: GpuLayers = "auto", *, _experts_on_cpu: int | None = None) -> RunPlan:
-    """Choose the placement (or check a given -ngl) and return the flags, memory per device and a speed bound."""
+    """Choose the placement (or check a given -ngl) and return it with the memory per device and a speed bound."""
     plan = _plan_core(info, machine, caps, spec, gpu_layers, _experts_on_cpu)
     return replace(plan, max_ctx=_max_ctx(plan))
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """What the model needs, in the units placement moves around: per-layer bytes, the KV cache, the buffers."""
+
+    info: ModelInfo
+    spec: mem.ContextSpec
+    dims: mem.Dims
+    kv: mem.KvEstimate
+    comp: mem.ComputeEstimate
+    ne: list[int]          # non-expert bytes per layer (attention, norms, shared experts, dense FFN)
+    ex: list[int]          # routed-expert bytes per layer
+    out_bytes: int         # the output layer (output + norm; token_embd again when tied)
+    tok_bytes: int         # token_embd (stays in RAM: llama.cpp reads one row per token)
+    moe: bool              # experts can be placed apart from their layer with this llama.cpp
+
+    @property
+    def n_layer(self) -> int:
+        return self.info.hparams.block_count
+
+    def gpu_need(self, ngl: int, experts_gpu: set[int]) -> int:
+        """Bytes the GPUs hold with -ngl `ngl` and the routed experts of `experts_gpu` there."""
+        layers = _gpu_layer_ids(self.n_layer, ngl)
+        need = sum(self.ne[i] + self.kv.per_layer[i] for i in layers) + (self.out_bytes if ngl >= 1 else 0)
+        need += sum(self.ex[i] for i in experts_gpu)
+        return need + self.staged_experts(set(layers) - experts_gpu)
+
+    def staged_experts(self, layers_with_cpu_experts: set[int]) -> int:
+        """For prompt batches, ggml copies a CPU expert tensor to the GPU: room for the largest one."""
+        if self.spec.tokens >= OP_OFFLOAD_MIN_BATCH and any(self.ex[i] for i in layers_with_cpu_experts):
+            return _largest_expert_tensor(self.info, layers_with_cpu_experts)
+        return 0
+
+    def strategy(self, ngl: int, experts_gpu: set[int]) -> str:
+        if ngl == 0:
+            return "cpu-only"
+        if ngl == self.n_layer + 1 and all(i in experts_gpu or not self.ex[i] for i in range(self.n_layer)):
+            return "full-gpu"
+        return "moe-experts-split" if self.moe and ngl == self.n_layer + 1 else "layers-split"
+
+
 def _plan_core(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.ContextSpec,
                gpu_layers: GpuLayers, _experts_on_cpu: int | None) -> RunPlan:
-    n_layer = info.hparams.block_count
-    dims = mem.dims_of(info)
-    notes = list(dims.notes)
-    kv = mem.kv_cache(info, spec, dims)
-    comp = mem.compute_buffer(info, spec, dims)
-    ne, ex, out_bytes, tok_bytes = _layer_parts(info)
-    moe = info.is_moe and (caps.n_cpu_moe or caps.override_tensor or caps.cpu_moe)
+    """The steps in the order llama.cpp fills memory: what the model needs; which layers (and which layers'
+    routed experts) go to the GPUs; how they spread over the devices, giving some back until each fits; what
+    stays in RAM and whether that fits (else mmap pages weights in from disk); the speed bound."""
+    parts = _parts(info, spec, caps)
     devs = [d for d in machine.devices if d.free > 0]
-    usable = [max(0, d.free - machine.gpu_margin - comp.total) for d in devs]
-    vram = sum(usable)
-
-    def gpu_need(ngl: int, experts_gpu: set[int]) -> int:
-        layers = _gpu_layer_ids(n_layer, ngl)
-        need = sum(ne[i] + kv.per_layer[i] for i in layers) + (out_bytes if ngl >= 1 else 0)
-        need += sum(ex[i] for i in experts_gpu)
-        staged = set(layers) - experts_gpu
-        if spec.tokens >= OP_OFFLOAD_MIN_BATCH and staged and any(ex[i] for i in staged):
-            need += _largest_expert_tensor(info, staged)  # a CPU expert tensor copied in for prompt batches
-        return need
-
-    strategy = "cpu-only"
-    ngl = 0
-    experts_gpu: set[int] = set()
-    if devs:
-        if gpu_layers != "auto":  # the user's -ngl N: llama.cpp puts all of those layers on the GPU, experts too
-            ngl = min(gpu_layers, n_layer + 1)
-            layers = set(_gpu_layer_ids(n_layer, ngl))
-            experts_gpu = ({i for i in layers if i >= _experts_on_cpu} if moe and _experts_on_cpu is not None
-                           else layers)
-        elif moe:
-            base = gpu_need(n_layer + 1, set())
-            if base <= vram:
-                ngl = n_layer + 1
-                start = _experts_on_cpu
-                experts_gpu = ({i for i in range(n_layer) if i >= start} if start is not None
-                               else _fill_experts(set(range(n_layer)), ex, vram - base))
-            else:
-                ngl = _max_layers(n_layer, lambda k: gpu_need(k, set()) <= vram)
-        else:
-            ngl = _max_layers(n_layer, lambda k: gpu_need(k, set(_gpu_layer_ids(n_layer, k))) <= vram)
-            experts_gpu = set(_gpu_layer_ids(n_layer, ngl))
-        if ngl > 0:
-            strategy = ("full-gpu" if ngl == n_layer + 1 and all(i in experts_gpu or not ex[i] for i in range(n_layer))
-                        else "moe-experts-split" if moe and ngl == n_layer + 1 else "layers-split")
+    usable = [max(0, d.free - machine.gpu_margin - parts.comp.total) for d in devs]
+    ngl, experts_gpu = _gpu_layers(parts, sum(usable), gpu_layers, _experts_on_cpu) if devs else (0, set())
     auto = gpu_layers == "auto" and _experts_on_cpu is None
-
-    def device_uses(ngl: int, experts_gpu: set[int]) -> list[DeviceUse]:
-        ids = _gpu_layer_ids(n_layer, ngl)
-        uses = _spread(devs, usable, ids, experts_gpu, ne, ex, kv, comp, out_bytes if ngl >= 1 else 0, machine)
-        staged = set(ids) - experts_gpu
-        if uses and spec.tokens >= OP_OFFLOAD_MIN_BATCH and any(ex[i] for i in staged):
-            uses[0] = replace(uses[0], compute=uses[0].compute + _largest_expert_tensor(info, staged))
-        return uses
-
-    uses = device_uses(ngl, experts_gpu)
-    # Whole layers do not split evenly over several devices: give up a layer's experts (or a layer) until each fits.
-    while auto and any(u.free_after < 0 for u in uses):
-        on_gpu = sorted(i for i in experts_gpu if ex[i] and i in _gpu_layer_ids(n_layer, ngl))
-        if moe and ngl == n_layer + 1 and on_gpu:
-            experts_gpu = experts_gpu - {on_gpu[0]}
-        elif ngl > 0:
-            ngl -= 1
-            experts_gpu = set() if moe else set(_gpu_layer_ids(n_layer, ngl))
-        else:
-            break
-        uses = device_uses(ngl, experts_gpu)
-    if ngl > 0 and strategy != "cpu-only":
-        strategy = ("full-gpu" if ngl == n_layer + 1 and all(i in experts_gpu or not ex[i] for i in range(n_layer))
-                    else "moe-experts-split" if moe and ngl == n_layer + 1 else "layers-split")
-    elif ngl == 0:
-        strategy = "cpu-only"
-    gpu_layer_ids = _gpu_layer_ids(n_layer, ngl)
-    cpu_moe_layers = sorted(i for i in gpu_layer_ids if ex[i] and i not in experts_gpu) if moe else []
-
-    cpu_layers = [i for i in range(n_layer) if i not in gpu_layer_ids]
-    cpu_weights = tok_bytes + sum(ne[i] + ex[i] for i in cpu_layers) + sum(ex[i] for i in cpu_moe_layers)
-    if ngl < 1:
-        cpu_weights += out_bytes - (tok_bytes if "output.weight" not in info.non_layer_tensors else 0)
-    cpu_kv = sum(kv.per_layer[i] for i in cpu_layers)
-    cpu_compute = comp.total if not uses else comp.mask + spec.tokens * 4 * 4 * dims.n_embd
-    cpu_compute += comp.output
-    ram_cap = machine.ram - machine.ram_margin
-    if machine.unified:  # Metal buffers are the same RAM: everything counts against it
-        host_total = cpu_weights + cpu_kv + cpu_compute + sum(u.used for u in uses if u.kind == "gpu")
-    else:
-        host_total = cpu_weights + cpu_kv + cpu_compute
-    cpu_use = DeviceUse("CPU", "cpu", "RAM", ram_cap, cpu_weights, cpu_kv, cpu_compute, cpu_layers,
-                        [i for i in range(n_layer) if ex[i] and (i in cpu_layers or i in cpu_moe_layers)])
-    over_ram = max(0, host_total - ram_cap)
-    weights_in_ram = cpu_weights + (sum(u.weights for u in uses if u.kind == "gpu") if machine.unified else 0)
-    streams = min(over_ram, weights_in_ram)
-    fits = over_ram == 0 and all(u.free_after >= 0 for u in uses)
-    if over_ram > weights_in_ram:
+    ngl, experts_gpu, uses = _spread_until_fits(parts, devs, usable, machine, ngl, experts_gpu, shrink=auto)
+    gpu_ids = _gpu_layer_ids(parts.n_layer, ngl)
+    cpu_moe_layers = sorted(i for i in gpu_ids if parts.ex[i] and i not in experts_gpu) if parts.moe else []
+    host = _host(parts, machine, uses, ngl, cpu_moe_layers)
+    notes = list(parts.dims.notes)
+    if host.over_ram > host.weights_in_ram:
         notes.append("the KV cache and buffers alone exceed RAM: lower the context")
     if any(u.free_after < 0 for u in uses):
         notes.append("the GPU layers asked for do not fit the GPU memory: expect an out-of-memory error")
+    reads, bound, speed_notes = _decode_bound(parts, machine, devs, uses, host, ngl)
+    notes += speed_notes
+    if host.streams:
+        speed = f"decode bound {bound:.2f} t/s" if bound is not None else "decode bound unknown"
+        notes.append(f"the model does not fit RAM + VRAM: {mem.human(host.streams)} of weights are paged in from "
+                     f"disk through mmap as tokens need them ({speed} at {machine.disk_bandwidth / 1e9:.1f} GB/s "
+                     "disk reads)")
+    trained = info.hparams.context_length
+    if trained and spec.ctx > trained:
+        notes.append(f"context {spec.ctx} is above the model's trained context {trained}")
+    return RunPlan(
+        placement=_placement(info, caps, ngl, cpu_moe_layers, uses, parts.moe, parts.n_layer),
+        rpc=tuple(dict.fromkeys(d.endpoint for d in devs if d.kind == "rpc")),  # a worker may offer several devices
+        gpu_layers=ngl, cpu_moe_layers=cpu_moe_layers, ctx=spec.ctx, spec=spec,
+        devices=[*uses, host.use], fits_memory=host.over_ram == 0 and all(u.free_after >= 0 for u in uses),
+        streams_from_disk=host.streams, max_ctx=0, decode_bound_tps=bound, bytes_per_token=reads,
+        early_guide_layers=early_guide(info, machine), notes=notes, strategy=parts.strategy(ngl, experts_gpu),
+        _inputs=(info, machine, caps, gpu_layers, _experts_on_cpu),
+    )
 
-    # --- speed bound ---------------------------------------------------------------------------------
-    frac = _active_fraction(info)
+
+def _parts(info: ModelInfo, spec: mem.ContextSpec, caps: Caps) -> _Parts:
+    dims = mem.dims_of(info)
+    ne, ex, out_bytes, tok_bytes = _layer_parts(info)
+    return _Parts(info, spec, dims, mem.kv_cache(info, spec, dims), mem.compute_buffer(info, spec, dims), ne, ex,
+                  out_bytes, tok_bytes, info.is_moe and (caps.n_cpu_moe or caps.override_tensor or caps.cpu_moe))
+
+
+def _gpu_layers(parts: _Parts, vram: int, gpu_layers: GpuLayers,
+                experts_on_cpu: int | None) -> tuple[int, set[int]]:
+    """-ngl and the layers whose routed experts go to the GPU. The user's -ngl N puts all of those layers there,
+    experts too, as llama.cpp does. Auto: for MoE, every layer's shared weights first, then whole layers' routed
+    experts from the last layer down while they fit; for a dense model, as many whole layers as fit."""
+    n_layer, ex = parts.n_layer, parts.ex
+    if gpu_layers != "auto":
+        ngl = min(gpu_layers, n_layer + 1)
+        layers = set(_gpu_layer_ids(n_layer, ngl))
+        if parts.moe and experts_on_cpu is not None:
+            return ngl, {i for i in layers if i >= experts_on_cpu}
+        return ngl, layers
+    if parts.moe:
+        base = parts.gpu_need(n_layer + 1, set())
+        if base > vram:
+            return _max_layers(n_layer, lambda k: parts.gpu_need(k, set()) <= vram), set()
+        if experts_on_cpu is not None:
+            return n_layer + 1, {i for i in range(n_layer) if i >= experts_on_cpu}
+        return n_layer + 1, _fill_experts(set(range(n_layer)), ex, vram - base)
+    ngl = _max_layers(n_layer, lambda k: parts.gpu_need(k, set(_gpu_layer_ids(n_layer, k))) <= vram)
+    return ngl, set(_gpu_layer_ids(n_layer, ngl))
+
+
+def _spread_until_fits(parts: _Parts, devs: list[Device], usable: list[int], machine: MachineSpec, ngl: int,
+                       experts_gpu: set[int], *, shrink: bool) -> tuple[int, set[int], list[DeviceUse]]:
+    """Spread the GPU layers over the devices. Whole layers do not split evenly over several devices: when
+    r1run chose the placement (`shrink`), give up a layer's experts (or a layer) until each device fits."""
+    n_layer, ex = parts.n_layer, parts.ex
+
+    def device_uses(ngl: int, experts_gpu: set[int]) -> list[DeviceUse]:
+        ids = _gpu_layer_ids(n_layer, ngl)
+        uses = _spread(devs, usable, ids, experts_gpu, parts.ne, ex, parts.kv, parts.comp,
+                       parts.out_bytes if ngl >= 1 else 0, machine)
+        staged = parts.staged_experts(set(ids) - experts_gpu)
+        if uses and staged:
+            uses[0] = replace(uses[0], compute=uses[0].compute + staged)
+        return uses
+
+    uses = device_uses(ngl, experts_gpu)
+    while shrink and any(u.free_after < 0 for u in uses):
+        on_gpu = sorted(i for i in experts_gpu if ex[i] and i in _gpu_layer_ids(n_layer, ngl))
+        if parts.moe and ngl == n_layer + 1 and on_gpu:
+            experts_gpu = experts_gpu - {on_gpu[0]}
+        elif ngl > 0:
+            ngl -= 1
+            experts_gpu = set() if parts.moe else set(_gpu_layer_ids(n_layer, ngl))
+        else:
+            break
+        uses = device_uses(ngl, experts_gpu)
+    return ngl, experts_gpu, uses
+
+
+@dataclass(frozen=True)
+class _Host:
+    use: DeviceUse            # the CPU's share: weights, KV cache, buffers
+    over_ram: int             # bytes beyond RAM (less its margin)
+    weights_in_ram: int       # weights held in RAM (with unified memory, the GPU's too)
+    streams: int              # weights mmap must page in from disk as tokens need them
+
+
+def _host(parts: _Parts, machine: MachineSpec, uses: list[DeviceUse], ngl: int, cpu_moe_layers: list[int]) -> _Host:
+    """What stays in RAM: layers not offloaded, routed experts kept on the CPU, token_embd, their KV cache and
+    the CPU's buffers; with unified memory, the GPU's share counts against the same RAM."""
+    n_layer, ne, ex, info = parts.n_layer, parts.ne, parts.ex, parts.info
+    gpu_ids = _gpu_layer_ids(n_layer, ngl)
+    cpu_layers = [i for i in range(n_layer) if i not in gpu_ids]
+    weights = parts.tok_bytes + sum(ne[i] + ex[i] for i in cpu_layers) + sum(ex[i] for i in cpu_moe_layers)
+    if ngl < 1:
+        weights += parts.out_bytes - (parts.tok_bytes if "output.weight" not in info.non_layer_tensors else 0)
+    kv = sum(parts.kv.per_layer[i] for i in cpu_layers)
+    compute = parts.comp.total if not uses else parts.comp.mask + parts.spec.tokens * 4 * 4 * parts.dims.n_embd
+    compute += parts.comp.output
+    ram_cap = machine.ram - machine.ram_margin
+    gpu_in_ram = sum(u.used for u in uses if u.kind == "gpu") if machine.unified else 0  # Metal buffers are RAM
+    over_ram = max(0, weights + kv + compute + gpu_in_ram - ram_cap)
+    weights_in_ram = weights + (sum(u.weights for u in uses if u.kind == "gpu") if machine.unified else 0)
+    use = DeviceUse("CPU", "cpu", "RAM", ram_cap, weights, kv, compute, cpu_layers,
+                    [i for i in range(n_layer) if ex[i] and (i in cpu_layers or i in cpu_moe_layers)])
+    return _Host(use, over_ram, weights_in_ram, min(over_ram, weights_in_ram))
+
+
+def _decode_bound(parts: _Parts, machine: MachineSpec, devs: list[Device], uses: list[DeviceUse], host: _Host,
+                  ngl: int) -> tuple[dict[str, int], float | None, list[str]]:
+    """Bytes one decode step reads from each place (non-expert weights, the active share of the routed experts)
+    over that place's bandwidth: (reads per place, tokens/s upper bound or None, notes)."""
+    frac = _active_fraction(parts.info)
     reads: dict[str, int] = {"gpu": 0, "rpc": 0, "cpu": 0, "disk": 0}
     times = 0.0
     unknown: list[str] = []
+    notes: list[str] = []
     for u, d in zip(uses, devs):
-        b = sum(ne[i] for i in u.layers) + int(sum(ex[i] for i in u.expert_layers) * frac)
-        b += out_bytes if u is uses[-1] and ngl >= 1 else 0
+        b = sum(parts.ne[i] for i in u.layers) + int(sum(parts.ex[i] for i in u.expert_layers) * frac)
+        b += parts.out_bytes if u is uses[-1] and ngl >= 1 else 0
         reads[d.kind] += b
         rate = d.bandwidth if d.kind == "gpu" else d.bandwidth or machine.cpu_bandwidth
         if rate is None:
             unknown.append(d.label)
         else:
             times += b / rate
-    cpu_read = sum(ne[i] for i in cpu_layers) + int(sum(ex[i] for i in cpu_use.expert_layers) * frac)
-    cpu_read += out_bytes if ngl < 1 else 0
-    resident = 1.0 - (streams / weights_in_ram if weights_in_ram else 0.0)
-    disk_read = int(cpu_read * (1 - resident)) if streams else 0
+    cpu_read = sum(parts.ne[i] for i in host.use.layers) + int(sum(parts.ex[i] for i in host.use.expert_layers) * frac)
+    cpu_read += parts.out_bytes if ngl < 1 else 0
+    resident = 1.0 - (host.streams / host.weights_in_ram if host.weights_in_ram else 0.0)
+    disk_read = int(cpu_read * (1 - resident)) if host.streams else 0
     reads["cpu"], reads["disk"] = cpu_read - disk_read, disk_read
     times += reads["cpu"] / machine.cpu_bandwidth + disk_read / machine.disk_bandwidth
     bound = None if unknown or times <= 0 else 1.0 / times
@@ -246,23 +319,7 @@ def _plan_core(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.Cont
     if any(d.kind == "rpc" for d in devs):
         notes.append("RPC devices: their memory bandwidth is taken as this machine's RAM bandwidth; network "
                      "latency per layer hop is not in the bound")
-    if streams:
-        speed = f"decode bound {bound:.2f} t/s" if bound is not None else "decode bound unknown"
-        notes.append(f"the model does not fit RAM + VRAM: {mem.human(streams)} of weights are paged in from disk "
-                     f"through mmap as tokens need them ({speed} at {machine.disk_bandwidth / 1e9:.1f} GB/s disk reads)")
-
-    trained = info.hparams.context_length
-    if trained and spec.ctx > trained:
-        notes.append(f"context {spec.ctx} is above the model's trained context {trained}")
-    return RunPlan(
-        placement=_placement(info, caps, ngl, cpu_moe_layers, uses, moe, n_layer),
-        rpc=tuple(dict.fromkeys(d.endpoint for d in devs if d.kind == "rpc")),  # a worker may offer several devices
-        gpu_layers=ngl, cpu_moe_layers=cpu_moe_layers, ctx=spec.ctx, spec=spec,
-        devices=[*uses, cpu_use], fits_memory=fits, streams_from_disk=streams, max_ctx=0,
-        decode_bound_tps=bound, bytes_per_token=reads, early_guide_layers=early_guide(info, machine),
-        notes=notes, strategy=strategy,
-        _inputs=(info, machine, caps, gpu_layers, _experts_on_cpu),
-    )
+    return reads, bound, notes
 
 
 def _gpu_layer_ids(n_layer: int, ngl: int) -> list[int]:
