@@ -68,7 +68,7 @@ def _pooled(rows: list[Row], metric: str) -> Stat | None:
 def bench_model(label: str, path: Path, llama_bin: Path, a) -> dict:
     print(f"\n=== {label}: {path} ({path.stat().st_size / 2**20:.0f} MiB)", flush=True)
     t0 = time.time()
-    setup = core.prepare(core.Options(model=str(path), llama_bin=llama_bin, n_prompt=a.p, n_gen=a.n,
+    setup = core.prepare(core.BenchRequest(model=str(path), llama_bin=llama_bin, n_prompt=a.p, n_gen=a.n,
                                       repetitions=a.r))
     d = setup.default
     print(f"r1run default (what `r1run chat` runs): {d.describe()}")

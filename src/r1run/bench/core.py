@@ -1,6 +1,6 @@
 """The `r1run bench` core: options in, a BenchReport out (runs llama-bench; never prints).
 
-    report = core.run(core.Options(model="model.gguf", threads="1,2", flash_attn="on,off"))
+    report = core.run_sweep(core.BenchRequest(model="model.gguf", threads="1,2", flash_attn="on,off"))
     record = core.to_record(report, home)       # the saved / --json form (schema r1run.bench/1)
 """
 
@@ -30,7 +30,7 @@ LLAMA_LABEL = "llama.cpp defaults"
 
 
 @dataclass(frozen=True)
-class Options:
+class BenchRequest:
     model: str | None = None
     quant: str | None = None
     gpu_layers: str | None = None  # "0,10" / "auto" / "auto,0"
@@ -82,7 +82,7 @@ class BenchReport:
         return next((r for r in self.rows if label in r.labels), None)
 
 
-def validate(o: Options) -> dict[str, list]:
+def validate(o: BenchRequest) -> dict[str, list]:
     """The swept knobs from the user's lists (raises BadInput on an empty or unknown value)."""
     for name, value, low in (("--prompt-tokens", o.n_prompt, 0), ("--gen-tokens", o.n_gen, 0),
                              ("--repetitions", o.repetitions, 1)):
@@ -103,7 +103,7 @@ def validate(o: Options) -> dict[str, list]:
     return {k: v for k, v in lists.items() if v is not None}
 
 
-def prepare(o: Options) -> Setup:
+def prepare(o: BenchRequest) -> Setup:
     """Find llama-bench and the model; the configuration `r1run chat` would use is r1run's default row."""
     home = Home.from_env()
     req = Request(model=o.model, quant=o.quant, ctx=o.ctx, rpc=o.rpc,
@@ -163,7 +163,7 @@ def measure(setup: Setup, invs: list[sweep.Invocation], *, n_prompt: int, n_gen:
         argv = sweep.argv(setup.program, Path(setup.target.path), inv, n_prompt=n_prompt, n_gen=n_gen,
                           repetitions=repetitions, rpc=rpc)
         cb = (lambda p, i=i: on_progress(i, len(invs), p)) if on_progress else None
-        result = runner.run(inv, argv, log, cb)
+        result = runner.run_llama_bench(inv, argv, log, cb)
         logs.append(log)
         build = build or result.build
         for row in result.rows:
@@ -173,7 +173,7 @@ def measure(setup: Setup, invs: list[sweep.Invocation], *, n_prompt: int, n_gen:
     return rows, build, logs
 
 
-def run(o: Options, on_progress: Callable[[int, int, Progress], None] | None = None,
+def run_sweep(o: BenchRequest, on_progress: Callable[[int, int, Progress], None] | None = None,
         on_setup: Callable[[Setup, list[sweep.Invocation]], None] | None = None) -> BenchReport:
     lists = validate(o)
     setup = prepare(o)

@@ -83,7 +83,7 @@ class BenchFailed(R1runError):
     """llama-bench exited with an error (the model did not load, memory ran out...)."""
 
 
-def run(inv: Invocation, argv: list[str], log_path: Path,
+def run_llama_bench(inv: Invocation, argv: list[str], log_path: Path,
         on_progress: Callable[[Progress], None] | None = None) -> BenchRun:
     records: list[dict] = []
     other: list[str] = []

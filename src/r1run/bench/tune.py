@@ -85,7 +85,7 @@ def better(a: Row, b: Row, metric: str) -> bool:
     return sa.median > sb.median + margin
 
 
-def run(o: core.Options, on_progress: Callable[[str, int, int, Progress], None] | None = None,
+def search(o: core.BenchRequest, on_progress: Callable[[str, int, int, Progress], None] | None = None,
         on_setup: Callable[[core.Setup], None] | None = None) -> TuneResult:
     """Tune and return the search; the caller stores the profile (`save_profile`)."""
     core.validate(o)

@@ -66,7 +66,7 @@ def bench(
             raise BadInput("--history only reads saved results", "run it without --tune / --save")
         _history(model, json_)
         return
-    opts = core.Options(model=model, quant=quant, gpu_layers=gpu_layers, threads=threads, ctx=ctx_size,
+    opts = core.BenchRequest(model=model, quant=quant, gpu_layers=gpu_layers, threads=threads, ctx=ctx_size,
                         cache_type_k=cache_type_k, flash_attn=flash_attn, batch=batch_size, ubatch=ubatch_size,
                         n_prompt=prompt_tokens, n_gen=gen_tokens, repetitions=repetitions, bandwidth=bandwidth,
                         rpc=o.split_rpc(rpc), llama_bin=llama_bin, llama_defaults=llama_defaults)
@@ -78,7 +78,7 @@ def bench(
         return
     progress = render.Progress()
     with progress:
-        report = core.run(opts, on_progress=progress.update,
+        report = core.run_sweep(opts, on_progress=progress.update,
                           on_setup=lambda s, invs: render.show_setup(s, invs))
     usage.record(report.setup.home, report.setup.target.key, report.setup.target.quant, "ran")
     saved = _save(report, "sweep") if save else None
@@ -104,7 +104,7 @@ def _tune(opts, fmt: str, save: bool) -> None:
 
     progress = render.Progress()
     with progress:
-        result = tune.run(opts, on_progress=progress.update_step, on_setup=lambda s: render.show_setup(s, None))
+        result = tune.search(opts, on_progress=progress.update_step, on_setup=lambda s: render.show_setup(s, None))
     path, record = tune.save_profile(result, opts.rpc)
     if save:
         _save(result.report, "tune", core.to_record(result.report, kind="tune"))

@@ -87,14 +87,14 @@ def chat(
         o.show_prepared(run)
         out().print(proc.quote(args.oneshot_argv(spec, run.caps, prompt_text)), highlight=False, markup=False)
         return
-    result = answer(run, home, prompt_text, hide_thinking=hide_thinking, json_=json_, retry=not no_retry)
+    result = stream_answer(run, home, prompt_text, hide_thinking=hide_thinking, json_=json_, retry=not no_retry)
     if result.attempts[-1].exit_code == 0:  # llama.cpp loaded the model and answered
         usage.record(home, target.key, target.quant, "ran")
     finish(result, run, json_)
 
 
-def answer(run: Prepared, home: Home, prompt_text: str, *, hide_thinking: bool = False, json_: bool = False,
-           retry: bool = True, announce: bool = True) -> oneshot.Result:
+def stream_answer(run: Prepared, home: Home, prompt_text: str, *, hide_thinking: bool = False, json_: bool = False,
+           retry: bool = True, announce: bool = True) -> oneshot.Answer:
     """One answer, streamed to stdout (its reasoning dimmed on stderr); `announce` prints r1run's choices once
     llama.cpp has started. quickstart answers through this too."""
     state: dict[str, object] = {"thinking_shown": False}
@@ -125,12 +125,12 @@ def answer(run: Prepared, home: Home, prompt_text: str, *, hide_thinking: bool =
 
     events = oneshot.Events(on_piece=on_piece, on_status=lambda m: warn(m), on_event=on_event,
                             on_started=(lambda: o.show_prepared(run)) if announce else (lambda: None))
-    return oneshot.run(run.config.spec, run.caps, prompt_text, logs=home.ensure(home.logs), events=events,
+    return oneshot.answer(run.config.spec, run.caps, prompt_text, logs=home.ensure(home.logs), events=events,
                        retry=retry, starts_thinking=run.target.starts_thinking)
 
 
 def _interactive(run: Prepared, home: Home, json_: bool) -> None:
-    result = interactive.run(run.config.spec, run.caps, logs=home.ensure(home.logs))
+    result = interactive.converse(run.config.spec, run.caps, logs=home.ensure(home.logs))
     status(f"log: {result.log_path}")
     if json_:
         print_json(json.dumps({"exit_code": result.exit_code, "log": str(result.log_path),
@@ -141,7 +141,7 @@ def _interactive(run: Prepared, home: Home, json_: bool) -> None:
         raise typer.Exit(1)
 
 
-def finish(result: oneshot.Result, run: Prepared, json_: bool) -> None:
+def finish(result: oneshot.Answer, run: Prepared, json_: bool) -> None:
     """The end of an answer: a newline, what each failed try changed, the speed table (or the JSON)."""
     target = run.target
     if not json_ and result.answer and not result.answer.endswith("\n"):

@@ -68,7 +68,7 @@ def quickstart(
     o.show_prepared(run)
 
     status("step 4/4: one answer")
-    result = chat_cli.answer(run, home, run.target.render(prompt), announce=False)
+    result = chat_cli.stream_answer(run, home, run.target.render(prompt), announce=False)
     chat_cli.finish(result, run, False)
     usage.record(home, entry.key, q.name, "ran")
 

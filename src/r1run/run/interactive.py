@@ -19,13 +19,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][AB012]|\r")
 
 
 @dataclass
-class Result:
+class Conversation:
     exit_code: int
     summaries: list  # r1run.perf RunSummary, one per answered turn
     log_path: Path
 
 
-def run(spec: RunSpec, caps: Capabilities, *, logs: Path) -> Result:
+def converse(spec: RunSpec, caps: Capabilities, *, logs: Path) -> Conversation:
     """Chat until the user leaves (/exit, Ctrl-D, Ctrl-C); then sum up each turn's speed.
 
     llama-cli prints `[ Prompt: 51.9 t/s | Generation: 6.3 t/s ]` after each answer on its
@@ -71,4 +71,4 @@ def run(spec: RunSpec, caps: Capabilities, *, logs: Path) -> Result:
         if "t/s" in line:
             watcher.feed(line.strip())
     summaries = [s for s in watcher.finish(code) if s.measured]
-    return Result(code, summaries, log_path)
+    return Conversation(code, summaries, log_path)

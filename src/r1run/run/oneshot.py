@@ -33,7 +33,7 @@ class Attempt:
 
 
 @dataclass
-class Result:
+class Answer:
     answer: str
     reasoning: str
     summary: RunSummary | None  # of the last attempt
@@ -50,8 +50,8 @@ class Events:
     on_started: Callable[[], None] = lambda: None  # llama.cpp is running (first try): say what was chosen
 
 
-def run(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, events: Events | None = None,
-        retry: bool = True, starts_thinking: bool = False, max_tries: int = MAX_TRIES) -> Result:
+def answer(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, events: Events | None = None,
+        retry: bool = True, starts_thinking: bool = False, max_tries: int = MAX_TRIES) -> Answer:
     """Run until an answer comes back, retrying smaller after an out-of-memory (unless retry is False).
 
     Raises LlamaFailed for any other failure, quoting llama.cpp's error line. A KeyboardInterrupt
@@ -68,7 +68,7 @@ def run(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, even
         attempt = Attempt(argv, t.code, oom=t.watcher.oom.describe() if t.watcher.oom else None,
                           offloaded=f"{off.layers}/{off.total}" if off else None)
         summaries = t.watcher.finish(t.code)
-        result = Result("".join(t.splitter.answer), "".join(t.splitter.reasoning), summaries[-1] if summaries else None,
+        result = Answer("".join(t.splitter.answer), "".join(t.splitter.reasoning), summaries[-1] if summaries else None,
                         attempts, log_path, interrupted=t.interrupted)
         if t.interrupted or t.code == 0:
             attempts.append(attempt)
