@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from r1run import catalog as cat
+from r1run import catalog as cat, usage
 from r1run.download import hub, lock, manifest as mf, pypi
 from r1run.download.fetch import Cancelled, DiskError, FileEvents, FileJob, RetryPolicy, fetch_file
 from r1run.download.plan import (
