@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Callable
 
 from r1run import catalog as cat, usage
-from r1run.download import hub, lock, manifest as mf, pypi
+from r1run.download import hub, manifest as mf, pypi
 from r1run.download.fetch import Cancelled, DiskError, FileEvents, FileJob, RetryPolicy, fetch_file
 from r1run.download.plan import (
     FilePlan, Plan, Request, Target, human_size, inspect, make_plan, pypi_plan, target_for,
 )
 from r1run.download.verify import Checksum, file_matches
 from r1run.errors import BadInput, R1runError
+from r1run.fsutil import locked
 from r1run.home import Home
 
 __all__ = ["Events", "FileOutcome", "NotEnoughDisk", "Plan", "Request", "Result", "download", "plan"]
@@ -33,6 +34,7 @@ __all__ = ["Events", "FileOutcome", "NotEnoughDisk", "Plan", "Request", "Result"
 log = logging.getLogger("r1run.download")
 
 WORKERS = 4
+LOCK_NAME = ".r1run-download.lock"  # one download at a time per destination folder
 
 
 class NotEnoughDisk(R1runError):
@@ -107,7 +109,7 @@ def _download(target: Target, req: Request, home: Home, events: Events, policy: 
     _ensure_writable(target.dir)  # before asking the network anything
     p = _plan(target, req, home, events, policy)
     started = time.monotonic()
-    with lock.exclusive(target.dir, events.on_wait):
+    with locked(target.dir / LOCK_NAME, events.on_wait):
         # Another process may have finished while we waited: look at the disk again.
         previous = mf.load(home, target.model, target.quant)
         p.files = inspect(target, [f.remote for f in p.files], previous, verify=req.verify)
