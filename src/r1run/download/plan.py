@@ -189,6 +189,3 @@ def pypi_plan(target: Target, home: Home) -> Plan:
     return Plan(target, snapshot, inspect(target, [remote], previous, verify=False), free_bytes(target.dir),
                 offline=True, source=f"pypi:{target.pypi.requirement}")
 
-
-def human_size(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"

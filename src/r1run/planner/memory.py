@@ -32,14 +32,11 @@ without. Figures are estimates; the accuracy table lives in docs/plan.md.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from r1run.errors import BadInput
 from r1run.gguf.model import ModelInfo
-
-MiB = 1 << 20
-GiB = 1 << 30
+from r1run.units import GiB, MiB, size as human  # noqa: F401  (placement.py writes mem.human)
 CTX_PAD = 256  # llama-context.cpp: cparams.n_ctx = GGML_PAD(n_ctx, 256)
 
 # llama.cpp's accepted -ctk/-ctv types (common/arg.cpp kv_cache_types): name -> (block elements, block bytes)
@@ -324,8 +321,3 @@ def estimate(info: ModelInfo, spec: ContextSpec, simd: list[str] | tuple[str, ..
     return MemoryEstimate(spec=spec, weights=weights(info, simd), kv=kv_cache(info, spec, d),
                           compute=compute_buffer(info, spec, d), notes=notes)
 
-
-def human(n: float) -> str:
-    if abs(n) >= GiB:
-        return f"{n / GiB:.1f} GiB"
-    return f"{n / MiB:.0f} MiB" if abs(n) >= MiB else f"{math.ceil(n / 1024)} KiB"
