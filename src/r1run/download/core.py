@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from r1run import catalog as cat, usage
-from r1run.download import hub, manifest as mf, pypi
+from r1run import catalog as cat, hub, usage
+from r1run.download import manifest as mf, pypi
 from r1run.download.fetch import Cancelled, DiskError, FileEvents, FileJob, RetryPolicy, fetch_file
 from r1run.download.plan import (
     FilePlan, Plan, Request, Target, inspect, make_plan, pypi_plan, target_for,
@@ -28,6 +28,7 @@ from r1run.download.verify import Checksum, file_matches
 from r1run.errors import BadInput, R1runError
 from r1run.fsutil import locked
 from r1run.home import Home
+from r1run.retry import Backoff
 from r1run.units import size
 
 __all__ = ["Events", "FileOutcome", "NotEnoughDisk", "Plan", "Request", "Result", "download", "plan"]
@@ -84,7 +85,7 @@ def plan(req: Request, home: Home, events: Events | None = None, *, policy: Retr
 
 def _plan(target: Target, req: Request, home: Home, events: Events, policy: RetryPolicy) -> Plan:
     try:
-        p = make_plan(target, home, req.token, verify=req.verify, backoff=policy.base / 2)
+        p = make_plan(target, home, req.token, verify=req.verify, backoff=Backoff(base=policy.base / 2))
     except hub.HubUnreachable as exc:
         if target.pypi is None:
             raise
