@@ -21,6 +21,9 @@ import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
 
 from testkit.cache import NoLlamaBuild, cache_root, llama_bin as cached_llama_bin
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from memcheck import estimate, run_llama  # noqa: E402  (the tests' measuring stick)
+
 MiB = 1 << 20
 
 
@@ -48,7 +51,6 @@ def part1(llama_bin: Path, contexts: list[int]) -> float:
     from r1run.gguf import read_model
     from r1run.hardware import detect_cpu
     from r1run.planner import memory as mem
-    from r1run.planner.measure import run_llama
 
     simd = detect_cpu().simd
     print("Part 1: llama-completion b11434, CPU, flash attention auto (on), f16 KV cache, ubatch 512")
@@ -61,7 +63,7 @@ def part1(llama_bin: Path, contexts: list[int]) -> float:
         info = read_model(path)
         for ctx in contexts:
             real = run_llama(llama_bin / "llama-completion", path, ctx)
-            est = mem.estimate(info, mem.ContextSpec(ctx=ctx), simd)
+            est = estimate(info, mem.ContextSpec(ctx=ctx), simd)
             total = 100 * (est.total_reported - real.total) / real.total
             for e, r in ((est.weights.reported, real.model), (est.kv.total, real.kv), (est.compute.total, real.compute)):
                 worst = max(worst, abs(e - r) / r * 100)
@@ -78,8 +80,7 @@ def part2(llama_bin: Path) -> None:
     from r1run.gguf import read_model
     from r1run.planner import memory as mem
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from test_planner_memory import _write_r1_header_only  # noqa: E402  (the test's own writer)
+    from test_planner_memory import _write_r1_header_only  # the test's own writer
 
     print("\nPart 2: DeepSeek-R1 671B shapes (header-only files) vs llama-fit-params' projection (MiB)")
     print(f"{'layout':9} {'ctx':>6} {'fa':>3} | {'KV est/real err':>27} | {'compute est/real err':>27} | phase")
@@ -94,7 +95,7 @@ def part2(llama_bin: Path) -> None:
                 if not m:
                     print(f"{layout:9} {ctx:6} {fa:>3} | llama-fit-params printed no breakdown")
                     continue
-                est = mem.estimate(info, mem.ContextSpec(ctx=ctx, flash_attn=fa == "on"))
+                est = estimate(info, mem.ContextSpec(ctx=ctx, flash_attn=fa == "on"))
                 print(f"{layout:9} {ctx:6} {fa:>3} | {_err(est.kv.total, int(m[3]) * MiB)} | "
                       f"{_err(est.compute.total, int(m[4]) * MiB)} | {est.compute.phase}", flush=True)
 

@@ -8,12 +8,12 @@ import sys
 
 from typer.testing import CliRunner
 
-from r1run.cli.app import app
+from r1run.cli.app import make_app
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
     """Run `r1run ARGS` in-process; unexpected exceptions propagate (never hidden)."""
-    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    result = CliRunner().invoke(make_app(), list(args), env=env, catch_exceptions=False)
     return result
 
 

@@ -25,6 +25,18 @@ SMALL_DS = DeepSeekDims(n_layer=5, n_dense=1, n_embd=256, n_head=4, q_lora_rank=
 SMALL_VOCAB = 1500  # above Limits.keep_array, so the tokenizer arrays are summarised, not kept
 
 
+class BytesSource:
+    """A GGUF held in memory, as a ByteSource for the reader."""
+
+    def __init__(self, data: bytes, name: str = "<bytes>") -> None:
+        self._data = bytes(data)
+        self.name = name
+        self.size = len(self._data)
+
+    def read(self, offset: int, n: int) -> bytes:
+        return self._data[offset:offset + n]
+
+
 def write_small_deepseek(path: Path, layout: str, *, shards: int = 1, dims: DeepSeekDims = SMALL_DS,
                          name: str = "tiny-r1", endianess=gguf.GGUFEndian.LITTLE) -> list[Path]:
     vocab = synthetic_vocab(SMALL_VOCAB, 1400, seed=1)

@@ -20,9 +20,9 @@ import pytest
 
 from r1run.download import core, manifest as mf
 from r1run.download.fetch import DownloadFailed, RetryPolicy
-from r1run.download.hub import AccessDenied
 from r1run.errors import BadInput
 from r1run.home import Home
+from r1run.hub import AccessDenied
 from r1run.models import resolve_local
 
 from clihelp import run_cli

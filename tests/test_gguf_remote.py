@@ -12,9 +12,9 @@ from urllib.parse import unquote, urlparse
 import pytest
 from gguf_samples import write_small_deepseek
 
-from r1run.errors import GGUFError
+from r1run.errors import BadInput, GGUFError, R1runError
 from r1run.gguf import read_model, read_remote_model
-from r1run.gguf.remote import RemoteError, remote_files
+from r1run.gguf.remote import remote_files
 
 REPO = "someone/Tiny-R1-GGUF"
 
@@ -24,6 +24,7 @@ class Hub(BaseHTTPRequestHandler):
 
     root: Path
     honour_range = True
+    busy = 0  # answer this many file reads with 503 first
     log: list[tuple[str, str | None]] = []
 
     def log_message(self, *args):  # keep test output quiet
@@ -44,6 +45,9 @@ class Hub(BaseHTTPRequestHandler):
         resolve = re.match(rf"^/{REPO}/resolve/[^/]+/(.+)$", path)
         if not resolve or not (self.root / resolve[1]).is_file():
             return self._send(404, b"not found", {"X-Error-Code": "RepoNotFound" if not resolve else "EntryNotFound"})
+        if type(self).busy:
+            type(self).busy -= 1
+            return self._send(503, b"busy", {})
         data = (self.root / resolve[1]).read_bytes()
         rng = re.match(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
         if rng and self.honour_range:
@@ -70,7 +74,7 @@ def hub(tmp_path, monkeypatch):
     root = tmp_path / "repo"
     write_small_deepseek(root / "Tiny-UD-IQ1_S" / "Tiny-UD-IQ1_S.gguf", "mla", shards=3)
     write_small_deepseek(root / "Tiny-Q4_K_M.gguf", "original")
-    handler = type("H", (Hub,), {"root": root, "log": [], "honour_range": True})
+    handler = type("H", (Hub,), {"root": root, "log": [], "honour_range": True, "busy": 0})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -107,12 +111,21 @@ def test_remote_errors_are_clean(hub):
     (root / "Tiny-UD-IQ1_S" / "Tiny-UD-IQ1_S-00002-of-00003.gguf").unlink()
     with pytest.raises(GGUFError, match="shard 2 of 3 missing"):
         read_remote_model(REPO, "Tiny-UD-IQ1_S", endpoint=endpoint)
-    with pytest.raises(RemoteError):
+    with pytest.raises(BadInput, match="repository nobody/missing not found"):
         read_remote_model("nobody/missing", "x.gguf", endpoint=endpoint)
+    with pytest.raises(BadInput, match="has no file or folder 'Tiny-Q9'"):
+        remote_files(REPO, "Tiny-Q9", endpoint=endpoint)
 
 
 def test_server_ignoring_range_is_refused_not_downloaded(hub):
     endpoint, _, handler = hub
     handler.honour_range = False
-    with pytest.raises(RemoteError, match="ignored the Range request"):
+    with pytest.raises(R1runError, match="ignored the Range request"):
         read_remote_model(REPO, "Tiny-Q4_K_M.gguf", endpoint=endpoint, chunk=4096)
+
+
+def test_a_busy_hub_is_asked_again(hub):
+    endpoint, _, handler = hub
+    handler.busy = 1
+    single = read_remote_model(REPO, "Tiny-Q4_K_M.gguf", endpoint=endpoint)
+    assert single.kv_layout == "original" and handler.busy == 0

@@ -9,21 +9,23 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from gguf_samples import gguf_string, header, kv_string, tensor_info, write_all_value_types, write_small_deepseek
+from gguf_samples import (
+    BytesSource, gguf_string, header, kv_string, tensor_info, write_all_value_types, write_small_deepseek,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from r1run.cli.app import app
+from r1run.cli.app import make_app
 from r1run.errors import GGUFError
-from r1run.gguf import BytesSource, model_from_headers, read_header, read_model
+from r1run.gguf import model_from_headers, read_header, read_model
 from testkit.headers import add_deepseek2_metadata, write_header_only
 
 runner = CliRunner()
 
 
 def run_cli(*args: str):
-    return runner.invoke(app, ["inspect", *map(str, args)])
+    return runner.invoke(make_app(), ["inspect", *map(str, args)])
 
 
 def assert_clean_failure(res, *words: str) -> None:

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from r1run.cli.app import app
+from r1run.cli.app import make_app
 
 DATA = Path(__file__).parent / "data" / "perf"
 runner = CliRunner()
 
 
 def perf(*args: str, input: str | None = None):
-    return runner.invoke(app, ["perf", *args], input=input)
+    return runner.invoke(make_app(), ["perf", *args], input=input)
 
 
 def test_table(r1run_home):

@@ -243,7 +243,7 @@ def test_rpc_kv_cache_oom():
 def test_cuda_model_oom():
     r = one("cuda-oom-2025.log")
     assert (r.oom.target, r.oom.buffer, r.oom.device, r.oom.bytes) == ("model", "CUDA0", "gpu", 43876368384)
-    assert r.oom.describe() == "out of memory allocating model weights on CUDA0 (41844 MiB)"
+    assert r.oom.describe() == "out of memory allocating model weights on CUDA0 (40.9 GiB)"
 
 
 def test_metal_compute_oom():

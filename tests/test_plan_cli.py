@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from r1run.cli.app import app
+from r1run.cli.app import make_app
 
 runner = CliRunner()
 MACHINE = ["--gpu-memory", "24GiB", "--gpu-name", "RTX 4090", "--ram", "128GiB", "--bandwidth", "cpu=80GB/s"]
@@ -21,7 +21,7 @@ def offline(r1run_home, monkeypatch):
 
 
 def invoke(*args: str):
-    return runner.invoke(app, list(args))
+    return runner.invoke(make_app(), list(args))
 
 
 def test_plan_r1_json_offline():

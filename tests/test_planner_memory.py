@@ -14,7 +14,8 @@ import pytest
 from r1run.gguf import read_model
 from r1run.hardware import detect_cpu
 from r1run.planner import memory as mem
-from r1run.planner.measure import parse_memory, run_llama
+
+from memcheck import MemoryEstimate, estimate, parse_memory, run_llama
 
 CONTEXTS = (512, 4096, 16384)
 MODELS = ("smollm2", "r1_tiny", "r1_tiny_mla", "r1_tiny_split", "moe_tiny")
@@ -25,7 +26,7 @@ def _path(request, name: str) -> Path:
     return Path(value) if isinstance(value, (str, Path)) else value.path
 
 
-def check(est: mem.MemoryEstimate, real) -> list[str]:
+def check(est: MemoryEstimate, real) -> list[str]:
     problems = []
     for what, e, r in (("model", est.weights.reported, real.model), ("kv", est.kv.total, real.kv),
                        ("compute", est.compute.total, real.compute)):
@@ -46,7 +47,7 @@ def test_memory_model_matches_llama_cpp(request, llama_bin: Path, model: str):
     for ctx in CONTEXTS:
         real = run_llama(llama_bin / "llama-completion", path, ctx)
         assert real.flash_attn is not False
-        est = mem.estimate(info, mem.ContextSpec(ctx=ctx), simd)
+        est = estimate(info, mem.ContextSpec(ctx=ctx), simd)
         problems += [f"ctx {ctx}: {p}" for p in check(est, real)]
     assert not problems, "\n".join(problems)
 
@@ -55,7 +56,7 @@ def test_memory_model_matches_llama_cpp(request, llama_bin: Path, model: str):
 def test_flash_attention_off(llama_bin: Path, r1_tiny):
     info = read_model(r1_tiny.path)
     real = run_llama(llama_bin / "llama-completion", r1_tiny.path, 4096, extra=["-fa", "off", "-ctk", "q8_0"])
-    est = mem.estimate(info, mem.ContextSpec(ctx=4096, flash_attn=False, cache_type_k="q8_0"), detect_cpu().simd)
+    est = estimate(info, mem.ContextSpec(ctx=4096, flash_attn=False, cache_type_k="q8_0"), detect_cpu().simd)
     assert not check(est, real)
 
 
@@ -89,7 +90,7 @@ def test_r1_sized_kv_and_compute_match_llama_fit_params(tmp_path: Path, llama_bi
     for ctx, fa in ((4096, "on"), (16384, "on"), (4096, "off")):
         res = proc.run([llama_bin / "llama-fit-params", "-m", path, "-c", str(ctx), "-fa", fa, "-lv", "4"], timeout=120)
         real = _breakdown(res.stderr)
-        est = mem.estimate(info, mem.ContextSpec(ctx=ctx, flash_attn=fa == "on"))
+        est = estimate(info, mem.ContextSpec(ctx=ctx, flash_attn=fa == "on"))
         assert abs(est.kv.total - real["context"]) <= 0.01 * real["context"] + 2**20
         assert abs(est.compute.total - real["compute"]) <= 0.05 * real["compute"], (ctx, fa, est.compute, real)
 

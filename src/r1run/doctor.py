@@ -10,9 +10,9 @@ from pathlib import Path
 
 from r1run import hardware, proc
 from r1run.errors import R1runError
-from r1run.hardware import GiB, fmt_bytes
 from r1run.home import Home
 from r1run.llama import discover, toolchain
+from r1run.units import GiB, size
 
 # DeepSeek-R1's smallest dynamic quant (UD-IQ1_S) is about 131 GiB.
 R1_SMALLEST_BYTES = 131 * GiB
@@ -64,11 +64,11 @@ def _disk_check(home: Home) -> Check:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
-    detail = f"{fmt_bytes(free)} free for models at {target}"
+    detail = f"{size(free)} free for models at {target}"
     if free < GiB:
         return Check("disk", "fail", detail, "free some space or set R1RUN_MODELS to a bigger disk")
     if free < R1_SMALLEST_BYTES:
-        return Check("disk", "warn", detail + f"; DeepSeek-R1's smallest quant needs {fmt_bytes(R1_SMALLEST_BYTES)}",
+        return Check("disk", "warn", detail + f"; DeepSeek-R1's smallest quant needs {size(R1_SMALLEST_BYTES)}",
                      "use `r1run download --dir PATH` or R1RUN_MODELS on a bigger disk for R1")
     return Check("disk", "ok", detail)
 
@@ -100,7 +100,7 @@ def run(home: Home, llama_bin: Path | None = None) -> Report:
                         + (f", {cpu.usable_cores} usable" if cpu.usable_cores != cpu.logical_cores else "")
                         + (f", SIMD {' '.join(cpu.simd)}" if cpu.simd else "")))
     checks.append(Check("ram", "ok" if machine.ram_available > 2 * GiB else "warn",
-                        f"{fmt_bytes(machine.ram_total)} total, {fmt_bytes(machine.ram_available)} available"))
+                        f"{size(machine.ram_total)} total, {size(machine.ram_available)} available"))
 
     installs: list[discover.LlamaInstall] = []
     llama_info: list[dict] = []
@@ -136,7 +136,7 @@ def run(home: Home, llama_bin: Path | None = None) -> Report:
     if gpus:
         for g in gpus:
             checks.append(Check(f"gpu {g.device or g.name}", "ok",
-                                f"{g.name}: {fmt_bytes(g.total_bytes)} total, {fmt_bytes(g.free_bytes)} free ({g.source})"))
+                                f"{g.name}: {size(g.total_bytes)} total, {size(g.free_bytes)} free ({g.source})"))
     else:
         checks.append(Check("gpu", "ok", "none found: CPU only"))
 

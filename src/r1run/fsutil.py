@@ -1,4 +1,4 @@
-"""Small filesystem helpers: atomic writes and an advisory lock."""
+"""Small filesystem helpers: atomic writes and an inter-process lock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -26,17 +26,37 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on `path` (created if needed) for the block."""
+def locked(path: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if needed) for the block, across processes.
+
+    filelock's lock (an advisory `flock` on Unix): the kernel drops it when its holder dies, even
+    by SIGKILL, so a crash never leaves it held. The holder writes its pid into the file; when
+    `on_wait` is given and another process holds the lock, `on_wait(holder)` is called once
+    (e.g. "pid 1234") before waiting, so a wait of hours is never silent.
+    """
+    from filelock import FileLock, Timeout
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; r1run does not support concurrent runs there
-            yield
-            return
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    lock = FileLock(str(path))
+    before = _holder(path)  # read first: an older filelock truncates the file when it tries the lock
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait(_holder(path) or before or "another process")
+        lock.acquire()
+    try:
+        with contextlib.suppress(OSError), open(path, "r+", encoding="utf-8") as f:
+            f.write(f"pid {os.getpid()}\n")
+            f.truncate()
+        yield
+    finally:
+        lock.release()
+
+
+def _holder(path: Path) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(64).strip()
+    except OSError:  # not there yet, or locked against reading (Windows)
+        return ""

@@ -13,9 +13,7 @@ from pathlib import Path
 
 from r1run import proc
 from r1run.errors import ToolMissing
-
-MiB = 1024 * 1024
-GiB = 1024 * MiB
+from r1run.units import GiB, MiB
 
 
 @dataclass(frozen=True)
@@ -272,9 +270,3 @@ def detect(list_devices_output: str | None = None) -> Machine:
     return Machine(platform.system(), platform.machine(), detect_cpu(), vm.total, vm.available,
                    detect_gpus(list_devices_output))
 
-
-def fmt_bytes(n: float) -> str:
-    for unit, size in (("TiB", 1024 * GiB), ("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"

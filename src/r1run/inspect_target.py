@@ -9,7 +9,6 @@ from r1run import catalog as cat
 from r1run.errors import BadInput, R1runError
 from r1run.gguf import read_model, read_remote_model
 from r1run.gguf.model import ModelInfo
-from r1run.gguf.remote import RemoteError
 from r1run.home import Home
 from r1run.models import ModelNotReady, choose, resolve_local
 from r1run.planner.plan import folder_of
@@ -58,6 +57,6 @@ def _catalog_model(model: str, quant: str | None, revision: str | None) -> Model
         q = c.quant(entry, quant)
         try:
             return read_remote_model(entry.repo, folder_of(q.include), revision=revision)
-        except (RemoteError, R1runError) as exc:
+        except R1runError as exc:
             raise R1runError(f"{entry.key} {q.name} is not downloaded and its header could not be read from the hub "
                              f"({exc.message})", not_ready.hint) from None

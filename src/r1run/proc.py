@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -13,7 +14,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from r1run.errors import ToolMissing
 
@@ -91,6 +92,23 @@ def stop(proc: subprocess.Popen, grace: float = GRACE_SECONDS, first: int = sign
         except subprocess.TimeoutExpired:
             continue
     return proc.wait()
+
+
+class Terminated(Exception):
+    """SIGTERM arrived while `sigterm_raises` was in force: stop the foreground server cleanly."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """For the block, SIGTERM raises `Terminated` in the main thread; the previous handler comes back after."""
+    def on_term(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def stream(

@@ -68,17 +68,6 @@ def model_sha256(home, files: list[Path]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def model_sha256_if_cached(home, files: list[Path]) -> str | None:
-    """The model's hash without reading any weights; None if some file was never hashed."""
-    hashes = [cached_sha256(home, f) for f in files]
-    if any(h is None for h in hashes):
-        return None
-    if len(files) == 1:
-        return hashes[0]
-    lines = "".join(f"{h}  {f.name}\n" for h, f in zip(hashes, files))
-    return hashlib.sha256(lines.encode()).hexdigest()
-
-
 def machine_identity(rpc: tuple[str, ...] = ()) -> dict:
     """What makes a tuning result carry over: CPU, cores, RAM size, GPUs, RPC workers (not free memory)."""
     from r1run import hardware

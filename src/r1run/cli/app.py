@@ -59,9 +59,6 @@ def make_app(only: str | None = None) -> typer.Typer:
     return application
 
 
-app = make_app()
-
-
 # Commands that choose llama.cpp's thread count from how busy the CPUs are.
 _TUNING = ("chat", "serve", "quickstart", "bench")
 

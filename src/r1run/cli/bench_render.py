@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from r1run.cli.common import err, out, print_json, status, warn
+from r1run.units import size
 
 BAR = 16
 SHORT = {"threads": "t", "gpu_layers": "ngl", "n_cpu_moe": "ncmoe", "overrides": "ot", "tensor_split": "ts",
@@ -133,7 +134,7 @@ def _summary(report) -> None:
     bounds = {b.tps for b in report.bounds if b.tps}
     if bounds:
         b = report.bounds[report.fastest or 0]
-        reads = ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in b.bytes_per_token.items() if v)
+        reads = ", ".join(f"{k} {size(v)}" for k, v in b.bytes_per_token.items() if v)
         out().print(f"bandwidth bound: {b.tps:,.1f} t/s ({reads} per token; RAM "
                     f"{s.machine.cpu_bandwidth / 1e9:.1f} GB/s, {s.bandwidth_source})", highlight=False)
     status(f"llama-bench logs: {report.logs[0].parent}" if report.logs else "no logs")

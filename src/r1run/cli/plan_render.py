@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from r1run.planner.memory import human
+from r1run.units import size
 
 
-def _gib(n: int) -> str:
-    return human(n) if n else "-"
+def _size(n: int) -> str:
+    return size(n) if n else "-"
 
 
 def render(report, console) -> None:
@@ -14,9 +14,9 @@ def render(report, console) -> None:
     from rich.table import Table
 
     m = report.machine
-    devs = ", ".join(f"{d['name']} {human(d['free_bytes'])}" for d in m.devices) or "no GPU"
+    devs = ", ".join(f"{d['name']} {size(d['free_bytes'])}" for d in m.devices) or "no GPU"
     console.print(f"[bold]{escape(report.model)}[/bold] on {escape(m.described or 'this machine')}: RAM "
-                  f"{human(m.ram_bytes)}, {escape(devs)}, RAM bandwidth {m.cpu_bandwidth / 1e9:.0f} GB/s"
+                  f"{size(m.ram_bytes)}, {escape(devs)}, RAM bandwidth {m.cpu_bandwidth / 1e9:.0f} GB/s"
                   f"{' (unified memory)' if m.unified else ''}; KV cache K {report.cache_type_k}, V {report.cache_type_v}",
                   highlight=False)
     t = Table(show_lines=True)
@@ -24,19 +24,19 @@ def render(report, console) -> None:
                 "decode bound", "early guide", "max ctx"):
         t.add_column(col, overflow="fold")
     for r in report.rows:
-        where = " + ".join(f"{k.upper()} {human(v)}" for k, v in r.weights_on.items() if v) or "-"
+        where = " + ".join(f"{k.upper()} {size(v)}" for k, v in r.weights_on.items() if v) or "-"
         if r.gpu_layers and r.cpu_moe_layers:
             place = f"-ngl {r.gpu_layers}, experts of {len(r.cpu_moe_layers)} layers in RAM"
         elif r.gpu_layers:
             place = f"-ngl {r.gpu_layers} of {r.n_layers + 1}"
         else:
             place = "CPU only"
-        free = ", ".join(f"{d.name} {human(d.free_after_bytes)}" for d in r.devices)
+        free = ", ".join(f"{d.name} {size(d.free_after_bytes)}" for d in r.devices)
         bound = f"≤ {r.decode_bound_tps:.1f} t/s" if r.decode_bound_tps else "unknown"
         fits = "" if r.fits_memory else "\n[red]does not fit[/red]"
         guide = "-" if r.early_guide_layers is None else f"-ngl {r.early_guide_layers}"
-        t.add_row(f"{escape(r.quant)}\n[dim]{r.origin}[/dim]", human(r.size_bytes), escape(where) + fits,
-                  f"{place}\n[dim]{r.strategy}[/dim]", f"{human(r.kv_bytes)} @ {r.ctx}", escape(free), bound, guide,
+        t.add_row(f"{escape(r.quant)}\n[dim]{r.origin}[/dim]", size(r.size_bytes), escape(where) + fits,
+                  f"{place}\n[dim]{r.strategy}[/dim]", f"{size(r.kv_bytes)} @ {r.ctx}", escape(free), bound, guide,
                   str(r.max_ctx or "-"))
     console.print(t)
     console.print("[dim]decode bound: bytes one token reads / bandwidth of where they live - an upper bound, real "
@@ -81,5 +81,5 @@ def _device_line(d) -> str:
     if d.expert_layers and d.expert_layers != d.layers:
         layers += f" (routed experts of {_ranges(d.expert_layers)})"
     used = d.weights_bytes + d.kv_bytes + d.compute_bytes
-    return (f"{d.name}: {layers} - weights {_gib(d.weights_bytes)} + KV {_gib(d.kv_bytes)} + compute "
-            f"{_gib(d.compute_bytes)} = {_gib(used)} of {_gib(d.capacity_bytes)} usable")
+    return (f"{d.name}: {layers} - weights {_size(d.weights_bytes)} + KV {_size(d.kv_bytes)} + compute "
+            f"{_size(d.compute_bytes)} = {_size(used)} of {_size(d.capacity_bytes)} usable")

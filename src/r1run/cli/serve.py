@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from typing import Annotated, Optional
 
 import typer
@@ -20,10 +19,6 @@ from r1run.run.prepare import prepare
 
 def register(app: typer.Typer) -> None:
     app.command("serve", context_settings=o.EXTRA_ARGS)(serve)
-
-
-class _Terminated(Exception):
-    """SIGTERM arrived: stop the server cleanly."""
 
 
 @handle_errors
@@ -81,43 +76,39 @@ def serve(
     if not core.is_loopback(host):
         warn(f"listening on {host}: reachable from the network" + ("" if api_key else " WITHOUT an API key"))
 
-    def on_term(signum, frame):
-        raise _Terminated()
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    server = core.start(spec, caps, host=host, port=port, api_key=api_key, run_dir=home.root / "run",
-                        logs=home.ensure(home.logs))
-    try:
-        status(f"llama-server starting; log: {server.log_path}")
-        size = sum(s.file_bytes for s in target.info.shards)
-        with err().status("loading the model...") as spinner:
-            try:
-                took = core.wait_ready(server, core.load_timeout(size),
-                                       lambda s: spinner.update(f"loading the model... {s:.0f} s"))
-            except R1runError:
+    with proc.sigterm_raises():
+        server = core.start(spec, caps, host=host, port=port, api_key=api_key, run_dir=home.root / "run",
+                            logs=home.ensure(home.logs))
+        try:
+            status(f"llama-server starting; log: {server.log_path}")
+            size = sum(s.file_bytes for s in target.info.shards)
+            with err().status("loading the model...") as spinner:
+                try:
+                    took = core.wait_ready(server, core.load_timeout(size),
+                                           lambda s: spinner.update(f"loading the model... {s:.0f} s"))
+                except R1runError:
+                    _raise_if_worker_lost(server, req.rpc)
+                    raise
+            status(f"ready in {took:.1f} s")
+            usage.record(home, target.key, target.quant, "ran")
+            out().print(f"web UI:  {server.url}/", highlight=False)
+            out().print(f"API:     {server.url}/v1 (OpenAI-compatible)", highlight=False)
+            out().print(f"example: {core.curl_example(server.url, bool(api_key))}", highlight=False, markup=False)
+            status("Ctrl-C stops the server")
+            code = server.child.wait()
+            if code != 0:
                 _raise_if_worker_lost(server, req.rpc)
-                raise
-        status(f"ready in {took:.1f} s")
-        usage.record(home, target.key, target.quant, "ran")
-        out().print(f"web UI:  {server.url}/", highlight=False)
-        out().print(f"API:     {server.url}/v1 (OpenAI-compatible)", highlight=False)
-        out().print(f"example: {core.curl_example(server.url, bool(api_key))}", highlight=False, markup=False)
-        status("Ctrl-C stops the server")
-        code = server.child.wait()
-        if code != 0:
-            _raise_if_worker_lost(server, req.rpc)
-            last = [line for line in server.child.tail if line.strip()][-1:] or [f"exit code {code}"]
-            raise LlamaFailed(f"llama-server stopped (exit {code}): {last[0].strip()}", f"full log: {server.log_path}")
-    except _Terminated:
-        server.stop()
-        status("stopped (SIGTERM)")
-        return
-    finally:
-        if server.child.poll() is None:
+                last = [line for line in server.child.tail if line.strip()][-1:] or [f"exit code {code}"]
+                raise LlamaFailed(f"llama-server stopped (exit {code}): {last[0].strip()}", f"full log: {server.log_path}")
+        except proc.Terminated:
             server.stop()
-        elif server.key_file is not None:
-            server.key_file.unlink(missing_ok=True)
-        signal.signal(signal.SIGTERM, previous)
+            status("stopped (SIGTERM)")
+            return
+        finally:
+            if server.child.poll() is None:
+                server.stop()
+            elif server.key_file is not None:
+                server.key_file.unlink(missing_ok=True)
 
 
 def _raise_if_worker_lost(server: core.Server, workers: tuple[str, ...]) -> None:

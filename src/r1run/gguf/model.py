@@ -127,9 +127,6 @@ class ModelInfo(_Frozen):
     def is_moe(self) -> bool:
         return self.expert_bytes > 0
 
-    def layer_bytes(self) -> list[int]:
-        return [layer.bytes for layer in self.layers]
-
     def to_json(self, *, include_tensors: bool = False, indent: int | None = 2) -> str:
         """The documented JSON form; `tensors` is null unless include_tensors."""
         data = self.model_dump(mode="json")

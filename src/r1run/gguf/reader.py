@@ -25,7 +25,7 @@ allocated, so a corrupt or hostile header fails with GGUFError instead of eating
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
@@ -70,10 +70,6 @@ class ArrayValue:
     item_type: int
     length: int
     values: tuple | None = None
-
-    @property
-    def item_type_name(self) -> str:
-        return VALUE_TYPE_NAMES[self.item_type]
 
 
 Value = Union[int, float, bool, str, ArrayValue]
@@ -124,7 +120,6 @@ class Header:
     alignment: int
     data_offset: int                # absolute offset of the tensor data section
     file_size: int
-    _by_name: dict[str, TensorInfo] = field(default_factory=dict, repr=False, compare=False)
 
     def get(self, key: str, default: Value | None = None) -> Value | None:
         kv = self.kv.get(key)
@@ -144,11 +139,6 @@ class Header:
     def missing_bytes(self) -> int:
         """How many bytes the file lacks for its tensors (0 for a complete file)."""
         return max(0, self.data_offset + self.data_size - self.file_size)
-
-    def tensor(self, name: str) -> TensorInfo | None:
-        if not self._by_name:
-            self._by_name.update((t.name, t) for t in self.tensors)
-        return self._by_name.get(name)
 
 
 def read_header(source: ByteSource | Path | str, limits: Limits = DEFAULT_LIMITS) -> Header:

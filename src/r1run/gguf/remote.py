@@ -9,11 +9,9 @@ shards' headers are a few tens of KB, so inspecting a 3-shard quant fetches a fe
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-from collections.abc import Iterator
 from pathlib import PurePosixPath
 
+from r1run import hub
 from r1run.errors import GGUFError, R1runError
 from r1run.gguf.reader import Limits, read_header
 from r1run.gguf.shards import complete_set, group_files, split_parts
@@ -21,48 +19,13 @@ from r1run.gguf.shards import complete_set, group_files, split_parts
 REMOTE_CHUNK = 2 << 20  # bytes per Range request: a first shard's header takes 2-3 of them
 
 
-class RemoteError(R1runError):
-    """The hub could not be reached or refused a request."""
-
-
-@contextlib.contextmanager
-def _hub_errors(what: str) -> Iterator[None]:
-    """Map huggingface_hub and transport failures to one line with a next step."""
-    from huggingface_hub import errors as hf_errors
-
-    try:
-        yield
-    except hf_errors.RepositoryNotFoundError:
-        raise RemoteError(f"{what}: repository not found (or private)", "check the repo id; for a private or gated "
-                          "repo log in with `hf auth login`") from None
-    except hf_errors.GatedRepoError:
-        raise RemoteError(f"{what}: the repository is gated", "accept its terms on the hub, then `hf auth login`") from None
-    except hf_errors.EntryNotFoundError:
-        raise RemoteError(f"{what}: no such file in the repository", "check the file or folder name") from None
-    except hf_errors.HfHubHTTPError as e:
-        raise RemoteError(f"{what}: the hub answered {e}", "try again later") from None
-    except _transport_errors() as e:
-        raise RemoteError(f"{what}: could not reach the hub ({type(e).__name__}: {e})",
-                          "check the network connection, or HF_ENDPOINT if you use a mirror") from None
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection failures of whichever HTTP library huggingface_hub uses (httpx2, httpx or requests)."""
-    errs: list[type[BaseException]] = [OSError]
-    for mod, attr in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "RequestException")):
-        with contextlib.suppress(ImportError, AttributeError):
-            errs.append(getattr(importlib.import_module(mod), attr))
-    return tuple(errs)
-
-
 class HubSource:
     """One file in a hub repository as a ByteSource: each `read` is one HTTP Range request."""
 
     def __init__(self, repo_id: str, filename: str, size: int, *, revision: str | None = None,
-                 endpoint: str | None = None, token: str | bool | None = None, repo_type: str | None = None) -> None:
-        from huggingface_hub import hf_hub_url
-
-        self.url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint, repo_type=repo_type)
+                 endpoint: str | None = None, token: str | bool | None = None) -> None:
+        self.repo_id, self.filename = repo_id, filename
+        self.url = hub.file_url(repo_id, filename, revision, at=endpoint)
         self.name = f"hf://{repo_id}/{filename}"
         self.size = size
         self.token = token
@@ -70,24 +33,30 @@ class HubSource:
         self.bytes_fetched = 0
 
     def read(self, offset: int, n: int) -> bytes:
-        from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_stream_backoff
-
         end = min(offset + n, self.size) - 1
         if end < offset:
             return b""
-        headers = build_hf_headers(token=self.token, headers={"Range": f"bytes={offset}-{end}"})
-        with _hub_errors(self.name), http_stream_backoff("GET", self.url, headers=headers) as r:
+        with hub.explained(self.repo_id, path=self.filename):
+            data = hub.retrying(lambda: self._get(offset, end))
+        self.requests += 1
+        self.bytes_fetched += len(data)
+        return data
+
+    def _get(self, offset: int, end: int) -> bytes:
+        from huggingface_hub.utils import hf_raise_for_status, http_stream_backoff
+
+        headers = hub.auth_headers(self.token, {"Range": f"bytes={offset}-{end}"})
+        # max_retries=0: r1run's own backoff (hub.retrying) decides about trying again
+        with http_stream_backoff("GET", self.url, headers=headers, max_retries=0) as r:
             hf_raise_for_status(r)
             if r.status_code != 206 and offset != 0:
-                raise RemoteError(f"{self.name}: the server ignored the Range request (HTTP {r.status_code})",
-                                  "use the hub or a mirror that supports Range, or download the model first")
+                raise R1runError(f"{self.name}: the server ignored the Range request (HTTP {r.status_code})",
+                                 "use the hub or a mirror that supports Range, or download the model first")
             data = bytearray()
             for block in r.iter_bytes():  # stop at n bytes even if the server sends the whole file
                 data += block
                 if len(data) >= end - offset + 1:
                     break
-        self.requests += 1
-        self.bytes_fetched += len(data)
         return bytes(data[: end - offset + 1])
 
 
@@ -97,10 +66,11 @@ def _list_gguf(repo_id: str, folder: str, revision: str | None, endpoint: str | 
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
-    api = HfApi(endpoint=endpoint, token=token)
-    with _hub_errors(f"hf://{repo_id}/{folder}"):
-        entries = api.list_repo_tree(repo_id, path_in_repo=folder or None, revision=revision, recursive=True)
-        return {e.path: e.size for e in entries if isinstance(e, RepoFile) and e.path.endswith(".gguf")}
+    api = HfApi(endpoint=endpoint or hub.endpoint(), token=token, library_name=hub.LIBRARY)
+    with hub.explained(repo_id, revision=revision, path=folder):
+        entries = hub.retrying(lambda: list(api.list_repo_tree(repo_id, path_in_repo=folder or None,
+                                                               revision=revision, recursive=True)))
+    return {e.path: e.size for e in entries if isinstance(e, RepoFile) and e.path.endswith(".gguf")}
 
 
 def remote_files(repo_id: str, path: str = "", *, revision: str | None = None, endpoint: str | None = None,
@@ -144,12 +114,13 @@ def remote_files(repo_id: str, path: str = "", *, revision: str | None = None, e
 def read_remote_model(repo_id: str, path: str = "", *, revision: str | None = None, endpoint: str | None = None,
                       token: str | bool | None = None, chunk: int = REMOTE_CHUNK):
     """ModelInfo of the model at `path` in a hub repo, fetching only each shard's header."""
-    from r1run.download.hub import unreachable
     from r1run.gguf.analyze import model_from_headers
 
-    why = unreachable(endpoint)
+    if hub.offline():
+        raise hub.offline_error()
+    why = hub.unreachable(endpoint)
     if why:
-        raise RemoteError(f"hf://{repo_id}/{path}: {why}", "check the network or HF_ENDPOINT, or use a local file")
+        raise hub.HubUnreachable(f"hf://{repo_id}/{path}: {why}", "check the network or HF_ENDPOINT, or use a local file")
     files = remote_files(repo_id, path, revision=revision, endpoint=endpoint, token=token)
     limits = Limits(chunk=chunk)
     headers = [read_header(HubSource(repo_id, f, size, revision=revision, endpoint=endpoint, token=token), limits)

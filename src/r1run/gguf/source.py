@@ -1,7 +1,7 @@
 """Byte sources the GGUF reader parses: anything that can answer `read(offset, n)` and knows its size.
 
-A local file, an in-memory buffer, or a remote file fetched with HTTP Range requests
-(`r1run.gguf.remote.HubSource`) all plug into the same reader.
+A local file or a remote file fetched with HTTP Range requests (`r1run.gguf.remote.HubSource`) plug
+into the same reader (the tests add an in-memory one).
 """
 
 from __future__ import annotations
@@ -23,18 +23,6 @@ class ByteSource(Protocol):
     def read(self, offset: int, n: int) -> bytes:
         """Up to n bytes starting at offset (fewer only at the end)."""
         ...
-
-
-class BytesSource:
-    """A GGUF held in memory (tests, fuzzing, headers fetched elsewhere)."""
-
-    def __init__(self, data: bytes, name: str = "<bytes>") -> None:
-        self._data = bytes(data)
-        self.name = name
-        self.size = len(self._data)
-
-    def read(self, offset: int, n: int) -> bytes:
-        return self._data[offset:offset + n]
 
 
 class FileSource:

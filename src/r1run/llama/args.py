@@ -8,6 +8,7 @@ from pathlib import Path
 from r1run.errors import BadInput, ToolMissing
 from r1run.llama.probe import Capabilities
 
+
 @dataclass(frozen=True)
 class Placement:
     """Where the weights go: what `-ngl`, `-ot`, `--n-cpu-moe` say. None/empty: let llama.cpp decide."""

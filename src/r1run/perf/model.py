@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from r1run.units import size
+
 SCHEMA = "r1run.perf/1"
 
 Status = Literal["ok", "failed", "incomplete"]
@@ -110,8 +112,8 @@ class OomEvent(_Frozen):
                 "output": "output buffer", "context": "context", "runtime": "memory while running",
                 "unknown": "memory"}[self.target]
         where = f" on {self.buffer}" if self.buffer else ""
-        size = f" ({self.bytes / 2**20:.0f} MiB)" if self.bytes else ""
-        return f"out of memory allocating {what}{where}{size}"
+        amount = f" ({size(self.bytes)})" if self.bytes else ""
+        return f"out of memory allocating {what}{where}{amount}"
 
 
 class BenchTest(_Frozen):

@@ -18,10 +18,11 @@ from r1run.errors import BadInput, R1runError
 from r1run.perf import bench, server
 from r1run.perf.model import RunSummary, Threads
 from r1run.perf.watcher import LogWatcher
+from r1run.units import MiB, size
 
 FORMATS_HINT = ("r1run perf reads llama.cpp's stderr (llama-completion, llama-cli, llama-server), llama-server "
                 "responses (JSON with `timings`) and llama-bench output (-o md, csv, json, jsonl, sql)")
-MAX_BYTES = 512 * 2**20
+MAX_BYTES = 512 * MiB
 
 
 def parse_text(text: str, source: str = "<text>") -> list[RunSummary]:
@@ -47,7 +48,7 @@ def parse_file(path: Path) -> list[RunSummary]:
     if path.is_dir():
         raise BadInput(f"{path} is a folder", "pass the log files inside it, e.g. `r1run perf logs/*.log`")
     if path.stat().st_size > MAX_BYTES:
-        raise BadInput(f"{path} is larger than {MAX_BYTES // 2**20} MiB", "pass the log of one session")
+        raise BadInput(f"{path} is larger than {size(MAX_BYTES)}", "pass the log of one session")
     with open(path, "rb") as f:
         head = f.read(4)
         if head == b"GGUF":

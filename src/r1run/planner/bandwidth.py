@@ -23,7 +23,6 @@ KNOWN: tuple[tuple[str, float], ...] = (
     (r"L40S?", 864), (r"MI300X", 5300), (r"7900 XTX", 960),
 )
 DEFAULT_DISK = 3.0 * GB          # a PCIe 4 NVMe SSD reading sequentially; random mmap reads are slower
-DEFAULT_RPC_LINK = 1.25 * GB     # 10 Gb Ethernet, for notes only
 PROBE_BYTES = 256 << 20
 
 

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 from r1run.errors import BadInput
 from r1run.planner import bandwidth as bw
+from r1run.units import GiB, size
 
 if TYPE_CHECKING:
     from r1run.rpc import WorkerDevice
 
-GiB = 1 << 30
 _SIZE = re.compile(r"\s*([\d.]+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
 _UNITS = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
@@ -128,7 +128,7 @@ def with_overrides(base: MachineSpec, *, gpu_memory: str | None = None, ram: str
         ws = metal_default_working_set(spec.ram, 0)
         spec = replace(spec, devices=(Device("MTL0", "gpu", gpu_name or "Apple GPU (unified memory)", ws,
                                              rates.get("gpu") or bw.known_bandwidth(gpu_name or "")),))
-        desc.append(f"Metal working set {ws / GiB:.0f} GiB (macOS default share)")
+        desc.append(f"Metal working set {size(ws)} (macOS default share)")
     if rpc:
         workers = rpc_devices_found(rpc_found) if rpc_found is not None else rpc_devices(rpc, device_memory)
         # llama.cpp puts RPC devices before local GPUs (src/llama.cpp: "add RPC servers at the front of the

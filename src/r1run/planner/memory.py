@@ -2,7 +2,7 @@
 
 Three buffers, named as llama.cpp logs them with `-lv 4`:
 
-    load_tensors:   CPU_Mapped model buffer size =    92.10 MiB      weights (mmap span + repacked copies)
+    load_tensors:   CPU_Mapped model buffer size =    92.10 MiB      weights (exact tensor bytes here)
     llama_kv_cache: size =  180.00 MiB (  8192 cells,  30 layers,  1/1 seqs), K (f16): ..., V (f16): ...
     sched_reserve:        CPU compute buffer size =   109.64 MiB      activations of the worst-case ubatch
 
@@ -32,14 +32,10 @@ without. Figures are estimates; the accuracy table lives in docs/plan.md.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from r1run.errors import BadInput
 from r1run.gguf.model import ModelInfo
-
-MiB = 1 << 20
-GiB = 1 << 30
 CTX_PAD = 256  # llama-context.cpp: cparams.n_ctx = GGML_PAD(n_ctx, 256)
 
 # llama.cpp's accepted -ctk/-ctv types (common/arg.cpp kv_cache_types): name -> (block elements, block bytes)
@@ -50,23 +46,6 @@ KV_CACHE_TYPES: dict[str, tuple[int, int]] = {
 
 # Weight types the CPU backend keeps a second, repacked copy of (ggml-cpu/repack.cpp,
 # ggml_repack_get_optimal_repack_type) when the tensor is a matmul weight with ne[1] % 8 == 0.
-REPACK_X86_AVX2 = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"})
-REPACK_X86_AVX512 = REPACK_X86_AVX2 | {"Q2_K"}
-REPACK_ARM_DOTPROD = frozenset({"Q4_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "MXFP4", "Q8_0"})
-
-
-def repack_types(simd: list[str] | tuple[str, ...]) -> frozenset[str]:
-    """Which weight types llama.cpp's CPU backend repacks on a CPU with these features (hardware.Cpu.simd)."""
-    s = set(simd)
-    if "avx512f" in s:
-        return REPACK_X86_AVX512
-    if "avx2" in s:
-        return REPACK_X86_AVX2
-    if "asimddp" in s or "FEAT_DotProd" in s or "neon" in s:
-        return REPACK_ARM_DOTPROD
-    return frozenset()
-
-
 def kv_type(name: str) -> str:
     t = name.lower()
     if t not in KV_CACHE_TYPES:
@@ -245,87 +224,3 @@ def compute_buffer(info: ModelInfo, spec: ContextSpec, dims: Dims | None = None)
     mask = n_kv * T * (2 if spec.flash_attn else 4)
     slots = max(1, spec.parallel)
     return ComputeEstimate(total=values[phase] + mask, phase=phase, mask=mask, output=d.n_vocab * slots * 4)
-
-
-@dataclass(frozen=True)
-class WeightsEstimate:
-    """Weights as llama.cpp counts them on a CPU-only run: the mmap span of each shard plus repacked copies."""
-
-    tensor_bytes: int           # exact sum of tensor data
-    mapped: int                 # what the CPU_Mapped buffers report (span of the non-repacked tensors per shard)
-    repacked: int               # CPU_REPACK: second copies in the layout of the CPU's matmul kernels
-    resident: int               # RAM a run really needs for them: mapped pages of repacked tensors go cold
-
-    @property
-    def reported(self) -> int:
-        return self.mapped + self.repacked
-
-
-def _repackable(t, types: frozenset[str]) -> bool:
-    # matmul weights only: token_embd is read by GET_ROWS; 2-D MUL_MAT or 3-D MUL_MAT_ID (experts);
-    # MLA's 3-D attn_k_b/attn_v_b are batched MUL_MATs, which the repack buffer does not take.
-    if t.type not in types or len(t.shape) < 2 or t.name == "token_embd.weight":
-        return False
-    if len(t.shape) == 3 and not t.expert:
-        return False
-    return t.shape[1] % 8 == 0
-
-
-def weights(info: ModelInfo, simd: list[str] | tuple[str, ...] = (), on_cpu=None) -> WeightsEstimate:
-    """`on_cpu(tensor) -> bool` selects the tensors kept in host memory (all by default)."""
-    types = repack_types(simd)
-    spans: dict[int, list[int]] = {}
-    repacked = 0
-    cpu_bytes = 0
-    for t in info.tensors:
-        if on_cpu is not None and not on_cpu(t):
-            continue
-        cpu_bytes += t.bytes
-        if _repackable(t, types):
-            repacked += t.bytes
-            continue
-        lo_hi = spans.setdefault(t.shard, [t.offset, t.offset + t.bytes])
-        lo_hi[0] = min(lo_hi[0], t.offset)
-        lo_hi[1] = max(lo_hi[1], t.offset + t.bytes)
-    mapped = sum(hi - lo for lo, hi in spans.values())
-    return WeightsEstimate(tensor_bytes=cpu_bytes, mapped=mapped, repacked=repacked, resident=cpu_bytes)
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """One device (the CPU) running everything: comparable with a CPU-only llama.cpp run."""
-
-    spec: ContextSpec
-    weights: WeightsEstimate
-    kv: KvEstimate
-    compute: ComputeEstimate
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def total_reported(self) -> int:
-        """model + KV + compute as llama.cpp's logs add them up."""
-        return self.weights.reported + self.kv.total + self.compute.total
-
-    @property
-    def total_resident(self) -> int:
-        """What the run needs in RAM (repacked tensors' mapped pages can be dropped)."""
-        return self.weights.resident + self.kv.total + self.compute.total + self.compute.output
-
-
-def estimate(info: ModelInfo, spec: ContextSpec, simd: list[str] | tuple[str, ...] = ()) -> MemoryEstimate:
-    d = dims_of(info)
-    notes = list(d.notes)
-    trained = info.hparams.context_length
-    if trained and spec.ctx > trained:
-        notes.append(f"context {spec.ctx} is above the {trained} tokens the model was trained for: quality "
-                     "degrades past it")
-    if spec.cache_type_v not in ("f16", "f32", "bf16") and not spec.flash_attn:
-        notes.append("a quantized V cache needs flash attention (-fa on)")
-    return MemoryEstimate(spec=spec, weights=weights(info, simd), kv=kv_cache(info, spec, d),
-                          compute=compute_buffer(info, spec, d), notes=notes)
-
-
-def human(n: float) -> str:
-    if abs(n) >= GiB:
-        return f"{n / GiB:.1f} GiB"
-    return f"{n / MiB:.0f} MiB" if abs(n) >= MiB else f"{math.ceil(n / 1024)} KiB"

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Literal, Union
 
+from r1run import units
 from r1run.gguf.model import ModelInfo
 from r1run.llama.args import Placement
 from r1run.planner import memory as mem
@@ -183,7 +184,7 @@ def _plan_core(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.Cont
     notes += speed_notes
     if host.streams:
         speed = f"decode bound {bound:.2f} t/s" if bound is not None else "decode bound unknown"
-        notes.append(f"the model does not fit RAM + VRAM: {mem.human(host.streams)} of weights are paged in from "
+        notes.append(f"the model does not fit RAM + VRAM: {units.size(host.streams)} of weights are paged in from "
                      f"disk through mmap as tokens need them ({speed} at {machine.disk_bandwidth / 1e9:.1f} GB/s "
                      "disk reads)")
     trained = info.hparams.context_length

@@ -7,13 +7,13 @@ synthetic description shipped with r1run (labelled as such in every row's notes)
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from pydantic import BaseModel, ConfigDict
 
+from r1run import hub
 from r1run.errors import BadInput, R1runError
 from r1run.gguf.model import ModelInfo
 from r1run.planner import memory as mem
@@ -163,7 +163,7 @@ def sources(model: str | None, quants: list[str] | None, home, *,
         names = [entry.default_quant]
     out = []
     for name in names:
-        src = _quant_source(entry, name, home, offline=_offline() if offline is None else offline, warnings=warnings)
+        src = _quant_source(entry, name, home, offline=hub.offline() if offline is None else offline, warnings=warnings)
         if src is not None:
             out.append(src)
     if not out:
@@ -174,10 +174,6 @@ def sources(model: str | None, quants: list[str] | None, home, *,
 
 def _is_repo(text: str) -> bool:
     return not Path(text).expanduser().exists() and text.count("/") == 1 and not text.startswith((".", "/", "~"))
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("R1RUN_OFFLINE", "") not in ("", "0")
 
 
 def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str]) -> ModelSource | None:
@@ -195,12 +191,12 @@ def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str])
                                 "from the hub instead")
     quant = entry.quants[name]
     if not offline:
-        from r1run.gguf.remote import RemoteError, read_remote_model
+        from r1run.gguf.remote import read_remote_model
 
         folder = folder_of(quant.include)
         try:
             return ModelSource(name, read_remote_model(entry.repo, folder), "hub")
-        except (RemoteError, R1runError) as exc:
+        except R1runError as exc:
             warnings.append(f"{name}: could not read the header from the hub ({exc.message})")
     if entry.architecture == "deepseek2" and entry.repo == _r1_repo():
         from r1run.planner import r1_quants

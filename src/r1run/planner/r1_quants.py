@@ -150,8 +150,3 @@ def _build_uncached(key: str, d: dict, q: dict) -> ModelInfo:
 
 def data_repo() -> str:
     return _data()["repo"]
-
-
-def published_gib(quant: str) -> float | None:
-    q = _data()["quants"].get(quant)
-    return q.get("published_gib") if q else None

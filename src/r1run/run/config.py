@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from r1run import units
 from r1run.errors import BadInput
 from r1run.llama.args import Placement, RunSpec
 from r1run.llama.probe import Capabilities
@@ -139,7 +140,7 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
     else:
         spec = replace(spec, placement=Placement(gpu_layers=req.gpu_layers))
     if not plan.fits_memory:
-        warnings.append(f"the model does not fit RAM + VRAM: {mem.human(plan.streams_from_disk)} of weights will be "
+        warnings.append(f"the model does not fit RAM + VRAM: {units.size(plan.streams_from_disk)} of weights will be "
                         "read from disk as needed (slow)" if plan.streams_from_disk else
                         "this configuration does not fit the memory r1run sees: expect an out-of-memory error")
     if profile is not None:
