@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
-
 from r1run.bench import core, sweep
 from r1run.bench.runner import Row, Stat
-from testkit.cache import NoLlamaBuild, cache_root, llama_bin as cached_llama_bin
+from testkit.cache import NoLlamaBuild, cache_root
+from testkit.cache import llama_bin as cached_llama_bin
 
 SWEEP = {"threads": [1, 2], "flash_attn": ["on", "off"], "cache_type_k": ["f16", "q8_0", "q4_0"],
          "ubatch": [256, 512]}

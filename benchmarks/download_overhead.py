@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
-
 from testkit.hubserver import HubServer, make_shard_set
 
 REPO = "bench/DeepSeek-R1-GGUF"
@@ -98,8 +97,9 @@ def main() -> None:
             for i in range(opts.runs + 1):  # run 0 warms the page cache and is dropped
                 dests = {k: work / f"{k}-{i}" for k in results}
                 pair = {
-                    "snapshot_download": lambda: timed(BASELINE, [REPO, str(dests["snapshot_download"]), PATTERN], env),
-                    "r1run": lambda: timed(R1RUN, [REPO, str(dests["r1run"]), PATTERN, str(work / f"home-{i}")], env),
+                    "snapshot_download": lambda d=dests: timed(BASELINE, [REPO, str(d["snapshot_download"]), PATTERN], env),
+                    "r1run": lambda d=dests, i=i: timed(R1RUN, [REPO, str(d["r1run"]), PATTERN, str(work / f"home-{i}")],
+                                                        env),
                 }
                 order = list(pair) if i % 2 else list(pair)[::-1]  # alternate who goes first
                 got = {k: pair[k]() for k in order}
@@ -116,7 +116,7 @@ def main() -> None:
                         results[k].append(v)
         med = {k: statistics.median(v) for k, v in results.items()}
         # Each pair ran back to back, so their ratio is robust to the machine's load drifting between pairs.
-        ratios = [r / b for r, b in zip(results["r1run"], results["snapshot_download"])]
+        ratios = [r / b for r, b in zip(results["r1run"], results["snapshot_download"], strict=True)]
         report = {
             "files": opts.files, "bytes": total, "runs": opts.runs, "link_mbs": opts.link_mbs,
             "median_seconds": med, "throughput_MBps": {k: total / v / 1e6 for k, v in med.items()},

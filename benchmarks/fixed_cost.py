@@ -30,7 +30,6 @@ import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
 from testkit.cache import NoLlamaBuild, cache_root
 from testkit.cache import llama_bin as default_llama_bin
 
-
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 

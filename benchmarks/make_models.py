@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
-
-from testkit.cache import NoLlamaBuild, cache_root, llama_bin as cached_llama_bin
+from testkit.cache import NoLlamaBuild, cache_root
+from testkit.cache import llama_bin as cached_llama_bin
 from testkit.models import QUANTS, make_deepseek
 from testkit.specs import DEEPSEEK_PRESETS
 

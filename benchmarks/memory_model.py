@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 import _paths  # noqa: F401  (puts tests/ on sys.path for testkit)
-
-from testkit.cache import NoLlamaBuild, cache_root, llama_bin as cached_llama_bin
+from testkit.cache import NoLlamaBuild, cache_root
+from testkit.cache import llama_bin as cached_llama_bin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from memcheck import estimate, run_llama  # noqa: E402  (the tests' measuring stick)
@@ -76,11 +76,11 @@ def part1(llama_bin: Path, contexts: list[int]) -> float:
 def part2(llama_bin: Path) -> None:
     import re
 
+    from test_planner_memory import _write_r1_header_only  # the test's own writer
+
     from r1run import proc
     from r1run.gguf import read_model
     from r1run.planner import memory as mem
-
-    from test_planner_memory import _write_r1_header_only  # the test's own writer
 
     print("\nPart 2: DeepSeek-R1 671B shapes (header-only files) vs llama-fit-params' projection (MiB)")
     print(f"{'layout':9} {'ctx':>6} {'fa':>3} | {'KV est/real err':>27} | {'compute est/real err':>27} | phase")

@@ -111,7 +111,7 @@ def assert_matches_gguf_reader(path: Path, ours: Header) -> None:
         if arr.values is not None:
             _assert_array_values(arr, f.contents(), key)
     assert [t.name for t in ours.tensors] == [t.name for t in theirs.tensors]
-    for t, r in zip(ours.tensors, theirs.tensors):
+    for t, r in zip(ours.tensors, theirs.tensors, strict=True):
         assert t.shape == tuple(int(x) for x in r.shape), t.name
         assert t.ggml_type == int(r.tensor_type), t.name
         assert ours.data_offset + t.offset == r.data_offset, t.name

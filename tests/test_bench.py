@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from clihelp import invoke
 
+from clihelp import invoke
 from r1run.bench import core, profile, runner, store, sweep, tune
 from r1run.bench.sweep import Config, Invocation
 from r1run.errors import BadInput

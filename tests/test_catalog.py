@@ -6,12 +6,21 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from r1run import catalog as cat
 from r1run.download import manifest as mf
 from r1run.download.select import (
-    IncompleteShardSet, RemoteFile, Snapshot, first_shards, label_for, match, safe_relative, select, shard_problems,
+    IncompleteShardSet,
+    RemoteFile,
+    Snapshot,
+    first_shards,
+    label_for,
+    match,
+    safe_relative,
+    select,
+    shard_problems,
 )
 from r1run.errors import BadInput, R1runError
 from r1run.home import Home

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from clihelp import invoke
 from r1run import usage
 from r1run.errors import BadInput
 from r1run.home import Home
 from r1run.models import choose
-
-from clihelp import invoke
 
 
 @pytest.fixture()

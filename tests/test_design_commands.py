@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from clihelp import run_cli
 from r1run.home import Home
 from r1run.llama import manifest
-
-from clihelp import run_cli
 from testkit.hubserver import HubServer
 
 pytestmark = pytest.mark.llama

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from r1run.download import core, manifest as mf
+from clihelp import run_cli
+from r1run.download import core
+from r1run.download import manifest as mf
 from r1run.download.fetch import DownloadFailed, RetryPolicy
 from r1run.errors import BadInput
 from r1run.home import Home
 from r1run.hub import AccessDenied
 from r1run.models import resolve_local
-
-from clihelp import run_cli
 from testkit.hubserver import HubServer, make_shard_set
 
 R1 = "unsloth/DeepSeek-R1-GGUF"

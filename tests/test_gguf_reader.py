@@ -7,10 +7,14 @@ from pathlib import Path
 
 import gguf
 import pytest
-from gguf_samples import (
-    SMALL_VOCAB, BytesSource, assert_matches_gguf_reader, write_all_value_types, write_small_deepseek,
-)
 
+from gguf_samples import (
+    SMALL_VOCAB,
+    BytesSource,
+    assert_matches_gguf_reader,
+    write_all_value_types,
+    write_small_deepseek,
+)
 from r1run import proc
 from r1run.gguf import read_header, read_model
 from r1run.gguf.ggml_types import bits_per_weight, tensor_nbytes

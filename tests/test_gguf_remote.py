@@ -10,8 +10,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-from gguf_samples import write_small_deepseek
 
+from gguf_samples import write_small_deepseek
 from r1run.errors import BadInput, GGUFError, R1runError
 from r1run.gguf import read_model, read_remote_model
 from r1run.gguf.remote import remote_files

@@ -9,13 +9,19 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from gguf_samples import (
-    BytesSource, gguf_string, header, kv_string, tensor_info, write_all_value_types, write_small_deepseek,
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from gguf_samples import (
+    BytesSource,
+    gguf_string,
+    header,
+    kv_string,
+    tensor_info,
+    write_all_value_types,
+    write_small_deepseek,
+)
 from r1run.cli.app import make_app
 from r1run.errors import GGUFError
 from r1run.gguf import model_from_headers, read_header, read_model
@@ -192,8 +198,8 @@ def valid_headers(tmp_path_factory) -> list[bytes]:
     from dataclasses import replace
 
     import gguf
-    from gguf_samples import SMALL_DS
 
+    from gguf_samples import SMALL_DS
     from testkit.headers import deepseek2_header_tensors, mixed_types, synthetic_vocab
 
     d = tmp_path_factory.mktemp("fuzz")

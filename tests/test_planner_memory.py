@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from memcheck import MemoryEstimate, estimate, parse_memory, run_llama
 from r1run.gguf import read_model
 from r1run.hardware import detect_cpu
 from r1run.planner import memory as mem
-
-from memcheck import MemoryEstimate, estimate, parse_memory, run_llama
 
 CONTEXTS = (512, 4096, 16384)
 MODELS = ("smollm2", "r1_tiny", "r1_tiny_mla", "r1_tiny_split", "moe_tiny")

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from nethelp import free_port
-
 from r1run import proc, rpc
 from r1run.cli.runopts import split_rpc
 from r1run.errors import BadInput

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_worker import _stop, start_worker
+
 from clihelp import PtySession, invoke
 from nethelp import capped_worker, free_port
-from test_worker import _stop, start_worker
 
 pytestmark = pytest.mark.llama
 BOUND_S = 15  # from a worker's death to r1run's error (r1run.rpc: EXIT_GRACE + stop grace + probes)

@@ -45,7 +45,7 @@ def test_no_tags_and_lone_angle_brackets() -> None:
 def test_any_chunking_gives_the_same_split(seed: int) -> None:
     rng = random.Random(seed)
     cuts = sorted(rng.sample(range(1, len(SAMPLE)), rng.randint(0, 12)))
-    chunks = [SAMPLE[i:j] for i, j in zip([0, *cuts], [*cuts, len(SAMPLE)])]
+    chunks = [SAMPLE[i:j] for i, j in zip([0, *cuts], [*cuts, len(SAMPLE)], strict=True)]
     whole, parts = _run([SAMPLE]), _run(chunks)
     assert "".join(parts.reasoning) == "".join(whole.reasoning)
     assert "".join(parts.answer) == "".join(whole.answer)

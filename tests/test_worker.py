@@ -12,9 +12,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from clihelp import invoke
 from nethelp import free_port
-
 from r1run import rpc
 
 pytestmark = pytest.mark.llama

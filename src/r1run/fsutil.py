@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
+from filelock import FileLock, Timeout
+
 
 def write_atomic(path: Path, text: str) -> None:
     """Write text so that readers see the old file or the new one, never half of one."""
@@ -34,7 +36,6 @@ def locked(path: Path, on_wait: Callable[[str], None] | None = None) -> Iterator
     `on_wait` is given and another process holds the lock, `on_wait(holder)` is called once
     (e.g. "pid 1234") before waiting, so a wait of hours is never silent.
     """
-    from filelock import FileLock, Timeout
 
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path))

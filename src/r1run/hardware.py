@@ -11,6 +11,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
+
 from r1run import proc
 from r1run.errors import ToolMissing
 from r1run.units import GiB, MiB
@@ -91,7 +93,8 @@ def parse_rocm_smi(text: str) -> list[Gpu]:
     return gpus
 
 
-_LIST_DEVICE = re.compile(r"^\s+(?P<dev>[A-Za-z][\w]*\d*(?:\[[^\]]*\])?):\s+(?P<name>.*?)\s+\((?P<total>\d+) MiB, (?P<free>\d+) MiB free\)\s*$")
+_LIST_DEVICE = re.compile(r"^\s+(?P<dev>[A-Za-z][\w]*\d*(?:\[[^\]]*\])?):\s+(?P<name>.*?)"
+                          r"\s+\((?P<total>\d+) MiB, (?P<free>\d+) MiB free\)\s*$")
 
 
 def parse_list_devices(text: str) -> list[Gpu]:
@@ -109,7 +112,8 @@ def parse_list_devices(text: str) -> list[Gpu]:
             continue
         dev = m.group("dev")
         vendor = next((v for p, v in (("CUDA", "nvidia"), ("MTL", "apple"), ("Metal", "apple"), ("ROCm", "amd"),
-                                       ("HIP", "amd"), ("Vulkan", "vulkan"), ("RPC", "rpc")) if dev.startswith(p)), "other")
+                                       ("HIP", "amd"), ("Vulkan", "vulkan"), ("RPC",
+                                                                              "rpc")) if dev.startswith(p)), "other")
         total, free = int(m.group("total")) * MiB, int(m.group("free")) * MiB
         if total == 0:  # BLAS and similar host-memory devices report 0 MiB
             continue
@@ -150,7 +154,6 @@ def _sysctl(name: str) -> str | None:
 @functools.lru_cache(maxsize=1)
 def detect_cpu() -> Cpu:
     """The CPU (fixed for the life of the process: asked once, whoever asks)."""
-    import psutil
 
     logical = psutil.cpu_count(logical=True) or 1
     physical = psutil.cpu_count(logical=False) or logical
@@ -169,7 +172,8 @@ def detect_cpu() -> Cpu:
         p = _sysctl("hw.perflevel0.physicalcpu")
         perf = int(p) if p and p.isdigit() else None
         if platform.machine() == "arm64":
-            simd = ["neon"] + [f for f in ("FEAT_DotProd", "FEAT_I8MM", "FEAT_BF16") if _sysctl(f"hw.optional.arm.{f}") == "1"]
+            simd = ["neon"] + [f for f in ("FEAT_DotProd", "FEAT_I8MM",
+                                           "FEAT_BF16") if _sysctl(f"hw.optional.arm.{f}") == "1"]
     return Cpu(model, physical, logical, usable, perf, simd)
 
 
@@ -202,7 +206,6 @@ def busy_cores(min_window: float = 0.1) -> float:
 
 def _system_busy_seconds() -> float:
     """CPU seconds all logical CPUs spent busy since boot (as psutil.cpu_percent counts them)."""
-    import psutil
 
     t = psutil.cpu_times()
     idle = t.idle + getattr(t, "iowait", 0.0)
@@ -212,7 +215,6 @@ def _system_busy_seconds() -> float:
 
 def _own_cpu_seconds() -> float:
     """CPU seconds used by this process and every child it has or had."""
-    import psutil
 
     me = psutil.Process()
     t = me.cpu_times()
@@ -264,7 +266,6 @@ def _ask_gpus(list_devices_output: str | None) -> list[Gpu]:
 
 
 def detect(list_devices_output: str | None = None) -> Machine:
-    import psutil
 
     vm = psutil.virtual_memory()
     return Machine(platform.system(), platform.machine(), detect_cpu(), vm.total, vm.available,

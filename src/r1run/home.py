@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -68,7 +69,6 @@ class Home:
 
 def log_path_for(logs: Path, what: str) -> Path:
     """A new log file for one run of `what` (chat, serve, worker), named by the time it starts."""
-    from datetime import datetime, timezone
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     return logs / f"{what}-{stamp}.log"

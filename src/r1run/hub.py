@@ -10,10 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from typing import Callable, Iterator, TypeVar
+from urllib.parse import urlsplit
+
+from huggingface_hub import constants, hf_hub_url
+from huggingface_hub.utils import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+    build_hf_headers,
+)
 
 from r1run.errors import BadInput, R1runError
-from r1run.retry import Backoff, retrying as _retrying
+from r1run.retry import Backoff
+from r1run.retry import retrying as _retrying
 
 T = TypeVar("T")
 
@@ -34,7 +48,6 @@ class AccessDenied(R1runError):
 def endpoint() -> str:
     if os.environ.get("HF_ENDPOINT"):
         return os.environ["HF_ENDPOINT"].rstrip("/")
-    from huggingface_hub import constants
 
     return constants.ENDPOINT.rstrip("/")
 
@@ -42,7 +55,6 @@ def endpoint() -> str:
 def offline() -> bool:
     """huggingface_hub's offline mode: HF_HUB_OFFLINE (else TRANSFORMERS_OFFLINE) is 1, ON, YES or TRUE, in
     any case; "0", "false" or unset mean online. Read at each call, not once at import as huggingface_hub does."""
-    from huggingface_hub import constants
 
     value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
     return value is not None and value.upper() in constants.ENV_VARS_TRUE_VALUES
@@ -58,8 +70,6 @@ def unreachable(url: str | None = None, timeout: float = 3.0) -> str | None:
     huggingface_hub retries a refused connection for about 20 s; one quick look first makes an
     offline machine fail (or fall back) at once.
     """
-    import socket
-    from urllib.parse import urlsplit
 
     parts = urlsplit(url or endpoint())
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -80,7 +90,7 @@ def transport_errors() -> tuple[type[BaseException], ...]:
             continue
         found.append(lib.TransportError)
     try:
-        import requests
+        import requests  # noqa: PLC0415  (only huggingface_hub releases built on requests bring it)
 
         found += [requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError]
     except ImportError:
@@ -90,7 +100,6 @@ def transport_errors() -> tuple[type[BaseException], ...]:
 
 def hub_errors() -> tuple[type[BaseException], ...]:
     """Every exception huggingface_hub raises for a hub or network problem (not our bugs)."""
-    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
 
     return (HfHubHTTPError, OfflineModeIsEnabled, *transport_errors())
 
@@ -108,24 +117,16 @@ def _server_message(exc: BaseException) -> str:
 
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying: a network failure, a timeout, or a 5xx / 408 / 429 answer."""
-    from huggingface_hub.utils import HfHubHTTPError
 
     if isinstance(exc, transport_errors()):
         return True
     return isinstance(exc, HfHubHTTPError) and status_of(exc) in RETRYABLE_STATUS
 
 
-def translate(exc: BaseException, repo: str, *, revision: str | None = None, path: str | None = None) -> R1runError | None:
+def translate(exc: BaseException, repo: str, *, revision: str | None = None,
+              path: str | None = None) -> R1runError | None:
     """r1run's error (message + hint) for a huggingface_hub / HTTP exception about `repo` (and the file or
     folder `path` in it), or None when it is not one we can name."""
-    from huggingface_hub.utils import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
 
     where = endpoint()
     if isinstance(exc, OfflineModeIsEnabled):
@@ -152,7 +153,8 @@ def translate(exc: BaseException, repo: str, *, revision: str | None = None, pat
         if code in (401, 403):
             return AccessDenied(f"the hub at {where} refused access to {repo} ({code})", TOKEN_HELP)
         if code == 404:
-            return R1runError(f"a file of {repo} is listed but not served ({code})", "try again later or another --revision")
+            return R1runError(f"a file of {repo} is listed but not served ({code})",
+                              "try again later or another --revision")
         return R1runError(f"the hub at {where} answered {code} for {repo}", "try again later")
     if isinstance(exc, transport_errors()):
         return HubUnreachable(
@@ -181,13 +183,11 @@ def retrying(call: Callable[[], T], backoff: Backoff = Backoff()) -> T:
 
 def auth_headers(token: str | bool | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     """Headers for file requests: user agent, the token when there is one, and `extra`."""
-    from huggingface_hub.utils import build_hf_headers
 
     return build_hf_headers(token=token, library_name=LIBRARY, headers=extra)
 
 
 def file_url(repo: str, path: str, revision: str | None = None, *, at: str | None = None) -> str:
     """The URL of a file in a repository on the hub (or on the hub at `at`)."""
-    from huggingface_hub import hf_hub_url
 
     return hf_hub_url(repo, path, revision=revision, endpoint=at or endpoint())

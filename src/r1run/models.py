@@ -126,7 +126,7 @@ def resolve_local(home: Home, model: str, quant: str | None = None, *,
 
 def _check_ready(m: mf.Manifest, fix: str) -> None:
     states = m.states()
-    bad = [(f, s) for f, s in zip(m.files, states) if s != "verified"]
+    bad = [(f, s) for f, s in zip(m.files, states, strict=True) if s != "verified"]
     if not bad:
         return
     counts: dict[str, int] = {}

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
+import select
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import termios
 import threading
+import tty
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,8 +191,9 @@ class Child:
         self._sink.flush()
         try:
             self.proc = subprocess.Popen(
-                self.argv, stdout=stdout, stderr=subprocess.PIPE, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                env=env, text=True, errors="replace", bufsize=1,
+                self.argv, stdout=stdout, stderr=subprocess.PIPE,
+                stdin=stdin if stdin is not None else subprocess.DEVNULL, env=env, text=True, errors="replace",
+                bufsize=1,
             )
         except FileNotFoundError as exc:
             self._sink.close()
@@ -255,9 +260,6 @@ def run_pty(
     (whoever must be able to stop it from another thread). Our terminal is put in raw mode while it
     runs, so keys such as Ctrl-C reach the program.
     """
-    import select
-    import termios
-    import tty
 
     args = [str(a) for a in argv]
     log.debug("pty: %s (stderr > %s)", quote(args), log_path)
@@ -266,7 +268,6 @@ def run_pty(
     stdin_fd, stdout_fd = sys.stdin.fileno(), sys.stdout.fileno()
     is_tty = os.isatty(stdin_fd)
     if is_tty:
-        import fcntl
 
         size = fcntl.ioctl(stdin_fd, termios.TIOCGWINSZ, b"\0" * 8)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, size)

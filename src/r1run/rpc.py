@@ -13,8 +13,8 @@ What llama.cpp b11434 prints (stderr) when the RPC side goes wrong, all measured
                                                                           from early 2025 answers `Unknown command: 14`)
     E RPC server version mismatch: 6.1.0                                (same handshake, other protocol version)
     .../ggml-rpc.cpp:550: RPC handshake failed for 127.0.0.1:50052
-    .../ggml-rpc.cpp:756: GGML_ASSERT(status) failed                      (an early-2025 client, a current worker;
-                                                                          the worker says `Expected HELLO command, update client`)
+    .../ggml-rpc.cpp:756: GGML_ASSERT(status) failed
+        (an early-2025 client, a current worker; the worker says `Expected HELLO command, update client`)
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from r1run import proc
 from r1run.errors import BadInput, R1runError
+from r1run.hardware import parse_list_devices
 
 DEFAULT_PORT = 50052
 CONNECT_TIMEOUT = 3.0  # seconds to wait for a TCP connection to a worker
@@ -88,7 +90,8 @@ def parse(text: str | None) -> list[Endpoint]:
     for raw in text.split(","):
         part = raw.strip()
         if not part:
-            raise BadInput(f"--rpc {text!r} has an empty entry", "separate workers with single commas, no trailing comma")
+            raise BadInput(f"--rpc {text!r} has an empty entry",
+                           "separate workers with single commas, no trailing comma")
         if part.startswith("[") or part.count(":") > 1:
             raise BadInput(f"--rpc: {part!r} looks like an IPv6 address, which llama.cpp's RPC client cannot use",
                            "give the worker's IPv4 address or host name, e.g. 192.168.1.10:50052")
@@ -176,8 +179,6 @@ def ask_devices(program: Path | str, endpoints: Sequence[Endpoint], timeout: flo
     Checks reachability first (a down worker makes llama.cpp abort with a backtrace). A worker that
     accepts but fails the handshake runs another llama.cpp release: its line is quoted.
     """
-    from r1run import proc
-    from r1run.hardware import parse_list_devices
 
     check_reachable(endpoints)
     found: list[WorkerDevice] = []

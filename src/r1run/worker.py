@@ -34,7 +34,8 @@ from r1run.llama.probe import Capabilities
 from r1run.net import check_listen, is_loopback
 
 START_TIMEOUT = 30.0  # seconds for the server to listen (it enumerates devices first; a GPU may take a while)
-_DEVICE = re.compile(r"^\s+(?P<name>[A-Za-z][\w]*):\s+(?P<desc>.*?)\s+\((?P<total>\d+) MiB, (?P<free>\d+) MiB free\)\s*$")
+_DEVICE = re.compile(r"^\s+(?P<name>[A-Za-z][\w]*):\s+(?P<desc>.*?)"
+                     r"\s+\((?P<total>\d+) MiB, (?P<free>\d+) MiB free\)\s*$")
 # Worker-side lines worth showing the user as they happen.
 _MISMATCH = re.compile(r"Expected HELLO command|Unknown command|client needs upgrade|version mismatch")
 

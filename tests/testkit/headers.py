@@ -116,7 +116,7 @@ def write_header_only(path: Path, arch: str, tensors: Sequence[HeaderTensor],
     add_metadata(w)
     sizes = [tensor_nbytes(t.type, t.ne) for t in tensors]
     total, done, boundary = sum(sizes), 0, 1
-    for t, n in zip(tensors, sizes):
+    for t, n in zip(tensors, sizes, strict=True):
         if shards > 1 and boundary < shards and done >= total * boundary / shards and w.tensors[-1]:
             w.tensors.append({})  # what GGUFWriter does itself on split_max_size, but landing on exactly `shards`
             boundary += 1
@@ -127,7 +127,7 @@ def write_header_only(path: Path, arch: str, tensors: Sequence[HeaderTensor],
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     assert w.fout is not None
-    for fout, group in zip(w.fout, w.tensors):
+    for fout, group in zip(w.fout, w.tensors, strict=True):
         data_start = gguf.GGUFWriter.ggml_pad(fout.tell(), w.data_alignment)
         fout.truncate(data_start + sum(gguf.GGUFWriter.ggml_pad(ti.nbytes, w.data_alignment) for ti in group.values()))
     w.close()

@@ -128,7 +128,7 @@ def _byte_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
+    return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
 
 
 # Close to the deepseek-v3 pre-tokenizer for ASCII text: digit runs of up to three, words with

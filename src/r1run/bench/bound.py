@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from r1run.bench.sweep import Config
+from r1run.planner import memory as mem
+from r1run.planner import placement as pl
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,6 @@ class Bound:
 
 def for_config(info, machine, caps, cfg: Config, default: Config, default_plan=None) -> Bound:
     """The bound for one configuration; `default_plan` (r1run's own placement) serves its own rows."""
-    from r1run.planner import memory as mem
-    from r1run.planner import placement as pl
 
     same_place = (cfg.gpu_layers, cfg.n_cpu_moe, cfg.overrides) == (default.gpu_layers, default.n_cpu_moe,
                                                                     default.overrides)

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Callable
 
 from r1run.bench import bound as bnd
-from r1run.bench import sweep
+from r1run.bench import profile, runner, store, sweep
 from r1run.bench.runner import Progress, Row
 from r1run.errors import BadInput, ToolMissing
 from r1run.home import Home
 from r1run.llama.discover import LlamaInstall
 from r1run.llama.probe import Capabilities
+from r1run.planner import placement as pl
 from r1run.planner.machine import MachineDescription, MachineSpec
 from r1run.planner.placement import RunPlan
 from r1run.run.config import Request
@@ -152,7 +153,6 @@ def measure(setup: Setup, invs: list[sweep.Invocation], *, n_prompt: int, n_gen:
             rpc: tuple[str, ...] = (), on_progress: Callable[[int, int, Progress], None] | None = None,
             ) -> tuple[list[Row], str | None, list[Path]]:
     """Run every invocation; rows in order, labels merged where two invocations measured the same configuration."""
-    from r1run.bench import runner
 
     rows: list[Row] = []
     logs: list[Path] = []
@@ -192,7 +192,6 @@ def run_sweep(o: BenchRequest, on_progress: Callable[[int, int, Progress], None]
 
 
 def finish(setup: Setup, rows: list[Row], build, logs, n_prompt, n_gen, repetitions, started) -> BenchReport:
-    from r1run.planner import placement as pl
 
     caps = pl.Caps.from_capabilities(setup.caps)
     bounds = [bnd.for_config(setup.target.info, setup.machine, caps, r.config, setup.default, setup.default_plan)
@@ -204,7 +203,6 @@ def finish(setup: Setup, rows: list[Row], build, logs, n_prompt, n_gen, repetiti
 
 
 def _profile(setup: Setup, rpc: tuple[str, ...]):
-    from r1run.bench import profile
 
     return profile.find_for_target(setup.home, setup.target, rpc)
 
@@ -212,7 +210,6 @@ def _profile(setup: Setup, rpc: tuple[str, ...]):
 # --- the saved / JSON form -----------------------------------------------------------------------
 
 def to_record(report: BenchReport, *, sha256: str | None = None, kind: str = "sweep") -> dict:
-    from r1run.bench import store
 
     s = report.setup
     info = s.target.info

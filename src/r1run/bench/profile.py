@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
+from r1run.bench import store
 from r1run.bench.sweep import LLAMA_BATCH, LLAMA_UBATCH, Config
 from r1run.fsutil import write_atomic
 from r1run.llama.args import Placement, RunSpec
@@ -100,7 +100,6 @@ def read(path: Path) -> Profile | None:
 
 def find(home, files: list[Path], size: int, rpc: tuple[str, ...] = ()) -> Profile | None:
     """The profile for this model (its files, total size) on this machine, or None."""
-    from r1run.bench import store
 
     folder = profiles_dir(home)
     if not folder.is_dir():

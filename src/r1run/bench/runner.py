@@ -23,6 +23,7 @@ from r1run import proc
 from r1run.bench.sweep import Config, Invocation, record_config
 from r1run.errors import R1runError
 from r1run.perf import bench as perf_bench
+from r1run.perf.watcher import LogWatcher
 
 PROGRESS = re.compile(r"llama-bench: benchmark (\d+)/(\d+): (.+)$")
 
@@ -131,7 +132,6 @@ def rows_from(inv: Invocation, records: list[dict]) -> list[Row]:
 
 
 def _failure(code: int, lines: list[str], log_path: Path) -> BenchFailed:
-    from r1run.perf.watcher import LogWatcher
 
     watcher = LogWatcher(str(log_path))
     for line in lines:

@@ -12,6 +12,7 @@ import json
 import platform
 from pathlib import Path
 
+from r1run import hardware
 from r1run.errors import BadInput
 from r1run.fsutil import locked, write_atomic
 
@@ -70,7 +71,6 @@ def model_sha256(home, files: list[Path]) -> str:
 
 def machine_identity(rpc: tuple[str, ...] = ()) -> dict:
     """What makes a tuning result carry over: CPU, cores, RAM size, GPUs, RPC workers (not free memory)."""
-    from r1run import hardware
 
     m = hardware.detect()
     return {

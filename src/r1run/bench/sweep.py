@@ -148,7 +148,7 @@ class Invocation:
             return [self.base]
         names = [k for k, _ in self.lists]
         combos = itertools.product(*(v for _, v in self.lists))
-        return [replace(self.base, **dict(zip(names, combo))) for combo in combos]
+        return [replace(self.base, **dict(zip(names, combo, strict=True))) for combo in combos]
 
 
 def expand(base: Config, sweep: dict[str, list]) -> Invocation:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
-from r1run.bench import core, sweep
+from r1run.bench import core, profile, store, sweep
 from r1run.bench.runner import BenchFailed, Progress, Row
+from r1run.hardware import detect_cpu
 
 MIN_GAIN = 0.01  # a change must win by at least 1% (and by more than the spread of both)
 # bytes per element of each K cache type, to keep a profile from using more memory than r1run planned
@@ -176,13 +178,11 @@ def _fmt(row: Row | None, metric: str) -> str:
 
 
 def _cpu():
-    from r1run.hardware import detect_cpu
 
     return detect_cpu()
 
 
 def profile_record(result: TuneResult, sha256: str, identity: dict, fingerprint: str) -> dict:
-    from r1run.bench import profile
 
     s = result.report.setup
     info = s.target.info
@@ -212,11 +212,9 @@ def profile_record(result: TuneResult, sha256: str, identity: dict, fingerprint:
 
 def save_profile(result: TuneResult, rpc: tuple[str, ...] = ()):
     """Hash the model (cached), store the profile; returns (path, record)."""
-    from r1run.bench import profile, store
 
     s = result.report.setup
     files = [sh.path for sh in s.target.info.shards]
-    from pathlib import Path
 
     sha = store.model_sha256(s.home, [Path(f) for f in files])
     identity = store.machine_identity(rpc)

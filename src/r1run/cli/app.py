@@ -7,19 +7,19 @@ import sys
 import typer
 
 from r1run import __version__
-from r1run.hardware import begin_cpu_window
+from r1run.cli import bench as bench_cmd
 from r1run.cli import build as build_cmd
+from r1run.cli import chat as chat_cmd
 from r1run.cli import doctor as doctor_cmd
-from r1run.cli import models as models_cmd
 from r1run.cli import download as download_cmd
 from r1run.cli import inspect as inspect_cmd
-from r1run.cli import plan as plan_cmd
-from r1run.cli import chat as chat_cmd
-from r1run.cli import serve as serve_cmd
-from r1run.cli import bench as bench_cmd
+from r1run.cli import models as models_cmd
 from r1run.cli import perf as perf_cmd
-from r1run.cli import worker as worker_cmd
+from r1run.cli import plan as plan_cmd
 from r1run.cli import quickstart as quickstart_cmd
+from r1run.cli import serve as serve_cmd
+from r1run.cli import worker as worker_cmd
+from r1run.hardware import begin_cpu_window
 
 COMMANDS = {
     # In the order a person meets them (`r1run --help` lists them so).

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from r1run import usage
+from r1run.bench import core, store, tune
+from r1run.cli import bench_render as render
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, print_json, status, warn
+from r1run.errors import BadInput
+from r1run.home import Home
 
 
 def register(app: typer.Typer) -> None:
@@ -40,24 +45,29 @@ def bench(
     flash_attn: FlashAttnList = None,
     batch_size: BatchList = None,
     ubatch_size: UbatchList = None,
-    prompt_tokens: Annotated[int, typer.Option("--prompt-tokens", "-p", help="Prompt tokens per prompt test (0: none).")] = 128,
+    prompt_tokens: Annotated[int, typer.Option(
+        "--prompt-tokens", "-p", help="Prompt tokens per prompt test (0: none).")] = 128,
     gen_tokens: Annotated[int, typer.Option("--gen-tokens", "-n", help="Tokens per generation test (0: none).")] = 32,
-    repetitions: Annotated[int, typer.Option("--repetitions", "-r", help="Repetitions of each test (medians are shown).")] = 3,
-    bandwidth: Annotated[Optional[str], typer.Option("--bandwidth", help="Memory bandwidth for the bound instead of the measured one: 80GB/s or cpu=80GB/s,gpu=1000GB/s.", show_default=False)] = None,
+    repetitions: Annotated[int, typer.Option(
+        "--repetitions", "-r", help="Repetitions of each test (medians are shown).")] = 3,
+    bandwidth: Annotated[Optional[str], typer.Option(
+        "--bandwidth", help="Memory bandwidth for the bound instead of the measured one: 80GB/s or "
+            "cpu=80GB/s,gpu=1000GB/s.", show_default=False)] = None,
     rpc: o.RpcOpt = None,
-    llama_defaults: Annotated[bool, typer.Option("--llama-defaults", help="Also measure llama-bench with none of r1run's settings.")] = False,
-    save: Annotated[bool, typer.Option("--save", help="Store the results under R1RUN_HOME/results (see --history).")] = False,
-    history: Annotated[bool, typer.Option("--history", help="List saved results (of MODEL, if given) and compare them.")] = False,
-    tune: Annotated[bool, typer.Option("--tune", help="Search for the fastest settings and store them as the profile chat and serve use.")] = False,
+    llama_defaults: Annotated[bool, typer.Option(
+        "--llama-defaults", help="Also measure llama-bench with none of r1run's settings.")] = False,
+    save: Annotated[bool, typer.Option(
+        "--save", help="Store the results under R1RUN_HOME/results (see --history).")] = False,
+    history: Annotated[bool, typer.Option(
+        "--history", help="List saved results (of MODEL, if given) and compare them.")] = False,
+    tune: Annotated[bool, typer.Option(
+        "--tune", help="Search for the fastest settings and store them as the profile chat and serve use.")] = False,
     json_: JsonOpt = False,
     csv_: Annotated[bool, typer.Option("--csv", help="Print one CSV row per configuration.")] = False,
     md: Annotated[bool, typer.Option("--md", help="Print a Markdown table.")] = False,
     llama_bin: LlamaBinOpt = None,
 ) -> None:
     """Measure prompt and generation speed with llama-bench: sweep settings, compare with the bandwidth bound, tune."""
-    from r1run.bench import core
-    from r1run.cli import bench_render as render
-    from r1run.errors import BadInput
 
     if sum((json_, csv_, md)) > 1:
         raise BadInput("--json, --csv and --md cannot be combined", "pick one output format")
@@ -73,7 +83,8 @@ def bench(
     fmt = "json" if json_ else "csv" if csv_ else "md" if md else "table"
     if tune:
         if any(v is not None for v in (gpu_layers, threads, cache_type_k, flash_attn, batch_size, ubatch_size)):
-            raise BadInput("--tune chooses the values itself", "drop the lists (--threads, --flash-attn...) or drop --tune")
+            raise BadInput("--tune chooses the values itself",
+                           "drop the lists (--threads, --flash-attn...) or drop --tune")
         _tune(opts, fmt, save)
         return
     progress = render.Progress()
@@ -86,7 +97,6 @@ def bench(
 
 
 def _save(report, kind: str, record: dict | None = None) -> Path:
-    from r1run.bench import core, store
 
     s = report.setup
     status("hashing the model for --save (once per file; cached)")
@@ -99,8 +109,6 @@ def _save(report, kind: str, record: dict | None = None) -> Path:
 
 
 def _tune(opts, fmt: str, save: bool) -> None:
-    from r1run.bench import core, tune
-    from r1run.cli import bench_render as render
 
     progress = render.Progress()
     with progress:
@@ -112,10 +120,6 @@ def _tune(opts, fmt: str, save: bool) -> None:
 
 
 def _history(model: str | None, json_: bool) -> None:
-    from r1run.bench import store
-    from r1run.cli import bench_render as render
-    from r1run.errors import BadInput
-    from r1run.home import Home
 
     home = Home.from_env()
     records = store.load(home)
@@ -126,7 +130,6 @@ def _history(model: str | None, json_: bool) -> None:
         raise BadInput(f"no saved benchmark results{where} in {store.results_file(home)}",
                        "run `r1run bench MODEL --save` first")
     if json_:
-        import json
 
         print_json(json.dumps(records, indent=2))
         return

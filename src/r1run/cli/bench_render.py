@@ -7,6 +7,10 @@ import io
 import json
 from pathlib import Path
 
+from rich.table import Table
+from rich.text import Text
+
+from r1run.bench import core, sweep
 from r1run.cli.common import err, out, print_json, status, warn
 from r1run.units import size
 
@@ -61,14 +65,12 @@ def _fmt(stat) -> str:
 
 def _varying(rows) -> list[str]:
     """The knobs that differ between r1run-configured rows (llama-bench's defaults row is told apart by its label)."""
-    from r1run.bench import core
 
     ours = [r for r in rows if core.LLAMA_LABEL not in r.labels]
     return [k for k in SHORT if len({getattr(r.config, k) for r in ours}) > 1]
 
 
 def _settings(row, knobs: list[str]) -> str:
-    from r1run.bench import core
 
     if core.LLAMA_LABEL in row.labels and row.config.to_dict() == {}:
         return "(none)"
@@ -76,7 +78,6 @@ def _settings(row, knobs: list[str]) -> str:
 
 
 def show_report(report, fmt: str, saved: Path | None = None) -> None:
-    from r1run.bench import core
 
     if fmt == "json":
         rec = core.to_record(report)
@@ -95,8 +96,6 @@ def show_report(report, fmt: str, saved: Path | None = None) -> None:
 
 
 def table(report, title: str | None = None):
-    from rich.table import Table
-    from rich.text import Text
 
     rows = report.rows
     knobs = _varying(rows)
@@ -121,7 +120,6 @@ def table(report, title: str | None = None):
 
 
 def _summary(report) -> None:
-    from r1run.bench import core
 
     s = report.setup
     if report.fastest is not None:
@@ -141,7 +139,6 @@ def _summary(report) -> None:
 
 
 def _csv_rows(report) -> tuple[list[str], list[list]]:
-    from r1run.bench import core, sweep
 
     header = ["labels", *sweep.KNOBS, "prompt_tps", "prompt_stddev", "gen_tps", "gen_stddev", "gen_min", "gen_max",
               "bound_tps", "bound_percent", "fastest"]
@@ -174,9 +171,7 @@ def to_md(report) -> str:
 
 
 def show_tune(result, record: dict, path: Path, fmt: str) -> None:
-    from rich.table import Table
 
-    from r1run.bench import core
 
     if fmt == "json":
         print_json(json.dumps({"profile": record, "profile_path": str(path),
@@ -204,7 +199,6 @@ def show_tune(result, record: dict, path: Path, fmt: str) -> None:
 
 
 def show_history(records: list[dict]) -> None:
-    from rich.table import Table
 
     t = Table(title="saved benchmark results")
     for col in ("when", "model", "build", "rows", "fastest", "gen t/s", "default", "change"):

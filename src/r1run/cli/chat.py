@@ -32,8 +32,10 @@ def chat(
     ctx: typer.Context,
     model: o.ModelArg = None,
     quant: o.QuantOpt = None,
-    prompt: Annotated[Optional[str], typer.Option("--prompt", "-p", help="Answer this one prompt and exit.", show_default=False)] = None,
-    prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", "-f", help="Read the one prompt from a file.", show_default=False)] = None,
+    prompt: Annotated[Optional[str], typer.Option(
+        "--prompt", "-p", help="Answer this one prompt and exit.", show_default=False)] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option(
+        "--prompt-file", "-f", help="Read the one prompt from a file.", show_default=False)] = None,
     gpu_layers: o.GpuLayersOpt = "auto",
     ctx_size: o.CtxOpt = None,
     threads: o.ThreadsOpt = "auto",
@@ -53,7 +55,8 @@ def chat(
     unified: o.UnifiedOpt = None,
     bandwidth: o.BandwidthOpt = None,
     device_memory: o.DeviceMemoryOpt = None,
-    hide_thinking: Annotated[bool, typer.Option("--hide-thinking", help="Do not show the reasoning between <think> and </think>.")] = False,
+    hide_thinking: Annotated[bool, typer.Option(
+        "--hide-thinking", help="Do not show the reasoning between <think> and </think>.")] = False,
     no_retry: o.NoRetryOpt = False,
     dry_run: o.DryRunOpt = False,
     no_profile: o.NoProfileOpt = False,

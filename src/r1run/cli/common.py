@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable, Optional, TypeVar
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
 from r1run.errors import ExitCode, R1runError
 
@@ -26,7 +28,6 @@ def out() -> "Console":
     """Results: stdout."""
     global _out
     if _out is None or _out.file is not sys.stdout:
-        from rich.console import Console
 
         _out = Console(file=sys.stdout, soft_wrap=True)
     return _out
@@ -36,7 +37,6 @@ def err() -> "Console":
     """Progress, status and warnings: stderr."""
     global _err
     if _err is None or _err.file is not sys.stderr:
-        from rich.console import Console
 
         _err = Console(file=sys.stderr, soft_wrap=True)
     return _err
@@ -60,7 +60,6 @@ def debug_enabled() -> bool:
 
 
 def report_error(exc: R1runError) -> None:
-    from rich.markup import escape
 
     extra = getattr(exc, "tail", None)
     if extra:
@@ -96,6 +95,8 @@ def handle_errors(fn: F) -> F:
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (stable schema, see README).")]
 LlamaBinOpt = Annotated[
     Optional[Path],
-    typer.Option("--llama-bin", envvar="R1RUN_LLAMA_BIN", help="Folder holding llama.cpp programs to use instead of r1run's build.",
+    typer.Option(
+        "--llama-bin", envvar="R1RUN_LLAMA_BIN", help="Folder holding llama.cpp programs to use instead of r1run's "
+            "build.",
                  show_default=False),
 ]

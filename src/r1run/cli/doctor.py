@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import typer
+import json
 
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from r1run import doctor as core
 from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, out, print_json
+from r1run.home import Home
 
 
 def register(app: typer.Typer) -> None:
@@ -17,17 +23,12 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 @handle_errors
 def doctor(llama_bin: LlamaBinOpt = None, json_: JsonOpt = False) -> None:
     """Check this machine: OS, CPU, RAM, GPUs, disk, build tools, llama.cpp and its capabilities."""
-    import json
 
-    from r1run import doctor as core
-    from r1run.home import Home
 
     report = core.run(Home.from_env(), llama_bin)
     if json_:
         print_json(json.dumps(report.to_dict(), indent=2))
     else:
-        from rich.markup import escape
-        from rich.table import Table
 
         table = Table(title="r1run doctor")
         for col in ("check", "status", "detail", "hint"):

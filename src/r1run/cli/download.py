@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
 
 from r1run.cli.common import JsonOpt, err, handle_errors, out, print_json, status, warn
+from r1run.download import core
+from r1run.download.core import Events
+from r1run.home import Home
 from r1run.units import size
 
 
@@ -24,10 +32,12 @@ def download(
         "--quant", "-q", metavar="Q", help="Quant to fetch, e.g. UD-IQ1_S [default: the model's default quant].",
         show_default=False)] = None,
     repo: Annotated[Optional[str], typer.Option(
-        metavar="OWNER/NAME", help="Hub repository (owner/name): any repo with --include, or a mirror of a catalog model's.",
+        metavar="OWNER/NAME",
+        help="Hub repository (owner/name): any repo with --include, or a mirror of a catalog model's.",
         show_default=False)] = None,
     include: Annotated[Optional[list[str]], typer.Option(
-        "--include", metavar="PATTERN", help="Glob of repository files to fetch, as in `hf download --include` (repeatable).",
+        "--include", metavar="PATTERN",
+        help="Glob of repository files to fetch, as in `hf download --include` (repeatable).",
         show_default=False)] = None,
     dir_: Annotated[Optional[Path], typer.Option(
         "--dir", metavar="PATH", help="Folder for the repository's files [default: <R1RUN_HOME>/models/OWNER/NAME].",
@@ -36,15 +46,15 @@ def download(
     token: Annotated[Optional[str], typer.Option(
         metavar="TOKEN", help="Hub token [default: HF_TOKEN or your `hf auth login`]; never printed or logged.",
         show_default=False)] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the files, sizes and disk check; fetch nothing.")] = False,
-    verify: Annotated[bool, typer.Option("--verify", help="Re-hash the files on disk instead of trusting earlier checks.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show the files, sizes and disk check; fetch nothing.")] = False,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Re-hash the files on disk instead of trusting earlier checks.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Download even when the disk looks too full.")] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Download a model's files from the Hugging Face hub, resuming and verifying every byte (sha256)."""
-    from r1run.download import core
 
-    from r1run.home import Home
 
     home = Home.from_env()
     request = core.Request(
@@ -63,8 +73,6 @@ def download(
 
 def _start_log(home) -> Path:
     """Send r1run's and huggingface_hub's log records to a file instead of the terminal."""
-    import logging
-    import time
 
     path = home.ensure(home.logs) / f"download-{time.strftime('%Y%m%d-%H%M%S')}.log"
     handler = logging.FileHandler(path, encoding="utf-8")
@@ -82,8 +90,6 @@ class DownloadProgress:
     """Per-file and overall bars on stderr (only on a terminal), status lines always."""
 
     def __init__(self) -> None:
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
 
         self.console = err()
         self.live = self.console.is_terminal
@@ -104,7 +110,6 @@ class DownloadProgress:
         self.progress.__exit__(*exc)
 
     def events(self):
-        from r1run.download.core import Events
 
         return Events(on_bytes=self.on_bytes, on_check=self.on_check, on_retry=self.on_retry,
                       on_status=self.on_status, on_plan=self.on_plan, on_wait=self.on_wait,
@@ -169,7 +174,6 @@ class DownloadProgress:
 
 
 def _render_plan(plan, json_: bool) -> None:
-    import json
 
 
     t = plan.target
@@ -183,7 +187,6 @@ def _render_plan(plan, json_: bool) -> None:
                        "sha256": f.remote.sha256, "state": f.state, "have_bytes": f.have} for f in plan.files],
         }, indent=2))
         return
-    from rich.table import Table
 
     table = Table(title=f"{t.model} {t.quant} from {t.repo}@{(plan.snapshot.commit or t.revision)[:12]}",
                   title_justify="left")
@@ -200,7 +203,6 @@ def _render_plan(plan, json_: bool) -> None:
 
 
 def _render_result(result, json_: bool) -> None:
-    import json
 
 
     m = result.manifest

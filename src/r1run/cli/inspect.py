@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.table import Table
 
-from r1run.cli.runopts import QuantOpt
 from r1run.cli.common import JsonOpt, handle_errors, out, print_json, status, warn
+from r1run.cli.runopts import QuantOpt
+from r1run.inspect_target import inspect_target
 from r1run.units import size
 
 if TYPE_CHECKING:
@@ -27,11 +29,11 @@ def inspect(
     quant: QuantOpt = None,
     revision: Annotated[Optional[str], typer.Option(help="Hub revision for hf:// targets.", show_default=False)] = None,
     layers: Annotated[bool, typer.Option("--layers", help="Also show bytes per layer.")] = False,
-    tensors: Annotated[bool, typer.Option("--tensors", help="With --json: include every tensor (name, type, shape, bytes, shard).")] = False,
+    tensors: Annotated[bool, typer.Option(
+        "--tensors", help="With --json: include every tensor (name, type, shape, bytes, shard).")] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Show what a GGUF model holds: architecture, sizes, expert/non-expert bytes per layer, KV layout, shards."""
-    from r1run.inspect_target import inspect_target
 
     info, chosen_because = inspect_target(target, quant=quant, revision=revision)
     if chosen_because:
@@ -51,7 +53,6 @@ def _per_layer(v: "int | list[int] | None") -> str:
 
 
 def _render(info: "ModelInfo", *, with_layers: bool) -> None:
-    from rich.table import Table
 
     hp = info.hparams
     t = Table(title=info.name or info.source, show_header=False, title_justify="left")
@@ -95,7 +96,6 @@ def _render(info: "ModelInfo", *, with_layers: bool) -> None:
 
 
 def _render_layers(info: "ModelInfo") -> None:
-    from rich.table import Table
 
     t = Table(title="per layer (summed across shards)", title_justify="left")
     for col in ("layer", "kind", "bytes", "experts", "non-expert", "types", "shards"):

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import typer
+import json
 
+import typer
+from rich import box
+from rich.table import Table
+
+from r1run import catalog as cat
 from r1run.cli.common import JsonOpt, handle_errors, out, print_json, status
+from r1run.home import Home
+from r1run.models import list_models
 from r1run.units import size
 
 
@@ -15,11 +22,7 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def models(json_: JsonOpt = False) -> None:
     """List the catalog's models and quants: size, bits, quality, and whether they are downloaded and verified."""
-    import json
 
-    from r1run import catalog as cat
-    from r1run.home import Home
-    from r1run.models import list_models
 
     home = Home.from_env()
     catalog = cat.load(home)
@@ -40,8 +43,6 @@ def _size(row) -> str:
 
 
 def _render(rows) -> None:
-    from rich import box
-    from rich.table import Table
 
     styles = {"verified": "green", "partial": "yellow", "unverified": "yellow", "missing": "red"}
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="* = default quant", title_justify="left",

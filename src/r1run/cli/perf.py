@@ -6,8 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from r1run.cli.common import JsonOpt, err, handle_errors, out, print_json, report_error
+from r1run.errors import BadInput, ExitCode
+from r1run.perf import export, parse
 
 if TYPE_CHECKING:
     from r1run.perf import RunSummary
@@ -19,14 +25,13 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def perf(
-    logs: Annotated[list[Path], typer.Argument(help="llama.cpp output: saved stderr, llama-bench results, server responses; - for stdin.",
+    logs: Annotated[list[Path], typer.Argument(
+        help="llama.cpp output: saved stderr, llama-bench results, server responses; - for stdin.",
                                                show_default=False)],
     json_: JsonOpt = False,
     csv_: Annotated[bool, typer.Option("--csv", help="Print one CSV row per run.")] = False,
 ) -> None:
     """Show how fast llama.cpp ran, from its output: prompt and generation speed, load time, offload, memory."""
-    from r1run.errors import BadInput, ExitCode
-    from r1run.perf import export, parse
 
     if json_ and csv_:
         raise BadInput("--json and --csv cannot be used together", "pick one output format")
@@ -57,17 +62,14 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 def _render(runs: list[RunSummary]) -> None:
     """One table per file, one row per run; failed runs also get a line on stderr saying why."""
-    from rich import box
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
 
     sources = list(dict.fromkeys(r.source for r in runs))
     for source in sources:
         rows = []
         for r in (r for r in runs if r.source == source):
             tokens = "/".join(str(p.tokens) if p and p.tokens is not None else "-" for p in (r.prompt, r.eval))
-            status = {"ok": "[green]ok[/green]", "failed": "[red]failed[/red]"}.get(r.status, "[yellow]partial[/yellow]")
+            status = {"ok": "[green]ok[/green]", "failed": "[red]failed[/red]"}.get(r.status,
+                                                                                    "[yellow]partial[/yellow]")
             rows.append([str(r.index), escape((r.program or "?").removeprefix("llama-")), status,
                          _fmt(r.prompt.tps if r.prompt else None), _fmt(r.eval.tps if r.eval else None), tokens,
                          _fmt(r.load_ms / 1000 if r.load_ms is not None else None),

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
+
+from rich.markup import escape
+from rich.table import Table
+
 from r1run.units import size
 
 
@@ -10,14 +15,13 @@ def _size(n: int) -> str:
 
 
 def render(report, console) -> None:
-    from rich.markup import escape
-    from rich.table import Table
 
     m = report.machine
     devs = ", ".join(f"{d['name']} {size(d['free_bytes'])}" for d in m.devices) or "no GPU"
     console.print(f"[bold]{escape(report.model)}[/bold] on {escape(m.described or 'this machine')}: RAM "
                   f"{size(m.ram_bytes)}, {escape(devs)}, RAM bandwidth {m.cpu_bandwidth / 1e9:.0f} GB/s"
-                  f"{' (unified memory)' if m.unified else ''}; KV cache K {report.cache_type_k}, V {report.cache_type_v}",
+                  f"{' (unified memory)' if m.unified else ''}; "
+                  f"KV cache K {report.cache_type_k}, V {report.cache_type_v}",
                   highlight=False)
     t = Table(show_lines=True)
     for col in ("quant", "size", "weights on", "GPU layers / experts", "KV cache", "free after",
@@ -43,7 +47,8 @@ def render(report, console) -> None:
                   "runs reach a fraction of it. early guide: VRAM / size x layers - 4 (Unsloth, January 2025).[/dim]",
                   highlight=False)
     for r in report.rows:
-        console.print(f"[bold]{escape(r.quant)}[/bold] flags: {escape(_quote(r.flags))}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]{escape(r.quant)}[/bold] flags: {escape(_quote(r.flags))}", highlight=False,
+                      soft_wrap=True)
         if r.llama_fit is not None:
             if r.llama_fit.ok:
                 console.print(f"  llama-fit-params: {escape(_quote(r.llama_fit.flags))}", highlight=False)
@@ -57,7 +62,6 @@ def render(report, console) -> None:
 
 
 def _quote(flags: list[str]) -> str:
-    import shlex
 
     return shlex.join(flags)
 

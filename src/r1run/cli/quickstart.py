@@ -38,7 +38,8 @@ def quickstart(
     quant: o.QuantOpt = None,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt to answer.")] = DEFAULT_PROMPT,
     n_predict: Annotated[int, typer.Option("--n-predict", "-n", help="Most tokens to generate.")] = 256,
-    source: Annotated[str, typer.Option(help="Where llama.cpp comes from if it must be built: auto, git, pypi or a PATH.")] = "auto",
+    source: Annotated[str, typer.Option(
+        help="Where llama.cpp comes from if it must be built: auto, git, pypi or a PATH.")] = "auto",
     llama_bin: LlamaBinOpt = None,
 ) -> None:
     """From nothing to an answer: build llama.cpp, download the model, plan, run one prompt, show the speed."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.table import Table
+
 
 def _f(value, fmt: str = "{:.1f}") -> str:
     return "-" if value is None else fmt.format(value)
@@ -9,7 +11,6 @@ def _f(value, fmt: str = "{:.1f}") -> str:
 
 def tps_table(summaries, title: str = "speed"):
     """Load time, prompt tokens and t/s, generated tokens and t/s, one row per run."""
-    from rich.table import Table
 
     table = Table(title=title)
     for col in ("run", "load ms", "prompt tokens", "prompt t/s", "generated", "gen t/s", "offloaded"):

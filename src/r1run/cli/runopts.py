@@ -17,32 +17,53 @@ from r1run.run.prepare import Prepared
 ModelArg = Annotated[Optional[str], typer.Argument(help="A catalog model (see `r1run models`) or a .gguf path / folder "
                                                         "[default: the model you downloaded or ran last].",
                                                    show_default=False)]
-QuantOpt = Annotated[Optional[str], typer.Option("--quant", "-q", help="Which quant of a catalog model.", show_default=False)]
-GpuLayersOpt = Annotated[str, typer.Option("--gpu-layers", "-ngl", help="auto (r1run places the weights) or a number of layers.")]
-CtxOpt = Annotated[Optional[int], typer.Option("--ctx-size", "--ctx", "-c", help="Context size in tokens [default: the catalog's, else 4096].", show_default=False)]
-ThreadsOpt = Annotated[str, typer.Option("--threads", "-t", help="auto (physical cores not busy with other programs) or a number.")]
-NPredictOpt = Annotated[Optional[int], typer.Option("--n-predict", "-n", help="Most tokens to generate.", show_default=False)]
-TempOpt = Annotated[Optional[float], typer.Option("--temp", help="Temperature [default: the model's recommendation].", show_default=False)]
+QuantOpt = Annotated[Optional[str], typer.Option(
+    "--quant", "-q", help="Which quant of a catalog model.", show_default=False)]
+GpuLayersOpt = Annotated[str, typer.Option(
+    "--gpu-layers", "-ngl", help="auto (r1run places the weights) or a number of layers.")]
+CtxOpt = Annotated[Optional[int], typer.Option(
+    "--ctx-size", "--ctx", "-c", help="Context size in tokens [default: the catalog's, else 4096].",
+        show_default=False)]
+ThreadsOpt = Annotated[str, typer.Option(
+    "--threads", "-t", help="auto (physical cores not busy with other programs) or a number.")]
+NPredictOpt = Annotated[Optional[int], typer.Option(
+    "--n-predict", "-n", help="Most tokens to generate.", show_default=False)]
+TempOpt = Annotated[Optional[float], typer.Option(
+    "--temp", help="Temperature [default: the model's recommendation].", show_default=False)]
 MinPOpt = Annotated[Optional[float], typer.Option("--min-p", help="min-p sampling.", show_default=False)]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="RNG seed.", show_default=False)]
-CacheKOpt = Annotated[Optional[str], typer.Option("--cache-type-k", "-ctk", help="K cache type (f16, q8_0, q4_0...).", show_default=False)]
+CacheKOpt = Annotated[Optional[str], typer.Option(
+    "--cache-type-k", "-ctk", help="K cache type (f16, q8_0, q4_0...).", show_default=False)]
 CacheVOpt = Annotated[Optional[str], typer.Option("--cache-type-v", "-ctv", help="V cache type.", show_default=False)]
-FlashAttnOpt = Annotated[Optional[str], typer.Option("--flash-attn", "-fa", help="on, off or auto [default: llama.cpp's, auto].", show_default=False)]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Logical batch size [default: llama.cpp's].", show_default=False)]
-UbatchOpt = Annotated[Optional[int], typer.Option("--ubatch-size", "--ubatch", "-ub", help="Physical batch size [default: llama.cpp's, 512].", show_default=False)]
-ParallelOpt = Annotated[Optional[int], typer.Option("--parallel", "-np", help="Parallel slots (llama-server).", show_default=False)]
-RpcOpt = Annotated[Optional[str], typer.Option("--rpc", help="RPC workers host:port,... to spread the model over.", show_default=False)]
+FlashAttnOpt = Annotated[Optional[str], typer.Option(
+    "--flash-attn", "-fa", help="on, off or auto [default: llama.cpp's, auto].", show_default=False)]
+BatchOpt = Annotated[Optional[int], typer.Option(
+    "--batch-size", "-b", help="Logical batch size [default: llama.cpp's].", show_default=False)]
+UbatchOpt = Annotated[Optional[int], typer.Option(
+    "--ubatch-size", "--ubatch", "-ub", help="Physical batch size [default: llama.cpp's, 512].", show_default=False)]
+ParallelOpt = Annotated[Optional[int], typer.Option(
+    "--parallel", "-np", help="Parallel slots (llama-server).", show_default=False)]
+RpcOpt = Annotated[Optional[str], typer.Option(
+    "--rpc", help="RPC workers host:port,... to spread the model over.", show_default=False)]
 NoRetryOpt = Annotated[bool, typer.Option("--no-retry", help="Do not retry with less after an out-of-memory.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the exact llama.cpp command and exit.")]
-NoProfileOpt = Annotated[bool, typer.Option("--no-profile", help="Ignore the settings `r1run bench --tune` stored for this model.")]
+NoProfileOpt = Annotated[bool, typer.Option(
+    "--no-profile", help="Ignore the settings `r1run bench --tune` stored for this model.")]
 
 # Planning for a machine other than the one detected (plan); for the run commands, memory to plan with.
-GpuMemoryOpt = Annotated[Optional[str], typer.Option("--gpu-memory", help="Plan for these GPUs instead of the detected ones: 24GiB[,24GiB]; 0 = none.", show_default=False)]
-GpuNameOpt = Annotated[Optional[str], typer.Option("--gpu-name", help="GPU model for --gpu-memory (sets its bandwidth), e.g. 'RTX 4090'.", show_default=False)]
-RamOpt = Annotated[Optional[str], typer.Option("--ram", help="Plan for this much RAM, e.g. 192GiB.", show_default=False)]
-UnifiedOpt = Annotated[Optional[bool], typer.Option("--unified/--discrete", help="GPU memory is the RAM (Apple silicon).", show_default=False)]
-BandwidthOpt = Annotated[Optional[str], typer.Option("--bandwidth", help="RAM bandwidth (80GB/s) or cpu=..,gpu=..,disk=..", show_default=False)]
-DeviceMemoryOpt = Annotated[Optional[str], typer.Option("--device-memory", help="RPC workers' memory: host:port=24GiB,... or one size.", show_default=False)]
+GpuMemoryOpt = Annotated[Optional[str], typer.Option(
+    "--gpu-memory", help="Plan for these GPUs instead of the detected ones: 24GiB[,24GiB]; 0 = none.",
+        show_default=False)]
+GpuNameOpt = Annotated[Optional[str], typer.Option(
+    "--gpu-name", help="GPU model for --gpu-memory (sets its bandwidth), e.g. 'RTX 4090'.", show_default=False)]
+RamOpt = Annotated[Optional[str], typer.Option(
+    "--ram", help="Plan for this much RAM, e.g. 192GiB.", show_default=False)]
+UnifiedOpt = Annotated[Optional[bool], typer.Option(
+    "--unified/--discrete", help="GPU memory is the RAM (Apple silicon).", show_default=False)]
+BandwidthOpt = Annotated[Optional[str], typer.Option(
+    "--bandwidth", help="RAM bandwidth (80GB/s) or cpu=..,gpu=..,disk=..", show_default=False)]
+DeviceMemoryOpt = Annotated[Optional[str], typer.Option(
+    "--device-memory", help="RPC workers' memory: host:port=24GiB,... or one size.", show_default=False)]
 
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 

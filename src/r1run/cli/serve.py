@@ -28,8 +28,11 @@ def serve(
     quant: o.QuantOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="R1RUN_API_KEY", help="Require this key (Bearer token); also R1RUN_API_KEY.", show_default=False)] = None,
-    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback --host without --api-key.")] = False,
+    api_key: Annotated[Optional[str], typer.Option(
+        "--api-key", envvar="R1RUN_API_KEY", help="Require this key (Bearer token); also R1RUN_API_KEY.",
+            show_default=False)] = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Allow a non-loopback --host without --api-key.")] = False,
     gpu_layers: o.GpuLayersOpt = "auto",
     ctx_size: o.CtxOpt = None,
     threads: o.ThreadsOpt = "auto",
@@ -99,7 +102,8 @@ def serve(
             if code != 0:
                 _raise_if_worker_lost(server, req.rpc)
                 last = [line for line in server.child.tail if line.strip()][-1:] or [f"exit code {code}"]
-                raise LlamaFailed(f"llama-server stopped (exit {code}): {last[0].strip()}", f"full log: {server.log_path}")
+                raise LlamaFailed(f"llama-server stopped (exit {code}): {last[0].strip()}",
+                                  f"full log: {server.log_path}")
         except proc.Terminated:
             server.stop()
             status("stopped (SIGTERM)")

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
+from r1run import proc, rpc
+from r1run import worker as core
 from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, status, warn
-from r1run.cli.runopts import DryRunOpt
+from r1run.cli.runopts import DryRunOpt, parse_count
+from r1run.home import Home, log_path_for
+from r1run.llama import discover
+from r1run.run.prepare import default_threads
+from r1run.units import size
 
 
 def register(app: typer.Typer) -> None:
@@ -16,27 +25,24 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def worker(
-    host: Annotated[str, typer.Option("--host", "-H", help="Address to listen on. Anything but loopback exposes this machine: RPC has no authentication.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(
+        "--host", "-H", help="Address to listen on. Anything but loopback exposes this machine: RPC has no "
+            "authentication.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 50052,
-    threads: Annotated[str, typer.Option("--threads", "-t", help="CPU threads for the CPU device: auto (physical cores) or a number.")] = "auto",
-    device: Annotated[Optional[str], typer.Option("--device", "-d", help="Devices to offer, e.g. CUDA0,CUDA1 [default: every GPU, else the CPU].", show_default=False)] = None,
-    cache: Annotated[bool, typer.Option("--cache", help="Keep received tensors in a local file cache (faster reloads of the same model).")] = False,
-    mem: Annotated[Optional[int], typer.Option("--mem", help="Backend memory in MiB (only early-2025 RPC servers take it).", show_default=False)] = None,
+    threads: Annotated[str, typer.Option(
+        "--threads", "-t", help="CPU threads for the CPU device: auto (physical cores) or a number.")] = "auto",
+    device: Annotated[Optional[str], typer.Option(
+        "--device", "-d", help="Devices to offer, e.g. CUDA0,CUDA1 [default: every GPU, else the CPU].",
+            show_default=False)] = None,
+    cache: Annotated[bool, typer.Option(
+        "--cache", help="Keep received tensors in a local file cache (faster reloads of the same model).")] = False,
+    mem: Annotated[Optional[int], typer.Option(
+        "--mem", help="Backend memory in MiB (only early-2025 RPC servers take it).", show_default=False)] = None,
     dry_run: DryRunOpt = False,
     llama_bin: LlamaBinOpt = None,
 ) -> None:
     """Offer this machine's memory and devices to another machine's r1run (llama.cpp RPC server, foreground)."""
-    from rich.markup import escape
-    from rich.table import Table
 
-    from r1run import proc
-    from r1run import worker as core
-    from r1run.home import log_path_for
-    from r1run.cli.runopts import parse_count
-    from r1run.run.prepare import default_threads
-    from r1run.home import Home
-    from r1run.llama import discover
-    from r1run.units import size
 
     home = Home.from_env()
     n_threads = parse_count(threads, "--threads", minimum=1)
@@ -87,9 +93,7 @@ def worker(
             status(f"on the main machine: r1run chat --rpc {shown}:{port}   (Ctrl-C stops this worker)")
             code = w.child.wait()
             line = w.last_error() or f"exit code {code}"
-            from r1run.rpc import WorkerError
-
-            raise WorkerError(f"the RPC server stopped (exit {code}): {line}", f"full log: {w.log_path}")
+            raise rpc.WorkerError(f"the RPC server stopped (exit {code}): {line}", f"full log: {w.log_path}")
         except proc.Terminated:
             if w is not None:
                 w.stop()
@@ -102,9 +106,7 @@ def worker(
 
 def _ask(caps, w):
     """The worker's devices as a client sees them (also makes the server flush its start-up banner)."""
-    import time
 
-    from r1run import rpc
 
     program = (caps.path("server") or caps.path("completion")) if caps.list_devices and caps.rpc else None
     if program is None:

@@ -18,11 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from r1run import catalog as cat, hub, usage
-from r1run.download import manifest as mf, pypi
+from r1run import catalog as cat
+from r1run import hub, usage
+from r1run.download import manifest as mf
+from r1run.download import pypi
 from r1run.download.fetch import Cancelled, DiskError, FileEvents, FileJob, RetryPolicy, fetch_file
 from r1run.download.plan import (
-    FilePlan, Plan, Request, Target, inspect, make_plan, pypi_plan, target_for,
+    FilePlan,
+    Plan,
+    Request,
+    Target,
+    inspect,
+    make_plan,
+    pypi_plan,
+    target_for,
 )
 from r1run.download.verify import Checksum, file_matches
 from r1run.errors import BadInput, R1runError

@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from huggingface_hub.file_download import http_get
+from huggingface_hub.utils import disable_progress_bars
+
 from r1run import hub
 from r1run.download.select import RemoteFile
 from r1run.download.verify import StreamHasher, hash_file
@@ -188,7 +191,8 @@ def _disk_error(exc: OSError, path: str) -> R1runError:
     if exc.errno == errno.ENOSPC:
         return DiskError(f"the disk is full while writing {path}",
                          "free some space (the partial file is kept) and run the same command again")
-    return DiskError(f"cannot write {path}: {exc.strerror}", "check the folder's permissions or pick another with --dir")
+    return DiskError(f"cannot write {path}: {exc.strerror}",
+                     "check the folder's permissions or pick another with --dir")
 
 
 def _remove_stale_parts(job: FileJob) -> None:
@@ -207,8 +211,6 @@ def fetch_file(
     cancel: threading.Event | None = None,
 ) -> FetchResult:
     """Bring `job.dest` to the hub's bytes, verified, resuming from `job.part`."""
-    from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars("huggingface_hub.http_get")  # r1run draws its own progress
     events = events or FileEvents()

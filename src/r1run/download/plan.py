@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from r1run import catalog as cat, hub
+from huggingface_hub import HfApi
+from huggingface_hub.hf_api import RepoFile as HfRepoFile
+
+from r1run import catalog as cat
+from r1run import hub
 from r1run.download import manifest as mf
 from r1run.download.fetch import FileJob, part_size
 from r1run.download.select import RemoteFile, Snapshot, label_for, select
@@ -167,8 +171,6 @@ def resolve(repo: str, revision: str, token: str | None = None, *, backoff: Back
     """
     if hub.offline():
         raise hub.offline_error()
-    from huggingface_hub import HfApi
-    from huggingface_hub.hf_api import RepoFile as HfRepoFile
 
     api = HfApi(endpoint=hub.endpoint(), token=token, library_name=hub.LIBRARY)
     with hub.explained(repo, revision=revision):

@@ -72,7 +72,8 @@ def safe_relative(path: str) -> PurePosixPath:
     """`path` as a relative path that cannot leave the download folder."""
     p = PurePosixPath(path)
     if p.is_absolute() or not p.parts or any(part in ("..", "") for part in p.parts) or "\\" in path:
-        raise R1runError(f"the hub listed an unsafe file path {path!r}", "refusing to write outside the download folder")
+        raise R1runError(f"the hub listed an unsafe file path {path!r}",
+                         "refusing to write outside the download folder")
     return p
 
 

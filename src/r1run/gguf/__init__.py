@@ -9,38 +9,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from r1run.gguf.analyze import model_from_headers
+from r1run.gguf.model import ModelInfo
 from r1run.gguf.reader import DEFAULT_LIMITS, ArrayValue, Header, KeyValue, Limits, TensorInfo, read_header
+from r1run.gguf.remote import read_remote_model
+from r1run.gguf.shards import locate
 from r1run.gguf.source import ByteSource, FileSource
 
-if TYPE_CHECKING:
-    from r1run.gguf.model import ModelInfo
-
 __all__ = [
-    "ArrayValue", "ByteSource", "DEFAULT_LIMITS", "FileSource", "Header", "KeyValue", "Limits", "TensorInfo",
-    "model_from_headers", "read_header", "read_model", "read_remote_model",
+    "ArrayValue", "ByteSource", "DEFAULT_LIMITS", "FileSource", "Header", "KeyValue", "Limits", "ModelInfo",
+    "TensorInfo", "model_from_headers", "read_header", "read_model", "read_remote_model",
 ]
 
 
-def read_model(path: Path | str, limits: Limits = DEFAULT_LIMITS) -> "ModelInfo":
+def read_model(path: Path | str, limits: Limits = DEFAULT_LIMITS) -> ModelInfo:
     """Read every shard's header of the model at `path` and summarise it (no tensor data is read)."""
-    from r1run.gguf.analyze import model_from_headers
-    from r1run.gguf.shards import locate
-
     files = locate(Path(path))
     headers = [read_header(f, limits) for f in files]
     return model_from_headers(headers, source=str(files[0]))
-
-
-def model_from_headers(headers, source: str | None = None) -> "ModelInfo":
-    from r1run.gguf.analyze import model_from_headers as build
-
-    return build(headers, source)
-
-
-def read_remote_model(repo_id: str, path: str = "", revision: str | None = None, **kw) -> "ModelInfo":
-    """Read a hub model's headers with HTTP Range requests; `path` is a file, any shard, or a folder in the repo."""
-    from r1run.gguf.remote import read_remote_model as remote
-
-    return remote(repo_id, path, revision=revision, **kw)

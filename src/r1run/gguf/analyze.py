@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from gguf.constants import MODEL_ARCH_NAMES, LlamaFileType
+
 from r1run.errors import GGUFError
 from r1run.gguf.model import HParams, KVLayout, LayerInfo, ModelInfo, ShardInfo, TensorEntry, TypeStats
 from r1run.gguf.reader import ArrayValue, Header, Value
@@ -98,7 +100,6 @@ def model_from_headers(headers: Sequence[Header], source: str | None = None) -> 
 
 
 def _known_architecture(arch: str) -> bool:
-    from gguf.constants import MODEL_ARCH_NAMES
 
     return arch in set(MODEL_ARCH_NAMES.values())
 
@@ -200,7 +201,6 @@ def _file_type_name(v: Value | None) -> str | None:
     ft = _int(v)
     if ft is None:
         return None
-    from gguf.constants import LlamaFileType
 
     guessed = bool(ft & LlamaFileType.GUESSED)
     try:

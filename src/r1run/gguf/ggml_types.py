@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import math
 
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
 from r1run.errors import GGUFError
 
 
 @functools.lru_cache(maxsize=None)
 def _tables() -> tuple[dict[int, str], dict[int, tuple[int, int]]]:
-    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
     names = {int(t): t.name for t in GGMLQuantizationType}
     sizes = {int(t): (int(b), int(s)) for t, (b, s) in GGML_QUANT_SIZES.items()}

@@ -7,6 +7,7 @@ field is removed or changes meaning.
 
 from __future__ import annotations
 
+import json
 from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict
@@ -132,6 +133,5 @@ class ModelInfo(_Frozen):
         data = self.model_dump(mode="json")
         if not include_tensors:
             data["tensors"] = None
-        import json
 
         return json.dumps(data, indent=indent)

@@ -309,7 +309,8 @@ class _Parser:
             if not keep:
                 self._skip_strings(n, key)
                 return ArrayValue(item_type, n)
-            return ArrayValue(item_type, n, tuple(self._string(lim.max_string, f"an item of {key!r}") for _ in range(n)))
+            return ArrayValue(item_type, n, tuple(self._string(lim.max_string,
+                                                               f"an item of {key!r}") for _ in range(n)))
         items = [self._array(key, depth + 1) for _ in range(n)]
         return ArrayValue(item_type, n, tuple(items) if keep else None)
 

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from huggingface_hub import HfApi
+from huggingface_hub.hf_api import RepoFile
+from huggingface_hub.utils import hf_raise_for_status, http_stream_backoff
+
 from r1run import hub
 from r1run.errors import GGUFError, R1runError
+from r1run.gguf.analyze import model_from_headers
 from r1run.gguf.reader import Limits, read_header
 from r1run.gguf.shards import complete_set, group_files, split_parts
 
@@ -43,7 +48,6 @@ class HubSource:
         return data
 
     def _get(self, offset: int, end: int) -> bytes:
-        from huggingface_hub.utils import hf_raise_for_status, http_stream_backoff
 
         headers = hub.auth_headers(self.token, {"Range": f"bytes={offset}-{end}"})
         # max_retries=0: r1run's own backoff (hub.retrying) decides about trying again
@@ -63,8 +67,6 @@ class HubSource:
 def _list_gguf(repo_id: str, folder: str, revision: str | None, endpoint: str | None,
                token: str | bool | None) -> dict[str, int]:
     """path -> size of every .gguf file under `folder` ('' for the whole repo)."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.hf_api import RepoFile
 
     api = HfApi(endpoint=endpoint or hub.endpoint(), token=token, library_name=hub.LIBRARY)
     with hub.explained(repo_id, revision=revision, path=folder):
@@ -114,13 +116,13 @@ def remote_files(repo_id: str, path: str = "", *, revision: str | None = None, e
 def read_remote_model(repo_id: str, path: str = "", *, revision: str | None = None, endpoint: str | None = None,
                       token: str | bool | None = None, chunk: int = REMOTE_CHUNK):
     """ModelInfo of the model at `path` in a hub repo, fetching only each shard's header."""
-    from r1run.gguf.analyze import model_from_headers
 
     if hub.offline():
         raise hub.offline_error()
     why = hub.unreachable(endpoint)
     if why:
-        raise hub.HubUnreachable(f"hf://{repo_id}/{path}: {why}", "check the network or HF_ENDPOINT, or use a local file")
+        raise hub.HubUnreachable(f"hf://{repo_id}/{path}: {why}",
+                                 "check the network or HF_ENDPOINT, or use a local file")
     files = remote_files(repo_id, path, revision=revision, endpoint=endpoint, token=token)
     limits = Limits(chunk=chunk)
     headers = [read_header(HubSource(repo_id, f, size, revision=revision, endpoint=endpoint, token=token), limits)

@@ -54,7 +54,8 @@ def complete_set(names: Sequence[str], where: str) -> list[str]:
     missing = [n for n in expected if n not in present]
     if missing:
         which = ", ".join(str(expected.index(n) + 1) for n in missing)
-        raise GGUFError(f"{where}: shard {which} of {count} missing ({missing[0]}{', ...' if len(missing) > 1 else ''})",
+        more = ", ..." if len(missing) > 1 else ""
+        raise GGUFError(f"{where}: shard {which} of {count} missing ({missing[0]}{more})",
                         "download the missing shard(s) into the same folder (r1run download resumes)")
     return expected
 
@@ -134,7 +135,8 @@ def check_shard_set(headers: Sequence[Header]) -> None:
     have = sum(len(h.tensors) for h in headers)
     if len(totals) > 1 or (totals and have not in totals):
         raise GGUFError(f"shards of different models: split.tensors.count disagrees with the {have} tensors found "
-                        f"in {n} shards", "all shards must come from the same download; fetch the mismatched ones again")
+                        f"in {n} shards",
+                        "all shards must come from the same download; fetch the mismatched ones again")
     seen: dict[str, str] = {}
     for h in headers:
         for t in h.tensors:

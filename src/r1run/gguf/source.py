@@ -34,7 +34,8 @@ class FileSource:
         try:
             self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         except FileNotFoundError:
-            raise GGUFError(f"{self.path}: no such file", "check the path (a .gguf file, its first shard or a folder)") from None
+            raise GGUFError(f"{self.path}: no such file",
+                            "check the path (a .gguf file, its first shard or a folder)") from None
         except IsADirectoryError:
             raise GGUFError(f"{self.path} is a directory", "pass a .gguf file") from None
         except PermissionError:

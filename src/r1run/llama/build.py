@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 from r1run import __version__, proc
 from r1run.errors import BuildFailed
 from r1run.fsutil import locked
@@ -58,7 +60,6 @@ class BuildEvents:
 
 
 def default_jobs() -> int:
-    import psutil
 
     return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 

@@ -228,7 +228,8 @@ def _release_of_tree(tree: Path) -> str | None:
             return out.stdout.strip()
     for pkg_info in (tree.parent / "PKG-INFO", tree / "PKG-INFO"):
         if pkg_info.is_file():
-            m = re.search(r"^Name: llama[-_]cpp[-_]bin\s*^Version: (\d+)\.0\.0", pkg_info.read_text(errors="replace"), re.M)
+            m = re.search(r"^Name: llama[-_]cpp[-_]bin\s*^Version: (\d+)\.0\.0", pkg_info.read_text(errors="replace"),
+                          re.M)
             if m:
                 return f"b{m.group(1)}"
     return None

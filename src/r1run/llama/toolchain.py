@@ -52,7 +52,8 @@ def install_hint(*tools: str) -> str:
     names = " ".join(tools)
     if platform.system() == "Darwin":
         return f"install with `xcode-select --install` (compiler) and `brew install {names}`"
-    return f"install with `sudo apt-get install {names} build-essential` (Debian/Ubuntu) or your distribution's packages"
+    return (f"install with `sudo apt-get install {names} build-essential` (Debian/Ubuntu) "
+            "or your distribution's packages")
 
 
 def require_cmake() -> str:

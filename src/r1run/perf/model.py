@@ -77,7 +77,10 @@ class MemoryRow(_Frozen):
 
 
 class Device(_Frozen):
-    """A device llama.cpp listed or used: `using device CUDA0 (NVIDIA GeForce RTX 4090) (0000:01:00.0) - 23500 MiB free`."""
+    """A device llama.cpp listed or used:
+
+        using device CUDA0 (NVIDIA GeForce RTX 4090) (0000:01:00.0) - 23500 MiB free
+    """
 
     name: str
     description: str | None = None

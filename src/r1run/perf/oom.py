@@ -38,7 +38,8 @@ _VULKAN = re.compile(r"ggml_vulkan: Device memory allocation of size (\d+) faile
 
 _CAUSES: list[tuple[re.Pattern[str], OomTarget]] = [
     (re.compile(r"unable to allocate (\S+) buffer|error loading model: .*failed to allocate buffer"), "model"),
-    (re.compile(r"failed to allocate (?:buffer|context) for (?:kv|rs) cache|llama_kv_cache_init\(\) failed"), "kv_cache"),
+    (re.compile(r"failed to allocate (?:buffer|context) for (?:kv|rs) cache|llama_kv_cache_init\(\) failed"),
+     "kv_cache"),
     (re.compile(r"failed to allocate compute (?:pp |tg )?buffers"), "compute"),
     (re.compile(r"failed to (?:allocate|reserve initial) output buffer"), "output"),
     (re.compile(r"CUDA error: out of memory|kIOGPUCommandBufferCallbackErrorOutOfMemory|std::bad_alloc"), "runtime"),

@@ -28,7 +28,8 @@ MAX_BYTES = 512 * MiB
 def parse_text(text: str, source: str = "<text>") -> list[RunSummary]:
     """Every run found in one document; raises BadInput when the text holds nothing r1run recognises."""
     if not text.strip():
-        raise BadInput(f"{source} is empty", "capture llama.cpp's output with `2> run.log` (or `2>&1`) and pass that file")
+        raise BadInput(f"{source} is empty",
+                       "capture llama.cpp's output with `2> run.log` (or `2>&1`) and pass that file")
     runs = _structured(text, source)
     if runs is None:
         watcher = LogWatcher(source)
@@ -109,7 +110,8 @@ def _from_objects(items: Iterable[Any], kind: str, source: str) -> list[RunSumma
             threads = t.params.get("n_threads")
             runs.append(RunSummary(
                 source=source, index=len(runs) + 1, format=kind, program="llama-bench", status="ok",
-                build=bench.build_of(item), model=str(item.get("model_filename") or item.get("model_type") or "") or None,
+                build=bench.build_of(item),
+                model=str(item.get("model_filename") or item.get("model_type") or "") or None,
                 threads=Threads(n_threads=threads) if isinstance(threads, int) else None, bench=t, **bench.phases(t),
             ))
         elif kind == "server_json" and server.has_timings(item):

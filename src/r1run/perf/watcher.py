@@ -379,12 +379,16 @@ class LogWatcher:
                 dev = Device(name=m.group(1), description=m.group(2).strip(), total_mib=int(m.group(3)),
                              free_mib=int(m.group(4)))
             known = run.devices.get(dev.name)
-            run.devices[dev.name] = known.model_copy(update={"total_mib": dev.total_mib}) if known and dev.total_mib and not known.total_mib else known or dev
+            if known and dev.total_mib and not known.total_mib:
+                run.devices[dev.name] = known.model_copy(update={"total_mib": dev.total_mib})
+            else:
+                run.devices[dev.name] = known or dev
             run.keys.add("devices")
             return LogEvent("device", dev, text)
         m = L.THREADS.search(text)
         if m:
-            run.threads = Threads(n_threads=int(m.group(1)), n_threads_batch=_int(m.group(2)), available=_int(m.group(3)))
+            run.threads = Threads(n_threads=int(m.group(1)), n_threads_batch=_int(m.group(2)),
+                                  available=_int(m.group(3)))
             run.keys.add("threads")
             return LogEvent("threads", run.threads, text)
         return None

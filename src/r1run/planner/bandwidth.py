@@ -10,7 +10,10 @@ import json
 import re
 import time
 
+import numpy as np
+
 from r1run.errors import BadInput
+from r1run.fsutil import write_atomic
 
 GB = 1e9
 
@@ -38,7 +41,8 @@ def parse_rate(text: str) -> float:
     """'50GB/s', '50 GB/s', '50' (GB/s) or '400GiB/s' -> bytes/s."""
     m = re.fullmatch(r"\s*([\d.]+)\s*(GB|GiB|MB|MiB|TB)?(?:/s)?\s*", text, re.I)
     if not m:
-        raise BadInput(f"cannot read bandwidth {text!r}", "write it like 80GB/s (or cpu=80GB/s,gpu=1000GB/s,disk=3GB/s)")
+        raise BadInput(f"cannot read bandwidth {text!r}",
+                       "write it like 80GB/s (or cpu=80GB/s,gpu=1000GB/s,disk=3GB/s)")
     unit = (m[2] or "GB").lower()
     scale = {"gb": 1e9, "gib": 2**30, "mb": 1e6, "mib": 2**20, "tb": 1e12}[unit]
     return float(m[1]) * scale
@@ -62,7 +66,6 @@ def parse_bandwidth_option(text: str | None) -> dict[str, float]:
 
 def measure_ram(seconds: float = 0.5) -> float:
     """Copy a 256 MiB numpy array a few times; bytes moved (read + write) per second, single thread."""
-    import numpy as np
 
     a = np.ones(PROBE_BYTES // 8, dtype=np.float64)
     b = np.empty_like(a)
@@ -78,7 +81,6 @@ def measure_ram(seconds: float = 0.5) -> float:
 
 def ram_bandwidth(home, *, refresh: bool = False) -> float:
     """The measured RAM bandwidth, cached once per machine under R1RUN_HOME/cache/bandwidth.json."""
-    from r1run.fsutil import write_atomic
 
     path = home.cache / "bandwidth.json"
     if not refresh:

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from r1run import rpc as rpc_mod
 from r1run.errors import BadInput
+from r1run.hardware import metal_default_working_set
 from r1run.planner import bandwidth as bw
 from r1run.units import GiB, size
 
@@ -123,7 +125,6 @@ def with_overrides(base: MachineSpec, *, gpu_memory: str | None = None, ram: str
         spec = replace(spec, devices=devices + tuple(d for d in spec.devices if d.kind == "rpc"))
         desc.append(f"GPU {gpu_memory}")
     elif spec.unified and ram is not None and not any(d.kind == "gpu" for d in spec.devices):
-        from r1run.hardware import metal_default_working_set
 
         ws = metal_default_working_set(spec.ram, 0)
         spec = replace(spec, devices=(Device("MTL0", "gpu", gpu_name or "Apple GPU (unified memory)", ws,
@@ -150,7 +151,6 @@ def with_overrides(base: MachineSpec, *, gpu_memory: str | None = None, ram: str
 
 def parse_rpc(text: str) -> list[str]:
     """'host:port,host:port' -> endpoints; BadInput for a malformed entry or a port outside 1-65535."""
-    from r1run import rpc as rpc_mod
 
     return [str(ep) for ep in rpc_mod.parse(text)]
 

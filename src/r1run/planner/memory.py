@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from r1run.errors import BadInput
 from r1run.gguf.model import ModelInfo
+
 CTX_PAD = 256  # llama-context.cpp: cparams.n_ctx = GGML_PAD(n_ctx, 256)
 
 # llama.cpp's accepted -ctk/-ctv types (common/arg.cpp kv_cache_types): name -> (block elements, block bytes)
@@ -179,7 +180,7 @@ def kv_cache(info: ModelInfo, spec: ContextSpec, dims: Dims | None = None) -> Kv
     cells = spec.cells
     k_rows = [row_bytes(spec.cache_type_k, e) if e else 0 for e in d.k_elems]
     v_rows = [row_bytes(spec.cache_type_v, e) if e else 0 for e in d.v_elems]
-    per_layer = [(k + v) * cells for k, v in zip(k_rows, v_rows)]
+    per_layer = [(k + v) * cells for k, v in zip(k_rows, v_rows, strict=True)]
     return KvEstimate(total=sum(per_layer), k=sum(k_rows) * cells, v=sum(v_rows) * cells, cells=cells,
                       layers=sum(1 for e in d.k_elems if e), per_layer=per_layer,
                       bytes_per_token=sum(k_rows) + sum(v_rows))

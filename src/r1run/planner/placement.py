@@ -298,7 +298,7 @@ def _decode_bound(parts: _Parts, machine: MachineSpec, devs: list[Device], uses:
     times = 0.0
     unknown: list[str] = []
     notes: list[str] = []
-    for u, d in zip(uses, devs):
+    for u, d in zip(uses, devs, strict=True):
         b = sum(parts.ne[i] for i in u.layers) + int(sum(parts.ex[i] for i in u.expert_layers) * frac)
         b += parts.out_bytes if u is uses[-1] and ngl >= 1 else 0
         reads[d.kind] += b
@@ -368,12 +368,12 @@ def _spread(devs: list[Device], usable: list[int], layers: list[int], experts_gp
     cost = [ne[i] + kv.per_layer[i] + (ex[i] if i in experts_gpu else 0) for i in layers]
     whole = sum(cost) + out_bytes or 1
     done = 0.0
-    for i, c in zip(layers, cost):
+    for i, c in zip(layers, cost, strict=True):
         pos = (done + c / 2) / whole
         per[next(k for k, cut in enumerate(cuts) if pos <= cut + 1e-9)].append(i)
         done += c
     out = []
-    for k, (d, ls) in enumerate(zip(devs, per)):
+    for k, (d, ls) in enumerate(zip(devs, per, strict=True)):
         w = sum(ne[i] for i in ls) + sum(ex[i] for i in ls if i in experts_gpu)
         if k == len(devs) - 1:
             w += out_bytes

@@ -7,17 +7,23 @@ synthetic description shipped with r1run (labelled as such in every row's notes)
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from pydantic import BaseModel, ConfigDict
 
+from r1run import catalog as cat
 from r1run import hub
+from r1run.download import manifest as mf
 from r1run.errors import BadInput, R1runError
+from r1run.gguf import read_model
 from r1run.gguf.model import ModelInfo
+from r1run.gguf.remote import read_remote_model
 from r1run.planner import memory as mem
 from r1run.planner import placement as pl
+from r1run.planner import r1_quants
 from r1run.planner.machine import MachineSpec
 
 SCHEMA = "r1run.plan/1"
@@ -102,7 +108,6 @@ class PlanReport(BaseModel):
     def to_json(self) -> str:
         data = self.model_dump(mode="json")
         data["schema"] = data.pop("schema_")
-        import json
 
         return json.dumps(data, indent=2)
 
@@ -142,8 +147,6 @@ def machine_row(m: MachineSpec) -> MachineRow:
 def sources(model: str | None, quants: list[str] | None, home, *,
             offline: bool | None = None) -> tuple[str, list[ModelSource], list[str]]:
     """(model label, one ModelSource per quant, warnings) for a path or a catalog key."""
-    from r1run import catalog as cat
-    from r1run.gguf import read_model
 
     warnings: list[str] = []
     if model and (Path(model).expanduser().exists() or model.endswith(".gguf") or "/" in model and not _is_repo(model)):
@@ -177,8 +180,6 @@ def _is_repo(text: str) -> bool:
 
 
 def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str]) -> ModelSource | None:
-    from r1run.download import manifest as mf
-    from r1run.gguf import read_model
 
     m = mf.load(home, entry.key, name)
     if m is not None and m.complete and m.files:
@@ -191,7 +192,6 @@ def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str])
                                 "from the hub instead")
     quant = entry.quants[name]
     if not offline:
-        from r1run.gguf.remote import read_remote_model
 
         folder = folder_of(quant.include)
         try:
@@ -199,7 +199,6 @@ def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str])
         except R1runError as exc:
             warnings.append(f"{name}: could not read the header from the hub ({exc.message})")
     if entry.architecture == "deepseek2" and entry.repo == _r1_repo():
-        from r1run.planner import r1_quants
 
         if name in r1_quants.quant_names():
             return ModelSource(name, r1_quants.model_info(name), "synthetic")
@@ -208,7 +207,6 @@ def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str])
 
 
 def _r1_repo() -> str:
-    from r1run.planner import r1_quants
 
     return r1_quants.data_repo()
 

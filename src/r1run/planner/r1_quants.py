@@ -12,7 +12,11 @@ import functools
 import json
 from importlib import resources
 
+from gguf.constants import GGMLQuantizationType as Q
+from gguf.constants import LlamaFileType
+
 from r1run.errors import BadInput
+from r1run.gguf.analyze import model_from_headers
 from r1run.gguf.ggml_types import tensor_nbytes
 from r1run.gguf.model import ModelInfo
 from r1run.gguf.reader import ArrayValue, Header, KeyValue, TensorInfo
@@ -34,7 +38,6 @@ def quant_names() -> list[str]:
 
 
 def _types():
-    from gguf.constants import GGMLQuantizationType as Q
 
     return Q
 
@@ -75,7 +78,6 @@ def _kv(key: str, vtype: int, value) -> tuple[str, KeyValue]:
 
 
 def _metadata(name: str, d: dict, q: dict) -> dict[str, KeyValue]:
-    from gguf.constants import LlamaFileType
 
     a = "deepseek2"
     ints = {f"{a}.block_count": d["n_layer"], f"{a}.context_length": d["context_length"],
@@ -116,7 +118,6 @@ def _build(key: str, d: dict, q: dict) -> ModelInfo:
 
 
 def _build_uncached(key: str, d: dict, q: dict) -> ModelInfo:
-    from r1run.gguf.analyze import model_from_headers
 
     Q = _types()
     tensors = [(n, ne, int(Q[t]), tensor_nbytes(int(Q[t]), ne)) for n, ne, t in _tensors(d, q)]

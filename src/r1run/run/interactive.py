@@ -14,6 +14,7 @@ from r1run.home import log_path_for
 from r1run.llama import args
 from r1run.llama.args import RunSpec
 from r1run.llama.probe import Capabilities
+from r1run.perf.watcher import LogWatcher
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][AB012]|\r")
 
@@ -33,7 +34,6 @@ def converse(spec: RunSpec, caps: Capabilities, *, logs: Path) -> Conversation:
     a lost worker stops the conversation within a bounded time and raises r1run.rpc.WorkerError,
     as in a one-shot answer.
     """
-    from r1run.perf.watcher import LogWatcher
 
     log_path = log_path_for(logs, "chat")
     captured: list[bytes] = []
