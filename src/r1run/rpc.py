@@ -117,7 +117,7 @@ def resolve(ep: Endpoint) -> str:
         why = exc.strerror if isinstance(exc, socket.gaierror) and exc.strerror else str(exc)
         raise BadInput(f"--rpc: host {ep.host!r} does not resolve ({why})",
                        "check the name, or give the worker's IP address") from None
-    return infos[0][4][0]
+    return str(infos[0][4][0])
 
 
 def probe(ep: Endpoint, timeout: float = CONNECT_TIMEOUT) -> str | None:

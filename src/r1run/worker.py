@@ -133,7 +133,8 @@ class Worker:
     def last_error(self) -> str | None:
         lines = [line.strip() for line in list(self.child.tail) + self.stdout_tail if line.strip()]
         errors = [line for line in lines if "fail" in line.lower() or "error" in line.lower()]
-        return (errors or lines or [None])[-1]
+        found = errors or lines
+        return found[-1] if found else None
 
 
 def start(spec: WorkerSpec, caps: Capabilities, *, log_path: Path,

@@ -27,12 +27,15 @@ TUNED_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 UBATCHES = (128, 256, 512, 1024)
 
 
+Knob = int | str | None  # a value of one sweep.Config field (threads 8, flash_attn "on", n_cpu_moe None...)
+
+
 @dataclass
 class Step:
-    knob: str
-    tried: list  # values
+    knob: str  # a field of sweep.Config
+    tried: list[Knob]
     rows: list[Row]
-    chosen: object
+    chosen: Knob
     reason: str
     failed: list[str] = field(default_factory=list)
 

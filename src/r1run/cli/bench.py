@@ -21,17 +21,20 @@ def register(app: typer.Typer) -> None:
     app.command("bench")(bench)
 
 
-def _list(flag: str, what: str, short: str | None = None):
-    names = (flag, short) if short else (flag,)
-    return Annotated[Optional[str], typer.Option(*names, help=what, show_default=False)]
-
-
-GpuLayersList = _list("--gpu-layers", "Layers on the GPU: a list, e.g. 0,20,auto (auto: r1run's placement).", "-ngl")
-ThreadsList = _list("--threads", "Threads: a list, e.g. 1,2,4 (auto: r1run's default).", "-t")
-CacheKList = _list("--cache-type-k", "K cache types: a list, e.g. f16,q8_0,q4_0.", "-ctk")
-FlashAttnList = _list("--flash-attn", "Flash attention: a list of on, off, auto.", "-fa")
-BatchList = _list("--batch-size", "Logical batch sizes: a list.", "-b")
-UbatchList = _list("--ubatch-size", "Physical batch sizes: a list, e.g. 128,256,512.", "-ub")
+# bench takes a comma list where the run commands take one value: same names and short flags.
+GpuLayersList = Annotated[Optional[str], typer.Option(
+    "--gpu-layers", "-ngl", help="Layers on the GPU: a list, e.g. 0,20,auto (auto: r1run's placement).",
+    show_default=False)]
+ThreadsList = Annotated[Optional[str], typer.Option(
+    "--threads", "-t", help="Threads: a list, e.g. 1,2,4 (auto: r1run's default).", show_default=False)]
+CacheKList = Annotated[Optional[str], typer.Option(
+    "--cache-type-k", "-ctk", help="K cache types: a list, e.g. f16,q8_0,q4_0.", show_default=False)]
+FlashAttnList = Annotated[Optional[str], typer.Option(
+    "--flash-attn", "-fa", help="Flash attention: a list of on, off, auto.", show_default=False)]
+BatchList = Annotated[Optional[str], typer.Option(
+    "--batch-size", "-b", help="Logical batch sizes: a list.", show_default=False)]
+UbatchList = Annotated[Optional[str], typer.Option(
+    "--ubatch-size", "-ub", help="Physical batch sizes: a list, e.g. 128,256,512.", show_default=False)]
 
 
 @handle_errors

@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
@@ -23,8 +24,8 @@ class Progress:
     """A spinner on a terminal, one line per llama-bench run otherwise; both on stderr."""
 
     def __init__(self) -> None:
-        self._status = None
-        self._seen: set = set()
+        self._status: Status | None = None
+        self._seen: set[tuple[str, int, object]] = set()
 
     def __enter__(self) -> "Progress":
         if err().is_terminal:

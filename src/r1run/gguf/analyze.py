@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from gguf.constants import MODEL_ARCH_NAMES, LlamaFileType
 
@@ -140,30 +141,40 @@ def _hparams(h: Header, arch: str, tensors: list[TensorEntry], warnings: list[st
                         "the file is corrupt or not a model r1run can read")
     if n_from_tensors > block_count:
         warnings.append(f"{arch}.block_count is {block_count} but tensors name {n_from_tensors} layers")
-    return HParams(block_count=block_count, **values)  # type: ignore[arg-type]
+    return HParams.model_validate({"block_count": block_count, **values})
+
+
+@dataclass
+class _LayerSums:
+    tensor_count: int = 0
+    params: int = 0
+    bytes: int = 0
+    expert_bytes: int = 0
+    shared_expert_bytes: int = 0
+    shards: set[int] = field(default_factory=set)
+    types: dict[str, int] = field(default_factory=dict)
 
 
 def _layers(tensors: list[TensorEntry], block_count: int) -> list[LayerInfo]:
     n = max([block_count] + [t.layer + 1 for t in tensors if t.layer is not None])
-    acc = [{"tensor_count": 0, "params": 0, "bytes": 0, "expert_bytes": 0, "shared_expert_bytes": 0,
-            "shards": set(), "types": {}} for _ in range(n)]
+    acc = [_LayerSums() for _ in range(n)]
     for t in tensors:
         if t.layer is None:
             continue
         a = acc[t.layer]
-        a["tensor_count"] += 1
-        a["params"] += t.params
-        a["bytes"] += t.bytes
+        a.tensor_count += 1
+        a.params += t.params
+        a.bytes += t.bytes
         if t.expert:
-            a["expert_bytes"] += t.bytes
+            a.expert_bytes += t.bytes
         elif SHARED_EXPERT_RE.search(t.name):
-            a["shared_expert_bytes"] += t.bytes
-        a["shards"].add(t.shard)
-        a["types"][t.type] = a["types"].get(t.type, 0) + t.bytes
-    return [LayerInfo(index=i, tensor_count=a["tensor_count"], params=a["params"], bytes=a["bytes"],
-                      expert_bytes=a["expert_bytes"], shared_expert_bytes=a["shared_expert_bytes"],
-                      non_expert_bytes=a["bytes"] - a["expert_bytes"], moe=a["expert_bytes"] > 0,
-                      shards=sorted(a["shards"]), types=dict(sorted(a["types"].items())))
+            a.shared_expert_bytes += t.bytes
+        a.shards.add(t.shard)
+        a.types[t.type] = a.types.get(t.type, 0) + t.bytes
+    return [LayerInfo(index=i, tensor_count=a.tensor_count, params=a.params, bytes=a.bytes,
+                      expert_bytes=a.expert_bytes, shared_expert_bytes=a.shared_expert_bytes,
+                      non_expert_bytes=a.bytes - a.expert_bytes, moe=a.expert_bytes > 0,
+                      shards=sorted(a.shards), types=dict(sorted(a.types.items())))
             for i, a in enumerate(acc)]
 
 

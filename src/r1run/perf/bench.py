@@ -152,13 +152,14 @@ class MarkdownTable:
         )
 
 
-def phases(t: BenchTest) -> dict[str, Phase]:
-    """A pp test as the prompt phase, a tg test as the eval phase; pp+tg tests give one combined speed only."""
+def phases(t: BenchTest) -> tuple[Phase | None, Phase | None]:
+    """(prompt, eval): a pp test as the prompt phase, a tg test as the eval phase; pp+tg tests give one combined
+    speed only, so neither."""
     if (t.n_gen == 0) == (t.n_prompt == 0):
-        return {}
+        return None, None
     phase = Phase(ms=t.avg_ns / 1e6 if t.avg_ns else None, tokens=t.n_prompt or t.n_gen, tps=t.avg_ts,
                   ms_per_token=1000.0 / t.avg_ts if t.avg_ts else None)
-    return {"prompt" if t.n_gen == 0 else "eval": phase}
+    return (phase, None) if t.n_gen == 0 else (None, phase)
 
 
 BENCH_FOOTER = re.compile(r"^build: (\S+) \((\d+)\)\s*$")

@@ -108,11 +108,13 @@ def _from_objects(items: Iterable[Any], kind: str, source: str) -> list[RunSumma
         if kind.startswith("bench") and bench.is_bench_record(item):
             t = bench.from_record(item)
             threads = t.params.get("n_threads")
+            prompt, gen = bench.phases(t)
             runs.append(RunSummary(
                 source=source, index=len(runs) + 1, format=kind, program="llama-bench", status="ok",
                 build=bench.build_of(item),
                 model=str(item.get("model_filename") or item.get("model_type") or "") or None,
-                threads=Threads(n_threads=threads) if isinstance(threads, int) else None, bench=t, **bench.phases(t),
+                threads=Threads(n_threads=threads) if isinstance(threads, int) else None, bench=t, prompt=prompt,
+                eval=gen,
             ))
         elif kind == "server_json" and server.has_timings(item):
             runs.append(RunSummary(source=source, index=len(runs) + 1, format=kind, program="llama-server",

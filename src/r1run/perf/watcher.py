@@ -208,8 +208,8 @@ class LogWatcher:
         tb = self._md.feed(text)
         if tb is not None:
             run = self._current()
-            run.blocks.append(_Block(format="bench_md", line=self._n, bench=tb, closed=True,
-                                     **bench.phases(tb)))
+            prompt, gen = bench.phases(tb)
+            run.blocks.append(_Block(format="bench_md", line=self._n, bench=tb, closed=True, prompt=prompt, eval=gen))
             run.keys.add("timing")
             run.hints.add("llama-bench")
             return LogEvent("bench", tb, text)
@@ -223,7 +223,9 @@ class LogWatcher:
             if bench.is_bench_record(rec):
                 tb = bench.from_record(rec)
                 run = self._current()
-                run.blocks.append(_Block(format="bench_jsonl", line=self._n, bench=tb, closed=True, **bench.phases(tb)))
+                prompt, gen = bench.phases(tb)
+                run.blocks.append(_Block(format="bench_jsonl", line=self._n, bench=tb, closed=True, prompt=prompt,
+                                         eval=gen))
                 run.keys.add("timing")
                 run.hints.add("llama-bench")
                 run.build = run.build or bench.build_of(rec)
@@ -323,10 +325,12 @@ class LogWatcher:
             fmt = _FORMATS.get(tag, tag or "timings")
         what = m.group("what")
         key = _PHASE_KEYS.get(what, what)
-        block = run.blocks[-1] if run.blocks else None
-        if block is None or block.closed or block.format != fmt or block.has(key):
+        last = run.blocks[-1] if run.blocks else None
+        if last is None or last.closed or last.format != fmt or last.has(key):
             block = _Block(format=fmt, line=self._n)
             run.blocks.append(block)
+        else:
+            block = last
         run.keys.add("timing")
         ms, n = L.num(m.group(2)), int(m.group("n")) if m.group("n") else None
         if key == "load":

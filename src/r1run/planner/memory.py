@@ -122,11 +122,22 @@ class Dims:
     notes: tuple[str, ...] = ()
 
 
+def _largest(value: int | list[int] | None) -> int:
+    """A hyperparameter that may be per layer: its largest value (0 when absent)."""
+    if isinstance(value, list):
+        return max(value, default=0)
+    return value or 0
+
+
+def _int_or(value: int | list[int] | None, default: int) -> int:
+    return value if isinstance(value, int) else default
+
+
 def dims_of(info: ModelInfo) -> Dims:
     hp = info.hparams
     notes: list[str] = []
     n_layer = hp.block_count
-    emb = info.non_layer_tensors and next((t for t in info.tensors if t.name == "token_embd.weight"), None)
+    emb = next((t for t in info.tensors if t.name == "token_embd.weight"), None)
     n_embd = hp.embedding_length or (emb.shape[0] if emb else 0)
     n_vocab = hp.vocab_size or (emb.shape[1] if emb and len(emb.shape) > 1 else 0)
     heads = [hp.at_layer("head_count", i) or 0 for i in range(n_layer)]
@@ -137,8 +148,7 @@ def dims_of(info: ModelInfo) -> Dims:
                      "are a generic estimate")
         n_head = n_head or max(1, n_embd // 128)
         heads = [n_head] * n_layer
-    kv_heads = [hp.at_layer("head_count_kv", i) for i in range(n_layer)]
-    kv_heads = [h if h is not None else heads[i] for i, h in enumerate(kv_heads)]
+    kv_heads = [_int_or(hp.at_layer("head_count_kv", i), heads[i]) for i in range(n_layer)]
     hd_k = hp.key_length or (n_embd // n_head if n_head else 0)
     hd_v = hp.value_length or hd_k
     rope = hp.rope_dimension_count or 0
@@ -151,12 +161,11 @@ def dims_of(info: ModelInfo) -> Dims:
     else:
         k_elems = [hd_k * kv_heads[i] for i in range(n_layer)]
         v_elems = [hd_v * kv_heads[i] for i in range(n_layer)]
-    ff = hp.feed_forward_length
-    n_ff = max(ff) if isinstance(ff, list) and ff else (ff or 4 * n_embd)
+    n_ff = _largest(hp.feed_forward_length) or 4 * n_embd
     return Dims(
         arch=info.architecture, layout=layout, n_layer=n_layer, n_embd=n_embd, n_vocab=n_vocab, n_head=n_head,
         n_head_kv=kv_heads, k_elems=k_elems, v_elems=v_elems, n_ff=n_ff,
-        n_ff_exp=hp.expert_feed_forward_length or (n_ff if info.is_moe else 0),
+        n_ff_exp=_largest(hp.expert_feed_forward_length) or (n_ff if info.is_moe else 0),
         n_expert=hp.expert_count or 0, n_expert_used=hp.expert_used_count or 0,
         head_dim_k=hp.key_length_mla if layout == "mla" and hp.key_length_mla else hd_k,
         head_dim_v=hp.value_length_mla if layout == "mla" and hp.value_length_mla else hd_v,
@@ -205,6 +214,7 @@ def compute_buffer(info: ModelInfo, spec: ContextSpec, dims: Dims | None = None)
         fu = d.n_ff_exp * d.n_expert_used
         phases["MoE"] = max(3 * fu + 5.25 * E, 2 * E * d.n_expert_used + 2 * E)
     H = d.n_head
+    attn: float  # elements per token of the attention phase
     if d.layout == "mla":
         attn = H * (d.head_dim_k + 2 * d.kv_lora + 2 * d.rope) + 5 * E
     elif d.layout == "original":
