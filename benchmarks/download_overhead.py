@@ -52,7 +52,7 @@ from r1run.download import core
 from r1run.home import Home
 home = Home(Path(sys.argv[4]))
 t = time.perf_counter()
-result = core.download(core.Request(repo=sys.argv[1], include=(sys.argv[3],), dir=Path(sys.argv[2])), home)
+result = core.download(core.DownloadRequest(repo=sys.argv[1], include=(sys.argv[3],), dir=Path(sys.argv[2])), home)
 assert result.manifest.complete
 print(time.perf_counter() - t)
 """

@@ -72,10 +72,10 @@ def cli_env(hub: HubServer, home: Home, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def download(home: Home, events: core.Events | None = None, **kw) -> core.Result:
+def download(home: Home, events: core.Events | None = None, **kw) -> core.DownloadResult:
     kw.setdefault("model", "deepseek-r1")
     kw.setdefault("quant", "UD-IQ1_S")
-    return core.download(core.Request(**kw), home, events, policy=FAST)
+    return core.download(core.DownloadRequest(**kw), home, events, policy=FAST)
 
 
 def assert_verified(home: Home, shards: dict[str, Path], quant: str = "UD-IQ1_S") -> None:
@@ -459,5 +459,5 @@ def test_bad_repo_id_is_bad_input(home):
     from r1run.download.plan import target_for
 
     with pytest.raises(BadInput) as e:
-        target_for(core.Request(repo="no-slash", include=("*",)), catalog.load(), home)
+        target_for(core.DownloadRequest(repo="no-slash", include=("*",)), catalog.load(), home)
     assert "not a hub repository id" in e.value.message and "owner/name" in e.value.hint

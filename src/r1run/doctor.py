@@ -88,7 +88,7 @@ def _token_check() -> list[Check]:
     return checks
 
 
-def run(home: Home, llama_bin: Path | None = None) -> Report:
+def check(home: Home, llama_bin: Path | None = None) -> Report:
     checks: list[Check] = []
     machine = hardware.detect()
     cpu = machine.cpu

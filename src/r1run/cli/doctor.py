@@ -25,7 +25,7 @@ def doctor(llama_bin: LlamaBinOpt = None, json_: JsonOpt = False) -> None:
     """Check this machine: OS, CPU, RAM, GPUs, disk, build tools, llama.cpp and its capabilities."""
 
 
-    report = core.run(Home.from_env(), llama_bin)
+    report = core.check(Home.from_env(), llama_bin)
     if json_:
         print_json(json.dumps(report.to_dict(), indent=2))
     else:

