@@ -8,8 +8,6 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from huggingface_hub import get_token
-
 from r1run import hardware, proc
 from r1run.errors import R1runError
 from r1run.home import Home
@@ -81,6 +79,8 @@ def _token_check() -> list[Check]:
     if os.environ.get("HF_TOKEN"):
         source = "HF_TOKEN"
     else:
+        from huggingface_hub import get_token  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
+
         source = "huggingface_hub login" if get_token() else None
     checks.append(Check("hf token", "ok", f"set (from {source})" if source else "not set (public models only)"))
     endpoint = os.environ.get("HF_ENDPOINT")

@@ -266,7 +266,6 @@ def _ask_gpus(list_devices_output: str | None) -> list[Gpu]:
 
 
 def detect(list_devices_output: str | None = None) -> Machine:
-
     vm = psutil.virtual_memory()
     return Machine(platform.system(), platform.machine(), detect_cpu(), vm.total, vm.available,
                    detect_gpus(list_devices_output))

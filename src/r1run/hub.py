@@ -4,6 +4,10 @@ whether to ask it at all (offline mode), which failures pass, and what to tell t
 The endpoint is HF_ENDPOINT when called (else huggingface_hub's own), offline mode is huggingface_hub's
 HF_HUB_OFFLINE read when called, and the token comes from `--token`, HF_TOKEN or the stored login, in
 that order (huggingface_hub's own lookup). The token is only ever put in headers.
+
+huggingface_hub is imported inside the functions that use it, here and in the few modules that talk to
+the hub: with its HTTP stack it costs about 110 ms at start-up, which chat, serve, bench and `--help`
+never need (a downloaded model runs without it).
 """
 
 from __future__ import annotations
@@ -13,17 +17,6 @@ import os
 import socket
 from typing import Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
-
-from huggingface_hub import constants, hf_hub_url
-from huggingface_hub.utils import (
-    EntryNotFoundError,
-    GatedRepoError,
-    HfHubHTTPError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-    build_hf_headers,
-)
 
 from r1run.errors import BadInput, R1runError
 from r1run.retry import Backoff
@@ -48,6 +41,7 @@ class AccessDenied(R1runError):
 def endpoint() -> str:
     if os.environ.get("HF_ENDPOINT"):
         return os.environ["HF_ENDPOINT"].rstrip("/")
+    from huggingface_hub import constants  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
 
     return constants.ENDPOINT.rstrip("/")
 
@@ -55,6 +49,8 @@ def endpoint() -> str:
 def offline() -> bool:
     """huggingface_hub's offline mode: HF_HUB_OFFLINE (else TRANSFORMERS_OFFLINE) is 1, ON, YES or TRUE, in
     any case; "0", "false" or unset mean online. Read at each call, not once at import as huggingface_hub does."""
+
+    from huggingface_hub import constants  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
 
     value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
     return value is not None and value.upper() in constants.ENV_VARS_TRUE_VALUES
@@ -100,6 +96,7 @@ def transport_errors() -> tuple[type[BaseException], ...]:
 
 def hub_errors() -> tuple[type[BaseException], ...]:
     """Every exception huggingface_hub raises for a hub or network problem (not our bugs)."""
+    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
 
     return (HfHubHTTPError, OfflineModeIsEnabled, *transport_errors())
 
@@ -117,6 +114,7 @@ def _server_message(exc: BaseException) -> str:
 
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying: a network failure, a timeout, or a 5xx / 408 / 429 answer."""
+    from huggingface_hub.utils import HfHubHTTPError  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
 
     if isinstance(exc, transport_errors()):
         return True
@@ -127,6 +125,14 @@ def translate(exc: BaseException, repo: str, *, revision: str | None = None,
               path: str | None = None) -> R1runError | None:
     """r1run's error (message + hint) for a huggingface_hub / HTTP exception about `repo` (and the file or
     folder `path` in it), or None when it is not one we can name."""
+    from huggingface_hub.utils import (  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where = endpoint()
     if isinstance(exc, OfflineModeIsEnabled):
@@ -183,11 +189,13 @@ def retrying(call: Callable[[], T], backoff: Backoff = Backoff()) -> T:
 
 def auth_headers(token: str | bool | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     """Headers for file requests: user agent, the token when there is one, and `extra`."""
+    from huggingface_hub.utils import build_hf_headers  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
 
     return build_hf_headers(token=token, library_name=LIBRARY, headers=extra)
 
 
 def file_url(repo: str, path: str, revision: str | None = None, *, at: str | None = None) -> str:
     """The URL of a file in a repository on the hub (or on the hub at `at`)."""
+    from huggingface_hub import hf_hub_url  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
 
     return hf_hub_url(repo, path, revision=revision, endpoint=at or endpoint())

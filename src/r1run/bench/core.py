@@ -192,7 +192,6 @@ def run_sweep(o: BenchRequest, on_progress: Callable[[int, int, Progress], None]
 
 
 def finish(setup: Setup, rows: list[Row], build, logs, n_prompt, n_gen, repetitions, started) -> BenchReport:
-
     caps = pl.Caps.from_capabilities(setup.caps)
     bounds = [bnd.for_config(setup.target.info, setup.machine, caps, r.config, setup.default, setup.default_plan)
               for r in rows]
@@ -203,14 +202,12 @@ def finish(setup: Setup, rows: list[Row], build, logs, n_prompt, n_gen, repetiti
 
 
 def _profile(setup: Setup, rpc: tuple[str, ...]):
-
     return profile.find_for_target(setup.home, setup.target, rpc)
 
 
 # --- the saved / JSON form -----------------------------------------------------------------------
 
 def to_record(report: BenchReport, *, sha256: str | None = None, kind: str = "sweep") -> dict:
-
     s = report.setup
     info = s.target.info
     identity = store.machine_identity(())

@@ -132,7 +132,6 @@ def rows_from(inv: Invocation, records: list[dict]) -> list[Row]:
 
 
 def _failure(code: int, lines: list[str], log_path: Path) -> BenchFailed:
-
     watcher = LogWatcher(str(log_path))
     for line in lines:
         watcher.feed(line)

@@ -181,12 +181,10 @@ def _fmt(row: Row | None, metric: str) -> str:
 
 
 def _cpu():
-
     return detect_cpu()
 
 
 def profile_record(result: TuneResult, sha256: str, identity: dict, fingerprint: str) -> dict:
-
     s = result.report.setup
     info = s.target.info
 

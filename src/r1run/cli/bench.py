@@ -100,7 +100,6 @@ def bench(
 
 
 def _save(report, kind: str, record: dict | None = None) -> Path:
-
     s = report.setup
     status("hashing the model for --save (once per file; cached)")
     sha = store.model_sha256(s.home, [Path(sh.path) for sh in s.target.info.shards])
@@ -112,7 +111,6 @@ def _save(report, kind: str, record: dict | None = None) -> Path:
 
 
 def _tune(opts, fmt: str, save: bool) -> None:
-
     progress = render.Progress()
     with progress:
         result = tune.search(opts, on_progress=progress.update_step, on_setup=lambda s: render.show_setup(s, None))
@@ -123,7 +121,6 @@ def _tune(opts, fmt: str, save: bool) -> None:
 
 
 def _history(model: str | None, json_: bool) -> None:
-
     home = Home.from_env()
     records = store.load(home)
     if model:

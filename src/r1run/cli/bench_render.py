@@ -72,14 +72,12 @@ def _varying(rows) -> list[str]:
 
 
 def _settings(row, knobs: list[str]) -> str:
-
     if core.LLAMA_LABEL in row.labels and row.config.to_dict() == {}:
         return "(none)"
     return " ".join(f"{SHORT[k]}={getattr(row.config, k)}" for k in knobs) or "-"
 
 
 def show_report(report, fmt: str, saved: Path | None = None) -> None:
-
     if fmt == "json":
         rec = core.to_record(report)
         if saved is not None:
@@ -97,7 +95,6 @@ def show_report(report, fmt: str, saved: Path | None = None) -> None:
 
 
 def table(report, title: str | None = None):
-
     rows = report.rows
     knobs = _varying(rows)
     common = {k: v for k, v in rows[0].config.to_dict().items() if k not in knobs} if rows else {}
@@ -121,7 +118,6 @@ def table(report, title: str | None = None):
 
 
 def _summary(report) -> None:
-
     s = report.setup
     if report.fastest is not None:
         best = report.rows[report.fastest]
@@ -140,7 +136,6 @@ def _summary(report) -> None:
 
 
 def _csv_rows(report) -> tuple[list[str], list[list]]:
-
     header = ["labels", *sweep.KNOBS, "prompt_tps", "prompt_stddev", "gen_tps", "gen_stddev", "gen_min", "gen_max",
               "bound_tps", "bound_percent", "fastest"]
     rec = core.to_record(report)
@@ -172,8 +167,6 @@ def to_md(report) -> str:
 
 
 def show_tune(result, record: dict, path: Path, fmt: str) -> None:
-
-
     if fmt == "json":
         print_json(json.dumps({"profile": record, "profile_path": str(path),
                                "bench": core.to_record(result.report, kind="tune")}, indent=2))
@@ -200,7 +193,6 @@ def show_tune(result, record: dict, path: Path, fmt: str) -> None:
 
 
 def show_history(records: list[dict]) -> None:
-
     t = Table(title="saved benchmark results")
     for col in ("when", "model", "build", "rows", "fastest", "gen t/s", "default", "change"):
         t.add_column(col, justify="right" if col in ("rows", "gen t/s", "default", "change") else "left",

@@ -105,7 +105,6 @@ def run_build(request, home, tc):
 
 
 def _render_manifest(m) -> None:
-
     table = Table(title=f"llama.cpp build {m.id}", show_header=False)
     table.add_row("release", m.release)
     table.add_row("backend", f"{m.backend} ({m.backend_reason})")
@@ -119,7 +118,6 @@ def _render_manifest(m) -> None:
 
 
 def _render_list(builds, default, json_: bool) -> None:
-
     if json_:
         print_json(json.dumps({"default": default, "builds": [b.model_dump() for b in builds]}, indent=2))
         return

@@ -60,7 +60,6 @@ def debug_enabled() -> bool:
 
 
 def report_error(exc: R1runError) -> None:
-
     extra = getattr(exc, "tail", None)
     if extra:
         err().print("\n".join(escape(line) for line in extra), style="dim", highlight=False)

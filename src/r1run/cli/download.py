@@ -98,7 +98,6 @@ class DownloadProgress:
     """Per-file and overall bars on stderr (only on a terminal), status lines always."""
 
     def __init__(self) -> None:
-
         self.console = err()
         self.live = self.console.is_terminal
         self.progress = Progress(
@@ -118,7 +117,6 @@ class DownloadProgress:
         self.progress.__exit__(*exc)
 
     def events(self):
-
         return Events(on_bytes=self.on_bytes, on_check=self.on_check, on_retry=self.on_retry,
                       on_status=self.on_status, on_plan=self.on_plan, on_wait=self.on_wait,
                       on_file_done=self.on_file_done)
@@ -132,7 +130,6 @@ class DownloadProgress:
         return self.tasks[key]
 
     def on_plan(self, plan) -> None:
-
         self.sizes = {f.remote.path: f.remote.size for f in plan.files}
         t = plan.target
         have = plan.total_bytes - plan.need_bytes
@@ -166,7 +163,6 @@ class DownloadProgress:
         self._print(f"[dim]r1run:[/dim] another download into this folder is running ({holder}); waiting for it")
 
     def on_file_done(self, outcome) -> None:
-
         for kind in ("get", "check"):
             task = self.tasks.pop((kind, outcome.path), None)
             if task is not None:
@@ -182,8 +178,6 @@ class DownloadProgress:
 
 
 def _render_plan(plan, json_: bool) -> None:
-
-
     t = plan.target
     if json_:
         print_json(json.dumps({
@@ -211,7 +205,6 @@ def _render_plan(plan, json_: bool) -> None:
 
 
 def _render_result(result, json_: bool) -> None:
-
 
     m = result.manifest
     if json_:

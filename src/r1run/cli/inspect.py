@@ -53,7 +53,6 @@ def _per_layer(v: "int | list[int] | None") -> str:
 
 
 def _render(info: "ModelInfo", *, with_layers: bool) -> None:
-
     hp = info.hparams
     t = Table(title=info.name or info.source, show_header=False, title_justify="left")
     t.add_column(style="bold")
@@ -96,7 +95,6 @@ def _render(info: "ModelInfo", *, with_layers: bool) -> None:
 
 
 def _render_layers(info: "ModelInfo") -> None:
-
     t = Table(title="per layer (summed across shards)", title_justify="left")
     for col in ("layer", "kind", "bytes", "experts", "non-expert", "types", "shards"):
         t.add_column(col, justify="right" if col in ("layer", "bytes", "experts", "non-expert") else "left")

@@ -43,7 +43,6 @@ def _size(row) -> str:
 
 
 def _render(rows) -> None:
-
     styles = {"verified": "green", "partial": "yellow", "unverified": "yellow", "missing": "red"}
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="* = default quant", title_justify="left",
                   title_style="dim")

@@ -15,7 +15,6 @@ def _size(n: int) -> str:
 
 
 def render(report, console) -> None:
-
     m = report.machine
     devs = ", ".join(f"{d['name']} {size(d['free_bytes'])}" for d in m.devices) or "no GPU"
     console.print(f"[bold]{escape(report.model)}[/bold] on {escape(m.described or 'this machine')}: RAM "
@@ -62,7 +61,6 @@ def render(report, console) -> None:
 
 
 def _quote(flags: list[str]) -> str:
-
     return shlex.join(flags)
 
 

@@ -27,9 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, cast
 
-from huggingface_hub.file_download import http_get
-from huggingface_hub.utils import disable_progress_bars
-
 from r1run import hub
 from r1run.download.select import RemoteFile
 from r1run.download.verify import StreamHasher, hash_file
@@ -211,6 +208,9 @@ def fetch_file(
     cancel: threading.Event | None = None,
 ) -> FetchResult:
     """Bring `job.dest` to the hub's bytes, verified, resuming from `job.part`."""
+
+    from huggingface_hub.file_download import http_get  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
+    from huggingface_hub.utils import disable_progress_bars  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
 
     disable_progress_bars("huggingface_hub.http_get")  # r1run draws its own progress
     events = events or FileEvents()

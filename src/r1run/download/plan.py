@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from huggingface_hub import HfApi
-from huggingface_hub.hf_api import RepoFile as HfRepoFile
-
 from r1run import catalog as cat
 from r1run import hub
 from r1run.download import manifest as mf
@@ -172,6 +169,9 @@ def resolve(repo: str, revision: str, token: str | None = None, *, backoff: Back
     """
     if hub.offline():
         raise hub.offline_error()
+
+    from huggingface_hub import HfApi  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
+    from huggingface_hub.hf_api import RepoFile as HfRepoFile  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
 
     api = HfApi(endpoint=hub.endpoint(), token=token, library_name=hub.LIBRARY)
     with hub.explained(repo, revision=revision):

@@ -14,8 +14,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gguf.constants import MODEL_ARCH_NAMES, LlamaFileType
-
 from r1run.errors import GGUFError
 from r1run.gguf.model import HParams, KVLayout, LayerInfo, ModelInfo, ShardInfo, TensorEntry, TypeStats
 from r1run.gguf.reader import ArrayValue, Header, Value
@@ -101,6 +99,7 @@ def model_from_headers(headers: Sequence[Header], source: str | None = None) -> 
 
 
 def _known_architecture(arch: str) -> bool:
+    from gguf.constants import MODEL_ARCH_NAMES  # noqa: PLC0415  (heavy, optional: see ggml_types._tables)
 
     return arch in set(MODEL_ARCH_NAMES.values())
 
@@ -212,6 +211,7 @@ def _file_type_name(v: Value | None) -> str | None:
     ft = _int(v)
     if ft is None:
         return None
+    from gguf.constants import LlamaFileType  # noqa: PLC0415  (heavy, optional: see ggml_types._tables)
 
     guessed = bool(ft & LlamaFileType.GUESSED)
     try:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import math
 
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
-
 from r1run.errors import GGUFError
 
 
 @functools.lru_cache(maxsize=None)
 def _tables() -> tuple[dict[int, str], dict[int, tuple[int, int]]]:
+    # Heavy and optional: the official gguf package imports numpy and yaml (~110 ms); only reading a header
+    # r1run has not summarised yet needs these tables.
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType  # noqa: PLC0415
 
     names = {int(t): t.name for t in GGMLQuantizationType}
     sizes = {int(t): (int(b), int(s)) for t, (b, s) in GGML_QUANT_SIZES.items()}

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from huggingface_hub import HfApi
-from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils import hf_raise_for_status, http_stream_backoff
-
 from r1run import hub
 from r1run.errors import GGUFError, R1runError
 from r1run.gguf.analyze import model_from_headers
@@ -48,9 +44,10 @@ class HubSource:
         return data
 
     def _get(self, offset: int, end: int) -> bytes:
-
         headers = hub.auth_headers(self.token, {"Range": f"bytes={offset}-{end}"})
         # max_retries=0: r1run's own backoff (hub.retrying) decides about trying again
+        from huggingface_hub.utils import hf_raise_for_status, http_stream_backoff  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
+
         with http_stream_backoff("GET", self.url, headers=headers, max_retries=0) as r:
             hf_raise_for_status(r)
             if r.status_code != 206 and offset != 0:
@@ -67,6 +64,9 @@ class HubSource:
 def _list_gguf(repo_id: str, folder: str, revision: str | None, endpoint: str | None,
                token: str | bool | None) -> dict[str, int]:
     """path -> size of every .gguf file under `folder` ('' for the whole repo)."""
+
+    from huggingface_hub import HfApi  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
+    from huggingface_hub.hf_api import RepoFile  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
 
     api = HfApi(endpoint=endpoint or hub.endpoint(), token=token, library_name=hub.LIBRARY)
     with hub.explained(repo_id, revision=revision, path=folder):

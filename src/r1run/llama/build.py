@@ -60,7 +60,6 @@ class BuildEvents:
 
 
 def default_jobs() -> int:
-
     return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 

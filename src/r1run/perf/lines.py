@@ -109,7 +109,6 @@ OFFLOAD = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 
 MODEL_BUFFER = re.compile(r"^(?:llm_)?load_tensors:\s+(\S+) (?:model )?buffer size =\s*([\d.]+) MiB")
 """Weights per buffer type; one line per buffer (split GGUFs give several of the same name):
-
     load_tensors:   CPU_Mapped model buffer size =    92.10 MiB
     load_tensors: RPC0[127.0.0.1:50152] model buffer size =    92.10 MiB
     llm_load_tensors:      CUDA0 buffer size =  5127.53 MiB          (2024)

@@ -10,8 +10,6 @@ import json
 import re
 import time
 
-import numpy as np
-
 from r1run.errors import BadInput
 from r1run.fsutil import write_atomic
 
@@ -66,6 +64,7 @@ def parse_bandwidth_option(text: str | None) -> dict[str, float]:
 
 def measure_ram(seconds: float = 0.5) -> float:
     """Copy a 256 MiB numpy array a few times; bytes moved (read + write) per second, single thread."""
+    import numpy as np  # noqa: PLC0415  (heavy, ~50 ms, and needed once per machine: the result is cached)
 
     a = np.ones(PROBE_BYTES // 8, dtype=np.float64)
     b = np.empty_like(a)

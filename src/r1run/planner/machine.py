@@ -125,7 +125,6 @@ def with_overrides(base: MachineSpec, *, gpu_memory: str | None = None, ram: str
         spec = replace(spec, devices=devices + tuple(d for d in spec.devices if d.kind == "rpc"))
         desc.append(f"GPU {gpu_memory}")
     elif spec.unified and ram is not None and not any(d.kind == "gpu" for d in spec.devices):
-
         ws = metal_default_working_set(spec.ram, 0)
         spec = replace(spec, devices=(Device("MTL0", "gpu", gpu_name or "Apple GPU (unified memory)", ws,
                                              rates.get("gpu") or bw.known_bandwidth(gpu_name or "")),))

@@ -180,7 +180,6 @@ def _is_repo(text: str) -> bool:
 
 
 def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str]) -> ModelSource | None:
-
     m = mf.load(home, entry.key, name)
     if m is not None and m.complete and m.files:
         first = sorted(Path(m.dir) / f.path for f in m.files if f.path.endswith(".gguf"))
@@ -199,7 +198,6 @@ def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str])
         except R1runError as exc:
             warnings.append(f"{name}: could not read the header from the hub ({exc.message})")
     if entry.architecture == "deepseek2" and entry.repo == _r1_repo():
-
         if name in r1_quants.quant_names():
             return ModelSource(name, r1_quants.model_info(name), "synthetic")
     warnings.append(f"{name}: skipped, no header available offline")
@@ -207,7 +205,6 @@ def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str])
 
 
 def _r1_repo() -> str:
-
     return r1_quants.data_repo()
 
 

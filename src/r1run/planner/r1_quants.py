@@ -12,9 +12,6 @@ import functools
 import json
 from importlib import resources
 
-from gguf.constants import GGMLQuantizationType as Q
-from gguf.constants import LlamaFileType
-
 from r1run.errors import BadInput
 from r1run.gguf.analyze import model_from_headers
 from r1run.gguf.ggml_types import tensor_nbytes
@@ -38,8 +35,15 @@ def quant_names() -> list[str]:
 
 
 def _types():
+    from gguf.constants import GGMLQuantizationType  # noqa: PLC0415  (heavy, optional: see ggml_types._tables)
 
-    return Q
+    return GGMLQuantizationType
+
+
+def _file_type(name: str) -> int:
+    from gguf.constants import LlamaFileType  # noqa: PLC0415  (heavy, optional: see ggml_types._tables)
+
+    return int(LlamaFileType[f"MOSTLY_{name}"])
 
 
 def _tensors(d: dict, q: dict) -> list[tuple[str, tuple[int, ...], str]]:
@@ -78,7 +82,6 @@ def _kv(key: str, vtype: int, value) -> tuple[str, KeyValue]:
 
 
 def _metadata(name: str, d: dict, q: dict) -> dict[str, KeyValue]:
-
     a = "deepseek2"
     ints = {f"{a}.block_count": d["n_layer"], f"{a}.context_length": d["context_length"],
             f"{a}.embedding_length": d["n_embd"], f"{a}.feed_forward_length": d["n_ff"],
@@ -89,7 +92,7 @@ def _metadata(name: str, d: dict, q: dict) -> dict[str, KeyValue]:
             f"{a}.expert_feed_forward_length": d["n_ff_exp"], f"{a}.expert_count": d["n_expert"],
             f"{a}.expert_used_count": d["n_expert_used"], f"{a}.expert_shared_count": d["n_expert_shared"],
             f"{a}.leading_dense_block_count": d["n_dense"], f"{a}.vocab_size": d["n_vocab"],
-            "general.file_type": int(LlamaFileType[f"MOSTLY_{q['file_type']}"])}
+            "general.file_type": _file_type(q["file_type"])}
     kv = dict(_kv(k, _U32, v) for k, v in ints.items())
     kv.update([_kv("general.architecture", _STR, a), _kv("general.name", _STR, name),
                _kv("tokenizer.ggml.tokens", _ARR, ArrayValue(_STR, d["n_vocab"]))])
@@ -118,7 +121,6 @@ def _build(key: str, d: dict, q: dict) -> ModelInfo:
 
 
 def _build_uncached(key: str, d: dict, q: dict) -> ModelInfo:
-
     Q = _types()
     tensors = [(n, ne, int(Q[t]), tensor_nbytes(int(Q[t]), ne)) for n, ne, t in _tensors(d, q)]
     n_shards = q["shards"]
