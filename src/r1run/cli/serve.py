@@ -33,6 +33,9 @@ def serve(
             show_default=False)] = None,
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="Allow a non-loopback --host without --api-key.")] = False,
+    alias: Annotated[Optional[str], typer.Option(
+        "--alias", help="The model's name in the API and web UI [default: MODEL:QUANT, or the file's name without "
+            ".gguf].", show_default=False)] = None,
     gpu_layers: o.GpuLayersOpt = "auto",
     ctx_size: o.CtxOpt = None,
     threads: o.ThreadsOpt = "auto",
@@ -58,7 +61,9 @@ def serve(
     llama_bin: LlamaBinOpt = None,
 ) -> None:
     """Serve a model over an OpenAI-compatible API and web UI (llama-server) with r1run's tuning.
-    Extra llama-server flags go after --."""
+
+    The API and the web UI call the model MODEL:QUANT (deepseek-r1:UD-IQ1_S), or a file's name without .gguf;
+    --alias renames it. Extra llama-server flags go after --, e.g. `r1run serve smollm2 -- --metrics`."""
     home = Home.from_env()
     req = o.request(model=model, quant=quant, gpu_layers=gpu_layers, ctx=ctx_size, threads=threads,
                     n_predict=n_predict, temp=temp, min_p=min_p, seed=seed, cache_type_k=cache_type_k,
@@ -71,8 +76,9 @@ def serve(
     run = prepare(home, req, llama_bin, find_for_target)
     o.show_prepared(run)
     caps, target, spec = run.caps, run.target, run.config.spec
+    name = core.model_name(target, alias)
     if dry_run:
-        argv = args.server_argv(spec, caps, host=host, port=port, api_key=api_key)
+        argv = args.server_argv(spec, caps, host=host, port=port, api_key=api_key, alias=name)
         out().print(proc.quote(argv), highlight=False, markup=False)
         return
     core.check_bind(host, port, api_key, insecure)
@@ -81,7 +87,7 @@ def serve(
 
     with proc.sigterm_raises():
         server = core.start(spec, caps, host=host, port=port, api_key=api_key, run_dir=home.root / "run",
-                            logs=home.ensure(home.logs))
+                            logs=home.ensure(home.logs), alias=name)
         try:
             status(f"llama-server starting; log: {server.log_path}")
             size = sum(s.file_bytes for s in target.info.shards)
@@ -94,8 +100,12 @@ def serve(
                     raise
             status(f"ready in {took:.1f} s")
             usage.record(home, target.key, target.quant, "ran")
-            out().print(f"web UI:  {server.url}/", highlight=False)
+            if core.has_web_ui(server.url):
+                out().print(f"web UI:  {server.url}/", highlight=False)
+            else:
+                out().print(f"web UI:  {core.no_web_ui(run.install.build, req.extra)}", highlight=False, markup=False)
             out().print(f"API:     {server.url}/v1 (OpenAI-compatible)", highlight=False)
+            out().print(f"model:   {_reported_name(server.url, api_key, name)}", highlight=False, markup=False)
             out().print(f"example: {core.curl_example(server.url, bool(api_key))}", highlight=False, markup=False)
             status("Ctrl-C stops the server")
             code = server.child.wait()
@@ -113,6 +123,16 @@ def serve(
                 server.stop()
             elif server.key_file is not None:
                 server.key_file.unlink(missing_ok=True)
+
+
+def _reported_name(url: str, api_key: str | None, asked: str) -> str:
+    """The name /v1/models reports, which OpenAI clients must send (the file's path where llama-server has
+    no --alias)."""
+    try:
+        names = core.served_models(url, api_key)
+    except (OSError, ValueError):  # the server went away meanwhile: what was asked for
+        return asked
+    return names[0] if names else asked
 
 
 def _raise_if_worker_lost(server: core.Server, workers: tuple[str, ...]) -> None:

@@ -168,13 +168,17 @@ def chat_argv(spec: RunSpec, caps: Capabilities, system_prompt: str | None = Non
 
 
 def server_argv(spec: RunSpec, caps: Capabilities, *, host: str, port: int, api_key: str | None = None,
-                api_key_file: Path | None = None, reasoning_format: str | None = "deepseek") -> list[str]:
-    """llama-server with the same tuning; R1's reasoning returned apart (`reasoning_content`).
+                api_key_file: Path | None = None, reasoning_format: str | None = "deepseek",
+                alias: str | None = None) -> list[str]:
+    """llama-server with the same tuning; R1's reasoning returned apart (`reasoning_content`); the model
+    named `alias` in the API where this llama-server can (`--alias`; else it reports the file's path).
 
     Prefer `api_key_file` (the key stays out of the process list); `api_key` is for releases without it.
     """
     program = _require(caps, "server", "serving (llama-server)")
     argv = [str(program), "-m", str(spec.model), *run_flags(spec, caps), "--host", host, "--port", str(port)]
+    if alias and caps.programs["server"].has("--alias", "-a"):
+        argv += ["--alias", alias]
     if spec.n_predict is not None:
         argv += ["-n", str(spec.n_predict)]
     if api_key_file is not None:

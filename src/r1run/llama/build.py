@@ -13,13 +13,14 @@ from typing import Callable
 
 import psutil
 
-from r1run import __version__, proc
+from r1run import __version__, hub, proc
 from r1run.errors import BuildFailed
 from r1run.fsutil import locked
 from r1run.home import Home
-from r1run.llama import cmake, manifest, source, toolchain
+from r1run.llama import cmake, manifest, source, toolchain, ui
 from r1run.llama.cmake import Backend, Toolchain
 from r1run.llama.manifest import BuildManifest, SourceInfo
+from r1run.llama.ui import UiChoice, UiMode
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class BuildRequest:
     jobs: int | None = None  # None: physical cores
     force: bool = False
     extra_cmake: tuple[str, ...] = ()
+    ui: UiMode = UiMode.AUTO
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class BuildPlan:
     flags: list[str]
     dir: Path
     cmake_dir: Path
+    ui: UiChoice
     commands: list[list[str]] = field(default_factory=list)
 
 
@@ -83,9 +86,10 @@ def make_plan(req: BuildRequest, home: Home, tc: Toolchain) -> BuildPlan:
     release = req.source.release if known else "local"
     bid = build_id(release, backend, req.extra_cmake)
     bdir = home.builds / bid
+    ui_choice = ui.choose(req.ui, tc, offline=hub.offline())
     flags = cmake.cmake_flags(backend, ccache=bool(tc.ccache),
                               release_number=source.release_number(release) if known else None,
-                              extra=req.extra_cmake, gpu_present=tc.nvidia_gpu)
+                              extra=req.extra_cmake, gpu_present=tc.nvidia_gpu, ui=ui_choice.source)
     cdir = bdir / "cmake"
     commands = source.fetch_commands(req.source, home.sources) if req.source.kind != "path" else []
     tree = "<llama.cpp source>" if req.source.kind != "path" else str(req.source.path)
@@ -95,7 +99,7 @@ def make_plan(req: BuildRequest, home: Home, tc: Toolchain) -> BuildPlan:
         ["cmake", "--build", str(cdir), "--config", "Release", "-j", str(jobs), "--target",
          *[names[0] for names in cmake.PROGRAM_TARGETS.values()]],
     ]
-    return BuildPlan(bid, backend, reason, jobs, flags, bdir, cdir, commands)
+    return BuildPlan(bid, backend, reason, jobs, flags, bdir, cdir, ui_choice, commands)
 
 
 def _up_to_date(existing: BuildManifest | None, req: BuildRequest, plan: BuildPlan, digest: str | None) -> bool:
@@ -158,6 +162,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
 
         cmake_bin = toolchain.require_cmake()
         ev.on_status(f"backend: {plan.backend.value} ({plan.backend_reason})")
+        ev.on_status(f"web UI: {plan.ui.source} ({plan.ui.reason})")
         if fetched is None:
             ev.on_status(f"getting llama.cpp {req.source.release} (source: {req.source.kind})"
                          if req.source.kind != "path" else f"using llama.cpp from {req.source.path}")
@@ -190,14 +195,26 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
                               tail=help_out.stdout.splitlines()[-30:])
         ev.on_status(f"building {len(targets)} programs with {plan.jobs} jobs: {' '.join(targets.values())}")
 
+        said_ui: list[str] = []  # ui-assets.cmake's `UI: ...` lines: how the web UI was provisioned
+
         def on_line(line: str) -> None:
             pct = cmake.progress_of(line)
             if pct is not None:
                 ev.on_progress(pct, line)
+            elif "UI: " in line:
+                said_ui.append(line)
+                if "UI: running" in line or "UI: downloading" in line:  # minutes of npm, or a download
+                    ev.on_status("web UI: " + line.split("UI: ", 1)[1].strip())
 
         step([cmake_bin, "--build", str(cdir), "--config", "Release", "-j", str(plan.jobs), "--target",
               *targets.values()], "building llama.cpp", on_line)
         binaries = _install(cdir, plan.dir / "bin", targets)
+        ui_info = _ui_outcome(plan.ui, cdir, fetched.tree, said_ui, has_server="server" in binaries)
+        shutil.rmtree(cdir / ui.NODE_MODULES, ignore_errors=True)
+        if ui_info.source == "none" and plan.ui.source != "none":
+            ev.on_status(f"web UI: none: {ui_info.reason} (`r1run build --force` tries again)")
+        elif ui_info.source != "none":
+            ev.on_status(f"web UI: {ui_info.source}, embedded in llama-server")
         compiler_path = _read_cache_value(cdir / "CMakeCache.txt", "CMAKE_CXX_COMPILER")
         result = BuildManifest(
             id=plan.id,
@@ -215,10 +232,22 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
             built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             r1run_version=__version__,
             path=str(plan.dir),
+            ui=ui_info,
         )
         manifest.save(home, result)
         manifest.set_default(home, result.id)
         return BuildResult(result, False, fetched.note, log_path)
+
+
+def _ui_outcome(choice: UiChoice, cdir: Path, tree: Path, said: list[str], *, has_server: bool) -> manifest.UiInfo:
+    if not has_server:
+        return manifest.UiInfo(source="none", reason="this build has no llama-server")
+    try:
+        header: str | None = (cdir / ui.HEADER).read_text(errors="replace")
+    except OSError:
+        header = None  # a release before tools/ui
+    legacy = any((tree / p).is_file() for p in ui.LEGACY_ASSETS)
+    return ui.outcome(choice, header, legacy, said)
 
 
 def _find_binary(cdir: Path, target: str) -> Path | None:

@@ -29,6 +29,8 @@ class Toolchain:
     glslc: str | None = None
     vulkan_sdk: str | None = None
     ccache: str | None = None
+    npm: str | None = None  # npm and node build llama-server's web UI from source (`--ui npm`)
+    node: str | None = None
 
 
 def parse_backend(text: str) -> Backend | None:
@@ -86,8 +88,8 @@ BASE_FLAGS = (
     "-DLLAMA_BUILD_SERVER=ON",
     "-DLLAMA_BUILD_TOOLS=ON",
     "-DGGML_RPC=ON",
-    # Nothing may be fetched at build time: no prebuilt web UI, no curl/openssl.
-    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    # No curl/openssl in the programs; the web UI's flags come from `ui_flags` (upstream's default would
+    # download a prebuilt UI whether asked or not).
     "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_CURL=OFF",
 )
@@ -105,10 +107,19 @@ BACKEND_FLAGS: dict[Backend, tuple[str, ...]] = {
 CUDA_PORTABLE_ARCHS = "75;80;86;89;90"
 
 
+def ui_flags(source: str) -> list[str]:
+    """How llama-server's web UI is provisioned (r1run.llama.ui.choose): `npm` builds tools/ui with npm,
+    `prebuilt` downloads it from the hub, `none` neither. At most one, so the build log says which ran."""
+    build = "ON" if source == "npm" else "OFF"
+    prebuilt = "ON" if source == "prebuilt" else "OFF"
+    return [f"-DLLAMA_BUILD_UI={build}", f"-DLLAMA_USE_PREBUILT_UI={prebuilt}"]
+
+
 def cmake_flags(backend: Backend, *, ccache: bool, release_number: int | None = None,
-                commit: str | None = None, extra: tuple[str, ...] = (), gpu_present: bool = True) -> list[str]:
-    """The -D flags for configuring llama.cpp for one backend."""
-    flags = list(BASE_FLAGS) + list(BACKEND_FLAGS[backend])
+                commit: str | None = None, extra: tuple[str, ...] = (), gpu_present: bool = True,
+                ui: str = "none") -> list[str]:
+    """The -D flags for configuring llama.cpp for one backend, with the web UI from `ui` (npm, prebuilt, none)."""
+    flags = list(BASE_FLAGS) + ui_flags(ui) + list(BACKEND_FLAGS[backend])
     if backend is Backend.CUDA and not gpu_present:
         flags.append(f"-DCMAKE_CUDA_ARCHITECTURES={CUDA_PORTABLE_ARCHS}")
     flags.append(f"-DGGML_CCACHE={'ON' if ccache else 'OFF'}")

@@ -19,6 +19,13 @@ class SourceInfo(BaseModel):
     digest: str
 
 
+class UiInfo(BaseModel):
+    """llama-server's web UI in this build."""
+
+    source: str  # npm | prebuilt | tree | none
+    reason: str
+
+
 class BuildManifest(BaseModel):
     """Schema version 1 of `<R1RUN_HOME>/builds/<id>/manifest.json` (also `r1run build --json`)."""
 
@@ -38,6 +45,7 @@ class BuildManifest(BaseModel):
     built_at: str  # ISO 8601, UTC
     r1run_version: str
     path: str
+    ui: UiInfo | None = None  # None: built by an r1run that did not record it
 
     def missing_binaries(self) -> list[str]:
         return [role for role, p in self.binaries.items() if not Path(p).is_file()]

@@ -34,6 +34,8 @@ def detect() -> Toolchain:
         nvidia_gpu=_nvidia_gpu_present(),
         vulkan_sdk=os.environ.get("VULKAN_SDK"),
         ccache=proc.which("ccache"),
+        npm=proc.which("npm"),
+        node=proc.which("node"),
     )
 
 

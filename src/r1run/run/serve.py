@@ -16,8 +16,10 @@ from r1run.errors import BadInput, LlamaFailed
 from r1run.home import log_path_for
 from r1run.llama import args
 from r1run.llama.args import RunSpec
+from r1run.llama.manifest import BuildManifest
 from r1run.llama.probe import Capabilities
 from r1run.net import check_listen, is_loopback
+from r1run.run.target import Target
 
 # Loading reads the whole model once; allow for a slow disk (150 MB/s) on top of a fixed start-up.
 LOAD_FLOOR_S = 60.0
@@ -29,6 +31,21 @@ def check_bind(host: str, port: int, api_key: str | None, insecure: bool) -> Non
         raise BadInput(f"--host {host} would expose the model to the network without an API key",
                        "add --api-key KEY, or --insecure if this network is trusted")
     check_listen(host, port, in_use_hint="choose another with --port")
+
+
+def model_name(target: Target, alias: str | None) -> str:
+    """The model's name in the API (`/v1/models`, every response's `model`) and the web UI: `--alias`, else
+    `<catalog key>:<quant>`, else the file's name without `.gguf`."""
+    if alias is None:
+        return target.served_name or target.path.stem
+    name = alias.strip()
+    if not name:
+        raise BadInput("--alias is empty",
+                       f"give the model a name, or leave --alias out to call it {target.served_name}")
+    if "," in name:
+        raise BadInput(f"--alias {alias!r} holds a comma",
+                       "llama-server reads a comma as a list of names: give one name")
+    return name
 
 
 def load_timeout(model_bytes: int) -> float:
@@ -50,7 +67,7 @@ class Server:
 
 
 def start(spec: RunSpec, caps: Capabilities, *, host: str, port: int, api_key: str | None, run_dir: Path,
-          logs: Path, on_line: Callable[[str], None] | None = None) -> Server:
+          logs: Path, alias: str | None = None, on_line: Callable[[str], None] | None = None) -> Server:
     key_file = None
     server_probe = caps.programs.get("server")
     if api_key and server_probe is not None and server_probe.has("--api-key-file"):
@@ -60,7 +77,7 @@ def start(spec: RunSpec, caps: Capabilities, *, host: str, port: int, api_key: s
         with os.fdopen(fd, "w") as f:
             f.write(api_key + "\n")
     argv = args.server_argv(spec, caps, host=host, port=port, api_key=None if key_file else api_key,
-                            api_key_file=key_file)
+                            api_key_file=key_file, alias=alias)
     log_path = log_path_for(logs, "serve")
     child = proc.Child(argv, log_path=log_path, on_line=on_line)
     shown = f"[{host}]" if ":" in host else host
@@ -74,6 +91,35 @@ def health(url: str, timeout: float = 2.0) -> tuple[int, str]:
             return resp.status, resp.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
+
+
+def served_models(url: str, api_key: str | None, timeout: float = 10.0) -> list[str]:
+    """The model names llama-server reports at /v1/models (what OpenAI clients see)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with urllib.request.urlopen(urllib.request.Request(f"{url}/v1/models", headers=headers), timeout=timeout) as resp:
+        data = json.loads(resp.read())
+    return [m["id"] for m in data.get("data", []) if isinstance(m, dict) and "id" in m]
+
+
+def has_web_ui(url: str, timeout: float = 10.0) -> bool:
+    """Whether llama-server serves its web UI at `/`: 200, where a build without one answers 404 (401 with an
+    API key, since only the UI's own pages are public). Its assets are gzip-compressed, served only to a
+    client that accepts gzip (others get 415), as every browser does."""
+    req = urllib.request.Request(f"{url}/", headers={"Accept-Encoding": "gzip"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status == 200
+    except OSError:  # an HTTP error status (URLError is an OSError), or no answer: no page to point a browser at
+        return False
+
+
+def no_web_ui(build: BuildManifest | None, extra: tuple[str, ...]) -> str:
+    """Why `has_web_ui` found none (the build's manifest says, where r1run built it), and what gives one."""
+    if {"--no-ui", "--no-webui"} & set(extra):
+        return "off (--no-ui given to llama-server)"
+    why = build.ui.reason if build is not None and build.ui is not None else "GET / found no page"
+    return (f"no web UI in this build ({why}); rebuild with `r1run build --ui npm --force` (needs Node.js and npm) "
+            "or `--ui prebuilt` (downloads it); the API works without it")
 
 
 def wait_ready(server: Server, timeout: float, on_wait: Callable[[float], None] | None = None) -> float:

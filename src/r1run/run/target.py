@@ -12,7 +12,7 @@ from r1run.catalog import Settings
 from r1run.errors import BadInput
 from r1run.fsutil import write_atomic
 from r1run.gguf.model import ModelInfo
-from r1run.gguf.shards import locate
+from r1run.gguf.shards import locate, split_parts
 from r1run.home import Home
 from r1run.models import choose, resolve_local
 
@@ -34,6 +34,7 @@ class Target:
     key: str = ""  # what usage records: catalog key, repo id, or the file's absolute path
     quant: str = ""
     chosen_because: str | None = None  # why r1run picked this model when the user named none
+    served_name: str = ""  # what llama-server calls it (`serve --alias` overrides): catalog key:quant, or file stem
 
     def render(self, prompt: str) -> str:
         """The raw one-turn prompt in the model's format (as is when no format is known)."""
@@ -102,5 +103,11 @@ def resolve(home: Home, model: str | None, quant: str | None) -> Target:
             source = "none"
     template = settings.prompt_template or detected
     key = local.model if local.manifest is not None else str(local.main_path.resolve())
+    if local.manifest is not None:
+        served = f"{local.model}:{local.quant}" if local.quant else local.model
+    else:  # the file's name without .gguf, and without -00001-of-00003 for a split model
+        parts = split_parts(local.main_path.name)
+        served = parts[0] if parts else local.main_path.stem
     return Target(local.model if local.manifest is not None else path.name, local.main_path, settings, source, info,
-                  template, key=key, quant=local.quant, chosen_because=choice.reason and choice.describe())
+                  template, key=key, quant=local.quant, chosen_because=choice.reason and choice.describe(),
+                  served_name=served)
