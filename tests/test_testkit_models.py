@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import gguf
@@ -34,7 +35,9 @@ def complete(llama_bin: Path, model: Path, *extra: str, n: int = 16, ctx: int = 
     last lines, perf lines and generated text included. Lines arrive in order, so the
     eval line being there means nothing before it was lost.
     """
-    for _ in range(5):
+    for attempt in range(10):  # under load, several runs in a row have been seen to lose their last lines
+        if attempt:
+            time.sleep(0.2 * attempt)
         res = proc.run([llama_bin / "llama-completion", "-m", model, "-p", PROMPT, "-no-cnv", "-n", str(n),
                         "-c", str(ctx), "-t", "2", "--seed", "1", "-lv", "4", *extra], timeout=300)
         assert res.returncode == 0, res.stderr[-3000:]
