@@ -36,7 +36,8 @@ def _version(value: bool) -> None:
 
 
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show r1run's version."),
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Show r1run's version."),
 ) -> None:
     """From nothing to chatting with DeepSeek-R1 (and other very large GGUF models) on your own machine."""
 
@@ -48,7 +49,8 @@ def make_app(only: str | None = None) -> typer.Typer:
         name="r1run",
         help="From nothing to chatting with DeepSeek-R1 (and other very large GGUF models) on your own machine.",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
+        context_settings={"help_option_names": ["-h", "--help"]},
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import traceback
@@ -71,7 +72,8 @@ def report_error(exc: R1runError) -> None:
 
 
 def handle_errors(fn: F) -> F:
-    """Turn r1run's errors into message + hint and an exit code; Ctrl-C into exit 130."""
+    """Turn r1run's errors into message + hint and an exit code; Ctrl-C into exit 130. With --json the error is
+    also JSON on stdout, `{"error": message, "hint": hint, "exit_code": N}`, so a script reading stdout sees it."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -81,6 +83,8 @@ def handle_errors(fn: F) -> F:
             if debug_enabled():
                 traceback.print_exc()
             report_error(exc)
+            if kwargs.get("json_"):
+                print_json(json.dumps({"error": exc.message, "hint": exc.hint, "exit_code": int(exc.exit_code)}))
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             if debug_enabled():
@@ -94,8 +98,6 @@ def handle_errors(fn: F) -> F:
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (stable schema, see README).")]
 LlamaBinOpt = Annotated[
     Optional[Path],
-    typer.Option(
-        "--llama-bin", envvar="R1RUN_LLAMA_BIN", help="Folder holding llama.cpp programs to use instead of r1run's "
-            "build.",
-                 show_default=False),
+    typer.Option("--llama-bin", envvar="R1RUN_LLAMA_BIN",
+                 help="Folder holding llama.cpp programs to use instead of r1run's build.", show_default=False),
 ]

@@ -51,7 +51,11 @@ def perf(
         _render(report.runs)
 
     if not report.measured:
-        raise parse.nothing_measured(report.runs)
+        failure = parse.nothing_measured(report.runs)
+        if json_:  # the runs, failed ones included, are on stdout already: one JSON document, the error on stderr
+            report_error(failure)
+            raise typer.Exit(int(failure.exit_code))
+        raise failure
     if report.problems:
         raise typer.Exit(int(ExitCode.USAGE))
 

@@ -65,7 +65,9 @@ BandwidthOpt = Annotated[Optional[str], typer.Option(
 DeviceMemoryOpt = Annotated[Optional[str], typer.Option(
     "--device-memory", help="RPC workers' memory: host:port=24GiB,... or one size.", show_default=False)]
 
-EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+# Flags for llama.cpp itself go after `--` (they arrive as extra arguments); an option r1run does not know before
+# `--` is an error with a suggestion, so a typo never reaches llama.cpp unnoticed.
+EXTRA_ARGS = {"allow_extra_args": True}
 
 
 FLASH_ATTN = ("on", "off", "auto")
