@@ -1,6 +1,8 @@
-"""Byte sizes: the binary units r1run counts in, and the one way it writes a size for people."""
+"""The units r1run writes in: byte sizes (binary, one way of writing them for people) and UTC timestamps."""
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -14,3 +16,8 @@ def size(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{int(n)} B"
+
+
+def utc_now() -> str:
+    """Now as ISO 8601 UTC to the second: '2026-11-30T21:04:07Z' (manifests, usage records)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

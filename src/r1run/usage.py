@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Literal
 
 from r1run.fsutil import locked, write_atomic
 from r1run.home import Home
+from r1run.units import utc_now
 
 SCHEMA_VERSION = 1
 Action = Literal["downloaded", "ran"]
@@ -43,10 +43,6 @@ class Use:
         return "ran" if (self.ran_at or "") >= (self.downloaded_at or "") else "downloaded"
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def load(home: Home) -> list[Use]:
     """Every record, most recently used first; an unreadable file counts as empty."""
     try:
@@ -65,7 +61,7 @@ def record(home: Home, model: str, quant: str, action: Action) -> None:
         with locked(home.root / ".usage.lock"):
             rows = {(u.model, u.quant): u for u in load(home)}
             old = rows.get((model, quant), Use(model, quant))
-            now = _now()
+            now = utc_now()
             rows[(model, quant)] = Use(model, quant, now if action == "downloaded" else old.downloaded_at,
                                        now if action == "ran" else old.ran_at)
             write_atomic(home.usage_file, json.dumps({

@@ -27,7 +27,6 @@ unverified again, without reading a byte.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from pathlib import Path
 from typing import Optional
@@ -36,13 +35,10 @@ from pydantic import BaseModel, ValidationError
 
 from r1run.fsutil import write_atomic
 from r1run.home import Home
+from r1run.units import utc_now
 
 SCHEMA_VERSION = 1
 DIR_NAME = "_manifests"
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class FileRecord(BaseModel):
@@ -82,7 +78,7 @@ class FileRecord(BaseModel):
     def mark_verified(self) -> None:
         st = os.stat(self.local_path)
         self.mtime_ns = st.st_mtime_ns
-        self.verified_at = now_iso()
+        self.verified_at = utc_now()
 
 
 class Manifest(BaseModel):
@@ -142,7 +138,7 @@ def load_path(path: Path) -> Manifest | None:
 
 
 def save(home: Home, manifest: Manifest) -> Path:
-    manifest.updated_at = now_iso()
+    manifest.updated_at = utc_now()
     manifest.complete = bool(manifest.files) and all(f.state() == "verified" for f in manifest.files)
     path = path_for(home, manifest.model, manifest.quant)
     write_atomic(path, manifest.model_dump_json(indent=2) + "\n")
