@@ -62,7 +62,7 @@ def make_app(only: str | None = None) -> typer.Typer:
 
 
 # Commands that choose llama.cpp's thread count from how busy the CPUs are.
-_TUNING = ("chat", "serve", "quickstart", "bench")
+_TUNING = ("chat", "serve", "quickstart", "bench", "plan")
 
 
 def main() -> None:
