@@ -31,6 +31,14 @@ def test_what_follows_the_separator_reaches_llama_cpp_verbatim(home: Path, smoll
     assert shlex.split(res.stdout)[-3:] == ["--top-k", "5", "--no-such-flag"]
 
 
+@pytest.mark.llama
+def test_n_predict_minus_one_means_until_the_model_ends_as_in_llama_cpp(home: Path, smollm2: Path) -> None:
+    res = invoke("chat", str(smollm2), "-p", "hi", "-t", "1", "-n", "-1", "--dry-run")
+    assert res.exit_code == 0, res.output
+    argv = shlex.split(res.stdout)
+    assert argv[argv.index("-n") + 1] == "-1"
+
+
 def test_with_json_an_error_is_json_on_stdout_too(r1run_home: Path) -> None:
     res = invoke("plan", "no-such-model", "--json")
     assert res.exit_code == 2

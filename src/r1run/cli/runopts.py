@@ -133,8 +133,9 @@ def request(*, model: str | None, quant: str | None, gpu_layers: str = "auto", c
             unified: bool | None = None, bandwidth: str | None = None, device_memory: str | None = None,
             extra: tuple[str, ...] = (), profile: bool = True) -> Request:
     """The run Request from the options chat, serve, plan and bench share, each read and checked here once."""
+    # --n-predict is llama.cpp's own: -1 means "until the model ends", as it always passed through.
     for flag, value in (("--ctx-size", ctx), ("--batch-size", batch), ("--ubatch-size", ubatch),
-                        ("--parallel", parallel), ("--n-predict", n_predict)):
+                        ("--parallel", parallel)):
         if value is not None and value <= 0:
             raise BadInput(f"{flag} must be a positive number (got {value})", "e.g. --ctx-size 8192"
                            if flag == "--ctx-size" else None)
