@@ -55,6 +55,23 @@ def locked(path: Path, on_wait: Callable[[str], None] | None = None) -> Iterator
         lock.release()
 
 
+@contextlib.contextmanager
+def try_locked(path: Path) -> Iterator[bool]:
+    """Take the lock of `path` if nobody holds it; the block gets True when it did, False when another
+    process holds it (nothing waits)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
 def _holder(path: Path) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:

@@ -54,6 +54,23 @@ def load(home: Home) -> list[Use]:
     return sorted(rows, key=lambda u: u.last_at, reverse=True)
 
 
+def forget(home: Home, model: str, quant: str) -> None:
+    """Drop the record of MODEL QUANT (it was removed). Best effort, like `record`."""
+    try:
+        with locked(home.root / ".usage.lock"):
+            rows = [u for u in load(home) if (u.model, u.quant) != (model, quant)]
+            _write(home, rows)
+    except OSError:
+        pass
+
+
+def _write(home: Home, rows: list[Use]) -> None:
+    write_atomic(home.usage_file, json.dumps({
+        "schema_version": SCHEMA_VERSION,
+        "models": [u.__dict__ for u in sorted(rows, key=lambda u: u.last_at, reverse=True)],
+    }, indent=1))
+
+
 def record(home: Home, model: str, quant: str, action: Action) -> None:
     """Note that MODEL QUANT was just downloaded or run. Best effort: a home that cannot be written
     must not fail the download or the chat that called this."""
@@ -64,10 +81,7 @@ def record(home: Home, model: str, quant: str, action: Action) -> None:
             now = utc_now()
             rows[(model, quant)] = Use(model, quant, now if action == "downloaded" else old.downloaded_at,
                                        now if action == "ran" else old.ran_at)
-            write_atomic(home.usage_file, json.dumps({
-                "schema_version": SCHEMA_VERSION,
-                "models": [u.__dict__ for u in sorted(rows.values(), key=lambda u: u.last_at, reverse=True)],
-            }, indent=1))
+            _write(home, list(rows.values()))
     except OSError:
         pass
 

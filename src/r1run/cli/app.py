@@ -13,6 +13,7 @@ from r1run.cli import chat as chat_cmd
 from r1run.cli import doctor as doctor_cmd
 from r1run.cli import download as download_cmd
 from r1run.cli import inspect as inspect_cmd
+from r1run.cli import mine as mine_cmd
 from r1run.cli import models as models_cmd
 from r1run.cli import perf as perf_cmd
 from r1run.cli import plan as plan_cmd
@@ -24,8 +25,9 @@ from r1run.hardware import begin_cpu_window
 COMMANDS = {
     # In the order a person meets them (`r1run --help` lists them so).
     "build": build_cmd, "doctor": doctor_cmd, "models": models_cmd, "download": download_cmd,
+    "list": mine_cmd, "ls": mine_cmd, "rm": mine_cmd,
     "inspect": inspect_cmd, "plan": plan_cmd, "chat": chat_cmd, "serve": serve_cmd, "bench": bench_cmd,
-    "perf": perf_cmd, "worker": worker_cmd, "quickstart": quickstart_cmd,
+    "perf": perf_cmd, "worker": worker_cmd, "ps": mine_cmd, "stop": mine_cmd, "quickstart": quickstart_cmd,
 }
 
 
@@ -55,9 +57,11 @@ def make_app(only: str | None = None) -> typer.Typer:
         rich_markup_mode=None,
     )
     application.callback()(_root)
+    registered = set()
     for name, module in COMMANDS.items():
-        if only is None or name == only:
+        if (only is None or name == only) and module not in registered:
             module.register(application)
+            registered.add(module)
     return application
 
 

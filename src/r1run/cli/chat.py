@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from r1run import proc, usage
+from r1run import proc, running, usage
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, err, handle_errors, out, print_json, status, warn
@@ -82,7 +82,8 @@ def chat(
             out().print(proc.quote(argv), highlight=False, markup=False)
             return
         usage.record(home, target.key, target.quant, "ran")
-        _interactive(run, home, json_)
+        with running.registered(home, run.record("chat")):
+            _interactive(run, home, json_)
         return
 
     prompt_text = target.render(text)
@@ -90,7 +91,9 @@ def chat(
         o.show_prepared(run)
         out().print(proc.quote(args.oneshot_argv(spec, run.caps, prompt_text)), highlight=False, markup=False)
         return
-    result = stream_answer(run, home, prompt_text, hide_thinking=hide_thinking, json_=json_, retry=not no_retry)
+    with running.registered(home, run.record("chat")):
+        result = stream_answer(run, home, prompt_text, hide_thinking=hide_thinking, json_=json_,
+                               retry=not no_retry)
     if result.attempts[-1].exit_code == 0:  # llama.cpp loaded the model and answered
         usage.record(home, target.key, target.quant, "ran")
     finish(result, run, json_)

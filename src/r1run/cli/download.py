@@ -135,7 +135,8 @@ class DownloadProgress:
         have = plan.total_bytes - plan.need_bytes
         todo = f"{size(plan.need_bytes)} to fetch" if plan.need_bytes else "nothing to fetch"
         status(f"{t.model} {t.quant}: {len(plan.files)} file(s), {size(plan.total_bytes)} from "
-               f"{t.repo}@{plan.snapshot.commit[:12] or t.revision}; {todo}, {size(plan.free_bytes)} free in {t.dir}")
+               f"{t.repo}@{plan.snapshot.commit[:12] or t.revision}; {todo}, " + (
+               f"used in place in {plan.dir}" if plan.adopted else f"{size(plan.free_bytes)} free in {t.dir}"))
         if self.live:
             self.overall = self.progress.add_task("total", total=plan.total_bytes, completed=have)
             for f in plan.files:
@@ -182,7 +183,8 @@ def _render_plan(plan, json_: bool) -> None:
     if json_:
         print_json(json.dumps({
             "schema_version": 1, "dry_run": True, "model": t.model, "quant": t.quant, "repo": t.repo,
-            "revision": t.revision, "commit": plan.snapshot.commit or None, "dir": str(t.dir),
+            "revision": t.revision, "commit": plan.snapshot.commit or None, "dir": str(plan.dir),
+            "in_hf_cache": plan.adopted is not None,
             "offline": plan.offline, "total_bytes": plan.total_bytes, "need_bytes": plan.need_bytes,
             "free_bytes": plan.free_bytes, "margin_bytes": plan.margin, "disk_ok": plan.disk_ok,
             "files": [{"path": f.remote.path, "local_path": str(f.dest), "size": f.remote.size,
@@ -198,6 +200,9 @@ def _render_plan(plan, json_: bool) -> None:
         state = {"partial": f"partial ({size(f.have)})", "present": "present, not verified"}.get(f.state, f.state)
         table.add_row(f.remote.path, size(f.remote.size) if f.remote.size else "?", state)
     out().print(table)
+    if plan.adopted is not None:
+        out().print(f"found in the Hugging Face cache: {plan.dir} (used in place after verification)",
+                    highlight=False)
     out().print(f"total {size(plan.total_bytes)}; to fetch {size(plan.need_bytes)}; free in {t.dir}: "
                 f"{size(plan.free_bytes)} (needs {size(plan.need_bytes + plan.margin)} with margin)", highlight=False)
     if not plan.disk_ok:

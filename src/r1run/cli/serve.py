@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from r1run import proc, rpc, usage
+from r1run import proc, rpc, running, usage
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, status, warn
@@ -88,41 +88,44 @@ def serve(
     with proc.sigterm_raises():
         server = core.start(spec, caps, host=host, port=port, api_key=api_key, run_dir=home.root / "run",
                             logs=home.ensure(home.logs), alias=name)
-        try:
-            status(f"llama-server starting; log: {server.log_path}")
-            size = sum(s.file_bytes for s in target.info.shards)
-            with err().status("loading the model...") as spinner:
-                try:
-                    took = core.wait_ready(server, core.load_timeout(size),
-                                           lambda s: spinner.update(f"loading the model... {s:.0f} s"))
-                except R1runError:
+        with running.registered(home, run.record("serve", name=name, url=server.url,
+                                                       log=str(server.log_path))):
+            try:
+                status(f"llama-server starting; log: {server.log_path}")
+                size = sum(s.file_bytes for s in target.info.shards)
+                with err().status("loading the model...") as spinner:
+                    try:
+                        took = core.wait_ready(server, core.load_timeout(size),
+                                               lambda s: spinner.update(f"loading the model... {s:.0f} s"))
+                    except R1runError:
+                        _raise_if_worker_lost(server, req.rpc)
+                        raise
+                status(f"ready in {took:.1f} s")
+                usage.record(home, target.key, target.quant, "ran")
+                if core.has_web_ui(server.url):
+                    out().print(f"web UI:  {server.url}/", highlight=False)
+                else:
+                    out().print(f"web UI:  {core.no_web_ui(run.install.build, req.extra)}", highlight=False,
+                                markup=False)
+                out().print(f"API:     {server.url}/v1 (OpenAI-compatible)", highlight=False)
+                out().print(f"model:   {_reported_name(server.url, api_key, name)}", highlight=False, markup=False)
+                out().print(f"example: {core.curl_example(server.url, bool(api_key))}", highlight=False, markup=False)
+                status("Ctrl-C stops the server")
+                code = server.child.wait()
+                if code != 0:
                     _raise_if_worker_lost(server, req.rpc)
-                    raise
-            status(f"ready in {took:.1f} s")
-            usage.record(home, target.key, target.quant, "ran")
-            if core.has_web_ui(server.url):
-                out().print(f"web UI:  {server.url}/", highlight=False)
-            else:
-                out().print(f"web UI:  {core.no_web_ui(run.install.build, req.extra)}", highlight=False, markup=False)
-            out().print(f"API:     {server.url}/v1 (OpenAI-compatible)", highlight=False)
-            out().print(f"model:   {_reported_name(server.url, api_key, name)}", highlight=False, markup=False)
-            out().print(f"example: {core.curl_example(server.url, bool(api_key))}", highlight=False, markup=False)
-            status("Ctrl-C stops the server")
-            code = server.child.wait()
-            if code != 0:
-                _raise_if_worker_lost(server, req.rpc)
-                last = [line for line in server.child.tail if line.strip()][-1:] or [f"exit code {code}"]
-                raise LlamaFailed(f"llama-server stopped (exit {code}): {last[0].strip()}",
-                                  f"full log: {server.log_path}")
-        except proc.Terminated:
-            server.stop()
-            status("stopped (SIGTERM)")
-            return
-        finally:
-            if server.child.poll() is None:
+                    last = [line for line in server.child.tail if line.strip()][-1:] or [f"exit code {code}"]
+                    raise LlamaFailed(f"llama-server stopped (exit {code}): {last[0].strip()}",
+                                      f"full log: {server.log_path}")
+            except proc.Terminated:
                 server.stop()
-            elif server.key_file is not None:
-                server.key_file.unlink(missing_ok=True)
+                status("stopped (SIGTERM)")
+                return
+            finally:
+                if server.child.poll() is None:
+                    server.stop()
+                elif server.key_file is not None:
+                    server.key_file.unlink(missing_ok=True)
 
 
 def _reported_name(url: str, api_key: str | None, asked: str) -> str:

