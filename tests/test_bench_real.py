@@ -12,7 +12,7 @@ from clihelp import invoke
 
 pytestmark = pytest.mark.llama
 
-TINY = ["-p", "16", "-n", "8", "-r", "2"]
+TINY = ["--prompt-tokens", "16", "-n", "8", "-r", "2"]
 
 
 def _json(res) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -46,3 +47,29 @@ def test_with_json_an_error_is_json_on_stdout_too(r1run_home: Path) -> None:
                                       "hint": "any hub repository works too: r1run download --repo owner/name "
                                               "--include 'PATTERN'", "exit_code": 2}
     assert "error: unknown model" in res.stderr
+
+
+COMMANDS = ["build", "doctor", "models", "download", "list", "rm", "ps", "stop", "inspect", "plan", "chat", "serve",
+            "bench", "perf", "worker", "quickstart"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_names_values_never_python_types(command: str) -> None:
+    res = invoke(command, "--help", env={"COLUMNS": "80"})
+    assert res.exit_code == 0
+    leaks = [line for line in res.stdout.splitlines()
+             if re.search(r"<(str|int|float|path|list\[.*\])>|\{[A-Za-z_]+\}|\bTEXT\b.*\bTEXT\b", line)]
+    assert leaks == []
+    assert re.match(r"Usage: r1run \S+ \[OPTIONS\]( \[?[A-Z]+\]?(\.\.\.)?)?$", res.stdout.splitlines()[0])
+
+
+def test_the_command_list_is_not_cut_at_80_columns() -> None:
+    lines = invoke("--help", env={"COLUMNS": "80"}).stdout.splitlines()
+    listed = lines[lines.index("Commands:") + 1:]
+    assert len(listed) >= len(COMMANDS) and not [line for line in listed if line.rstrip().endswith("...")]
+
+
+@pytest.mark.parametrize("command, hint", [("bench", "--prompt-tokens 16"), ("worker", "--port 16")])
+def test_p_is_always_a_prompt(r1run_home: Path, command: str, hint: str) -> None:
+    res = invoke(command, "-p", "16")
+    assert res.exit_code == 2 and "-p is a prompt's text" in res.output and hint in res.output

@@ -64,7 +64,7 @@ def test_the_designs_four_commands_run_the_quant_just_downloaded(hub_env: dict[s
     assert answer["path"].endswith("DeepSeek-R1-UD-IQ1_S-00001-of-00003.gguf")
     assert [a["exit_code"] for a in answer["attempts"]] == [0]
 
-    bench = run_cli("bench", "-p", "16", "-n", "8", "-r", "1", "-t", "2", "--json", env=hub_env)
+    bench = run_cli("bench", "--prompt-tokens", "16", "-n", "8", "-r", "1", "-t", "2", "--json", env=hub_env)
     assert bench.returncode == 0, bench.stderr[-3000:]
     assert "model: deepseek-r1 UD-IQ1_S: the model you ran last" in bench.stderr
     report = json.loads(bench.stdout)

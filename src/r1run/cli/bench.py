@@ -49,7 +49,8 @@ def bench(
     batch_size: BatchList = None,
     ubatch_size: UbatchList = None,
     prompt_tokens: Annotated[int, typer.Option(
-        "--prompt-tokens", "-p", help="Prompt tokens per prompt test (0: none).")] = 128,
+        "--prompt-tokens", help="Prompt tokens per prompt test (0: none; llama-bench's -p).")] = 128,
+    bench_p: Annotated[Optional[str], typer.Option("-p", hidden=True)] = None,
     gen_tokens: Annotated[int, typer.Option("--gen-tokens", "-n", help="Tokens per generation test (0: none).")] = 32,
     repetitions: Annotated[int, typer.Option(
         "--repetitions", "-r", help="Repetitions of each test (medians are shown).")] = 3,
@@ -72,6 +73,9 @@ def bench(
 ) -> None:
     """Measure prompt and generation speed with llama-bench: sweep settings, compare with the bandwidth bound, tune."""
 
+    if bench_p is not None:  # llama-bench's -p; in r1run -p is always a prompt (chat, quickstart)
+        raise BadInput("bench has no -p: in r1run, -p is a prompt's text (chat, quickstart)",
+                       f"for {bench_p} prompt tokens per test: --prompt-tokens {bench_p} (llama-bench's -p)")
     if sum((json_, csv_, md)) > 1:
         raise BadInput("--json, --csv and --md cannot be combined", "pick one output format")
     if history:

@@ -25,7 +25,7 @@ def inspect(
     target: Annotated[Optional[str], typer.Argument(
         help="A .gguf file, any shard of a split model, a folder holding one model, hf://OWNER/REPO[/PATH] (headers "
              "only, over HTTP Range), or a catalog model [default: the model you downloaded or ran last].",
-        metavar="[TARGET]", show_default=False)] = None,
+        metavar="TARGET", show_default=False)] = None,
     quant: QuantOpt = None,
     revision: Annotated[Optional[str], typer.Option(help="Hub revision for hf:// targets.", show_default=False)] = None,
     layers: Annotated[bool, typer.Option("--layers", help="Also show bytes per layer.")] = False,

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def perf(
     logs: Annotated[list[Path], typer.Argument(
-        help="llama.cpp output: saved stderr, llama-bench results, server responses; - for stdin.",
+        metavar="LOG", help="llama.cpp output: saved stderr, llama-bench results, server responses; - for stdin.",
                                                show_default=False)],
     json_: JsonOpt = False,
     csv_: Annotated[bool, typer.Option("--csv", help="Print one CSV row per run.")] = False,

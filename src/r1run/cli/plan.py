@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 def plan(
     model: Annotated[Optional[str], typer.Argument(
         help="Catalog model (e.g. deepseek-r1) or a GGUF file/folder [default: the model you downloaded or ran last].",
-        show_default=False)] = None,
+        show_default=False, metavar="MODEL")] = None,
     quant: Annotated[Optional[list[str]], typer.Option(
         "--quant", "-q", help="Quant(s) of a catalog model [default: its default].", show_default=False)] = None,
     all_quants: Annotated[bool, typer.Option("--all-quants", help="Plan every quant of the catalog model.")] = False,

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def quickstart(
     model: Annotated[Optional[str], typer.Argument(help="A catalog model [default: the small default model].",
-                                                   show_default=False)] = None,
+                                                   show_default=False, metavar="MODEL")] = None,
     quant: o.QuantOpt = None,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt to answer.")] = DEFAULT_PROMPT,
     n_predict: Annotated[int, typer.Option("--n-predict", "-n", help="Most tokens to generate.")] = 256,

@@ -16,7 +16,7 @@ from r1run.run.prepare import Prepared
 
 ModelArg = Annotated[Optional[str], typer.Argument(help="A catalog model (see `r1run models`) or a .gguf path / folder "
                                                         "[default: the model you downloaded or ran last].",
-                                                   show_default=False)]
+                                                   show_default=False, metavar="MODEL")]
 QuantOpt = Annotated[Optional[str], typer.Option(
     "--quant", "-q", help="Which quant of a catalog model.", show_default=False)]
 GpuLayersOpt = Annotated[str, typer.Option(

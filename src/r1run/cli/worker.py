@@ -14,6 +14,7 @@ from r1run import proc, rpc, running
 from r1run import worker as core
 from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, status, warn
 from r1run.cli.runopts import DryRunOpt, parse_count
+from r1run.errors import BadInput
 from r1run.home import Home, log_path_for
 from r1run.llama import discover
 from r1run.run.prepare import default_threads
@@ -29,7 +30,8 @@ def worker(
     host: Annotated[str, typer.Option(
         "--host", "-H", help="Address to listen on. Anything but loopback exposes this machine: RPC has no "
             "authentication.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 50052,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 50052,
+    worker_p: Annotated[Optional[str], typer.Option("-p", hidden=True)] = None,
     threads: Annotated[str, typer.Option(
         "--threads", "-t", help="CPU threads for the CPU device: auto (physical cores) or a number.")] = "auto",
     device: Annotated[Optional[str], typer.Option(
@@ -45,6 +47,9 @@ def worker(
     """Offer this machine's memory and devices to another machine's r1run (llama.cpp RPC server, foreground)."""
 
 
+    if worker_p is not None:  # the RPC server's -p; in r1run -p is always a prompt (chat, quickstart)
+        raise BadInput("worker has no -p: in r1run, -p is a prompt's text (chat, quickstart)",
+                       f"to listen on port {worker_p}: --port {worker_p}")
     home = Home.from_env()
     n_threads = parse_count(threads, "--threads", minimum=1)
     install = discover.find(home, llama_bin)
