@@ -54,4 +54,4 @@ def test_old_release_one_shot_for_real(old_bin: Path, smollm2: Path, r1run_home:
     data = json.loads(res.stdout)
     assert data["answer"].strip()
     assert data["summary"]["format"] == "llama_perf_context_print"  # the 2025 perf lines
-    assert data["summary"]["eval"]["tps"] > 0
+    assert data["summary"]["gen"]["tps"] > 0

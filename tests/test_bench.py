@@ -225,7 +225,7 @@ def test_results_round_trip(tmp_path):
 
 
 def test_fingerprint_ignores_free_memory_and_hostname():
-    a = {"os": "Linux", "arch": "x86_64", "cpu": "EPYC", "physical_cores": 2, "logical_cores": 2, "ram_gib": 23,
+    a = {"os": "Linux", "arch": "x86_64", "cpu": "EPYC", "physical_cores": 2, "logical_cores": 2, "ram_bytes": 23 << 30,
          "gpus": [], "rpc": [], "node": "a"}
     assert store.fingerprint(a) == store.fingerprint({**a, "node": "b"})
     assert store.fingerprint(a) != store.fingerprint({**a, "rpc": ["10.0.0.2:50052"]})
@@ -257,3 +257,18 @@ def test_cli_history_empty(r1run_home):
     res = invoke("bench", "--history")
     assert res.exit_code == 2
     assert "no saved benchmark results" in res.output and "--save" in res.output
+
+
+def test_saved_version_1_results_are_read_in_version_2_names(tmp_path):
+    home = Home(tmp_path / "home")
+    old = {"schema": "r1run.bench/1", "time": "2026-11-29T06:25:01+0100", "seconds": 41.2,
+           "machine": {"ram_gib": 23, "cpu": "EPYC"}, "model": {"name": "a"}}
+    store.results_file(home).parent.mkdir(parents=True)
+    store.results_file(home).write_text(json.dumps(old) + "\n")
+    rec, = store.load(home)
+    assert (rec["schema"], rec["started_at"], rec["took_s"]) == (store.SCHEMA, "2026-11-29T05:25:01Z", 41.2)
+    assert rec["machine"] == {"ram_bytes": 23 << 30, "cpu": "EPYC"} and "time" not in rec and "seconds" not in rec
+    identity = {"os": "Linux", "arch": "x86_64", "cpu": "EPYC", "physical_cores": 2, "logical_cores": 2, "gpus": [],
+                "rpc": []}
+    # profiles stored under a version-1 fingerprint are still found
+    assert store.fingerprint({**identity, "ram_bytes": 23 << 30}) == store.fingerprint({**identity, "ram_gib": 23})

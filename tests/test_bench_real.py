@@ -22,7 +22,7 @@ def _json(res) -> dict:
 
 def test_sweep_smollm2(home: Path, smollm2: Path) -> None:
     rec = _json(invoke("bench", str(smollm2), "--threads", "1,2", *TINY, "--bandwidth", "20GB/s", "--json"))
-    assert rec["schema"] == "r1run.bench/1"
+    assert rec["schema"] == "r1run.bench/2"
     rows = rec["rows"]
     # chat's own configuration (1 or 2 threads, by how busy the machine is) is one of the sweep's rows
     assert sorted(r["config"]["threads"] for r in rows) == [1, 2]

@@ -34,7 +34,7 @@ def test_oneshot_smollm2_answers_with_a_tps_summary(home: Path, smollm2: Path) -
     prompt = argv[argv.index("-p") + 1]
     assert prompt.startswith("<|im_start|>user\nWhat is the capital of France?")  # the model's ChatML format
     s = data["summary"]
-    assert s["status"] == "ok" and s["eval"]["tps"] > 0 and s["prompt"]["tokens"] > 5 and s["load_ms"] > 0
+    assert s["status"] == "ok" and s["gen"]["tps"] > 0 and s["prompt"]["tokens"] > 5 and s["load_ms"] > 0
     assert Path(data["log"]).is_file() and "common_perf_print" in Path(data["log"]).read_text()
 
 
@@ -62,7 +62,7 @@ def test_r1_shaped_model_uses_the_deepseek_format_and_settings(home: Path, r1_ti
     assert argv[argv.index("-p") + 1] == "<｜User｜>Hello<｜Assistant｜>"
     assert argv[argv.index("--temp") + 1] == "0.6" and argv[argv.index("--min-p") + 1] == "0.05"
     assert argv[argv.index("-ctk") + 1] == "q4_0"
-    assert data["summary"]["eval"]["tps"] > 0 and data["summary"]["eval"]["tokens"] >= 1
+    assert data["summary"]["gen"]["tps"] > 0 and data["summary"]["gen"]["tokens"] >= 1
 
 
 def test_dry_run_prints_the_command(home: Path, smollm2: Path) -> None:
@@ -90,7 +90,7 @@ def test_out_of_memory_on_a_capped_worker_retries_with_fewer_layers(home: Path, 
     last_argv = rest[-1]["argv"]
     assert int(last_argv[last_argv.index("-ngl") + 1]) < 31
     assert "retrying with GPU layers" in res.stderr
-    assert data["summary"]["eval"]["tps"] > 0
+    assert data["summary"]["gen"]["tps"] > 0
 
 
 def test_no_retry_stops_at_the_first_out_of_memory(home: Path, smollm2: Path, llama_bin: Path) -> None:

@@ -43,7 +43,7 @@ def test_n_predict_minus_one_means_until_the_model_ends_as_in_llama_cpp(home: Pa
 def test_with_json_an_error_is_json_on_stdout_too(r1run_home: Path) -> None:
     res = invoke("plan", "no-such-model", "--json")
     assert res.exit_code == 2
-    assert json.loads(res.stdout) == {"error": "unknown model 'no-such-model'; known models: deepseek-r1, smollm2",
+    assert json.loads(res.stdout) == {"schema": "r1run.error/1", "error": "unknown model 'no-such-model'; known models: deepseek-r1, smollm2",
                                       "hint": "any hub repository works too: r1run download --repo owner/name "
                                               "--include 'PATTERN'", "exit_code": 2}
     assert "error: unknown model" in res.stderr

@@ -274,7 +274,7 @@ def test_sigkill_mid_shard_then_rerun_fetches_only_the_missing_bytes(hub, home, 
     res = run_cli(*args, env=env)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["files"][0]["outcome"] == "resumed" and out["files"][0]["resumed_from"] == kept
+    assert out["files"][0]["outcome"] == "resumed" and out["files"][0]["resumed_from_bytes"] == kept
     assert hub.bytes_sent[path] == src.stat().st_size - kept  # only the missing bytes crossed the wire
     assert [r.range for r in hub.file_gets()] == [f"bytes={kept}-"]
     assert sha256(dest) == sha256(src) and not parts()

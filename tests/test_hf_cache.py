@@ -98,5 +98,5 @@ def test_a_damaged_copy_in_the_hf_cache_is_left_alone_and_downloaded_again(hub_e
     assert "does not match the hub's checksum; downloading to" in dl.stderr
     got = json.loads(dl.stdout)
     assert got["dir"] == str(Path(env["R1RUN_HOME"]) / "models" / R1)
-    assert got["fetched_bytes"] == sum(f["size"] for f in got["files"])
+    assert got["fetched_bytes"] == sum(f["size_bytes"] for f in got["files"])
     assert damaged.read_bytes() == before  # the user's cache is never written

@@ -59,7 +59,7 @@ def test_inspect_json_schema(tmp_path):
     res = run_cli(files[2], "--json")
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert data["schema_version"] == 1 and data["tensors"] is None
+    assert data["schema"] == "r1run.inspect/1" and data["tensors"] is None
     assert data["kv_layout"] == "original" and data["hparams"]["block_count"] == 5
     assert [s["split_no"] for s in data["shards"]] == [0, 1, 2]
     assert sum(layer["bytes"] for layer in data["layers"]) + data["non_layer_bytes"] == data["tensor_bytes"]

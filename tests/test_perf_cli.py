@@ -37,11 +37,11 @@ def test_json_schema(r1run_home):
     res = perf("--json", str(DATA / "b11434-server.err"), str(DATA / "b11434-bench.jsonl"))
     assert res.exit_code == 0
     doc = json.loads(res.stdout)
-    assert doc["schema"] == "r1run.perf/1"
+    assert doc["schema"] == "r1run.perf/2"
     assert [r["format"] for r in doc["runs"]] == ["server_slot", "server_slot", "bench_jsonl", "bench_jsonl"]
     run = doc["runs"][0]
     for key in ("source", "index", "line", "format", "program", "status", "error", "errors", "oom", "command", "build",
-                "model", "load_ms", "prompt", "eval", "sampling", "total_ms", "total_tokens", "offload", "buffers",
+                "model", "load_ms", "prompt", "gen", "sampling", "total_ms", "total_tokens", "offload", "buffers",
                 "kv_cache", "memory", "devices", "threads", "bench"):
         assert key in run
     assert set(run["prompt"]) == {"ms", "tokens", "ms_per_token", "tps"}

@@ -29,7 +29,7 @@ def test_completion_plain():
     assert (r.format, r.program, r.status) == ("common_perf_print", "llama-completion", "ok")
     assert r.load_ms == 2291.35
     assert (r.prompt.ms, r.prompt.tokens, r.prompt.ms_per_token, r.prompt.tps) == (86.64, 5, 17.33, 57.71)
-    assert (r.eval.ms, r.eval.tokens, r.eval.ms_per_token, r.eval.tps) == (1044.96, 31, 33.71, 29.67)
+    assert (r.gen.ms, r.gen.tokens, r.gen.ms_per_token, r.gen.tps) == (1044.96, 31, 33.71, 29.67)
     assert r.sampling.ms == 2.65
     assert (r.total_ms, r.total_tokens) == (1184.33, 36)
     assert (r.threads.n_threads, r.threads.n_threads_batch, r.threads.available) == (2, 2, 2)
@@ -52,7 +52,7 @@ def test_completion_verbose_memory():
 def test_server_log_one_summary_per_request():
     runs = parse_file(DATA / "b11434-server.err")
     assert [(r.format, r.program, r.index) for r in runs] == [("server_slot", "llama-server", 1), ("server_slot", "llama-server", 2)]
-    assert (runs[0].prompt.tokens, runs[0].prompt.tps, runs[0].eval.tokens, runs[0].eval.tps) == (5, 186.02, 12, 38.77)
+    assert (runs[0].prompt.tokens, runs[0].prompt.tps, runs[0].gen.tokens, runs[0].gen.tps) == (5, 186.02, 12, 38.77)
     assert (runs[1].prompt.tokens, runs[1].total_ms, runs[1].total_tokens) == (32, 948.58, 44)
 
 
@@ -70,7 +70,7 @@ def test_server_json_timings(name):
     raw = json.loads((DATA / name).read_text())["timings"]
     assert (r.format, r.program) == ("server_json", "llama-server")
     assert (r.prompt.tokens, r.prompt.ms, r.prompt.tps) == (raw["prompt_n"], raw["prompt_ms"], raw["prompt_per_second"])
-    assert (r.eval.tokens, r.eval.ms, r.eval.tps) == (raw["predicted_n"], raw["predicted_ms"], raw["predicted_per_second"])
+    assert (r.gen.tokens, r.gen.ms, r.gen.tps) == (raw["predicted_n"], raw["predicted_ms"], raw["predicted_per_second"])
 
 
 def test_server_stream_chunks():
@@ -78,12 +78,12 @@ def test_server_stream_chunks():
                                                       "predicted_n": 8, "predicted_ms": 80.0, "predicted_per_second": 100.0}}
     text = 'data: {"choices": [{"delta": {"content": "Hi"}}]}\n\n' + f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n"
     (r,) = parse_text(text)
-    assert (r.prompt.tps, r.eval.tps, r.total_tokens) == (200.0, 100.0, 12)
+    assert (r.prompt.tps, r.gen.tps, r.total_tokens) == (200.0, 100.0, 12)
 
 
 def test_cli_single_turn_stdout():
     r = one("b11434-cli-st.out")
-    assert (r.format, r.program, r.prompt.tps, r.eval.tps) == ("cli_timings", "llama-cli", 93.3, 62.2)
+    assert (r.format, r.program, r.prompt.tps, r.gen.tps) == ("cli_timings", "llama-cli", 93.3, 62.2)
     assert r.build == "b0-unknown" and r.model.endswith(".gguf")
 
 
@@ -98,8 +98,8 @@ def test_bench_formats(ext):
     runs = parse_file(DATA / f"b11434-bench.{ext}")
     assert [r.bench.test for r in runs] == ["pp16", "tg8"]
     pp, tg = runs
-    assert pp.prompt.tokens == 16 and pp.prompt.tps == pp.bench.avg_ts and pp.eval is None
-    assert tg.eval.tokens == 8 and tg.eval.tps == tg.bench.avg_ts and tg.prompt is None
+    assert pp.prompt.tokens == 16 and pp.prompt.tps == pp.bench.avg_ts and pp.gen is None
+    assert tg.gen.tokens == 8 and tg.gen.tps == tg.bench.avg_ts and tg.prompt is None
     for r in runs:
         assert r.program == "llama-bench" and r.format == f"bench_{ext}" and r.status == "ok"
         assert r.bench.stddev_ts == 0.0 and r.threads.n_threads == 2
@@ -129,7 +129,7 @@ build: 2c9f833d (4880)
     pp, tg = parse_text(text)
     assert pp.bench.params["n_gpu_layers"] == 8 and pp.bench.params["flash_attn"] == 1
     assert pp.bench.params["type_k"] == "q4_0" and pp.bench.params["backends"] == "CUDA"
-    assert (tg.bench.test, tg.bench.n_gen, tg.bench.n_depth, tg.eval.tps, tg.bench.stddev_ts) == ("tg128 @ d4096", 128, 4096, 3.31, 0.02)
+    assert (tg.bench.test, tg.bench.n_gen, tg.bench.n_depth, tg.gen.tps, tg.bench.stddev_ts) == ("tg128 @ d4096", 128, 4096, 3.31, 0.02)
     assert pp.build == "4880 (2c9f833d)"
 
 
@@ -138,7 +138,7 @@ build: 2c9f833d (4880)
 def test_llama_cli_2025_llama_perf_lines():
     r = one("llama-cli-2025-cuda.log")
     assert (r.format, r.program, r.build) == ("llama_perf_context_print", "llama-cli", "4880 (2c9f833d)")
-    assert (r.prompt.tokens, r.prompt.tps, r.eval.tokens, r.eval.tps) == (16, 8.54, 63, 3.42)
+    assert (r.prompt.tokens, r.prompt.tps, r.gen.tokens, r.gen.tps) == (16, 8.54, 63, 3.42)
     assert (r.sampling.tokens, r.sampling.tps) == (80, 8105.37)
     assert (r.offload.layers, r.offload.total) == (7, 62)
     # three mmapped shards on the host, one CUDA buffer: host buffers are never counted as GPU memory
@@ -154,14 +154,14 @@ def test_main_2024_print_timings():
     r = one("main-2024.log")
     assert (r.format, r.build, r.load_ms) == ("llama_print_timings", "2950 (db7a2a7b)", 1043.12)
     assert (r.sampling.ms, r.sampling.tokens) == (2.81, 32)
-    assert (r.prompt.tps, r.eval.tps, r.total_tokens) == (281.03, 107.77, 37)
+    assert (r.prompt.tps, r.gen.tps, r.total_tokens) == (281.03, 107.77, 37)
     assert [(b.kind, b.name, b.mib) for b in r.buffers if b.kind == "model"] == [("model", "CPU", 281.81), ("model", "CUDA0", 4403.49)]
     assert r.kv_cache.mib == 64.0 and (r.threads.n_threads, r.threads.n_threads_batch, r.threads.available) == (8, None, 16)
 
 
 def test_ik_llama_print_timings():
     r = one("ik-llama-cpu.log")
-    assert (r.format, r.prompt.tps, r.eval.tps, r.eval.tokens) == ("llama_print_timings", 10.33, 8.49, 127)
+    assert (r.format, r.prompt.tps, r.gen.tps, r.gen.tokens) == ("llama_print_timings", 10.33, 8.49, 127)
     assert r.kv_cache.mib == 291.59 and r.kv_cache.type_k is None  # MLA cache: `c^KV (q8_0)`, no K/V split
 
 
@@ -174,10 +174,10 @@ def test_unprefixed_early_2025_lines_and_timestamped_lines_agree():
 
 def test_colour_codes_and_jsonl_log_lines():
     coloured = "\x1b[32m0.00.766.654 I \x1b[0mcommon_perf_print:        eval time =     431.48 ms /    63 runs   (    6.85 ms per token,   146.01 tokens per second)\n"
-    assert parse_text(coloured)[0].eval.tps == 146.01
+    assert parse_text(coloured)[0].gen.tps == 146.01
     jsonl = json.dumps({"type": "log", "time": 1, "level": "info",
                         "msg": "common_perf_print:        eval time =     431.48 ms /    63 runs   (    6.85 ms per token,   146.01 tokens per second)\n"})
-    assert parse_text(jsonl + "\n")[0].eval.tokens == 63
+    assert parse_text(jsonl + "\n")[0].gen.tokens == 63
 
 
 def test_server_2024_print_timings_lines():
@@ -186,14 +186,14 @@ INFO [           print_timings] generation eval time =    1460.24 ms /    64 run
 INFO [           print_timings]           total time =    1775.05 ms | tid="1" timestamp=1716401236 id_slot=0 id_task=0 t_prompt_processing=314.81 t_token_generation=1460.24 t_total=1775.05
 """
     (r,) = parse_text(text)
-    assert (r.format, r.prompt.tps, r.eval.tokens, r.eval.tps, r.total_ms) == ("server_slot", 54.0, 64, 43.83, 1775.05)
+    assert (r.format, r.prompt.tps, r.gen.tokens, r.gen.tps, r.total_ms) == ("server_slot", 54.0, 64, 43.83, 1775.05)
 
 
 def test_nan_speeds_are_none_not_zero():
     text = "llama_perf_context_print: prompt eval time =       0.00 ms /     0 tokens (     nan ms per token,      nan tokens per second)\n" \
            "llama_perf_context_print:        eval time =     100.00 ms /    10 runs   (   10.00 ms per token,   100.00 tokens per second)\n"
     (r,) = parse_text(text)
-    assert r.prompt.tps is None and r.eval.tps == 100.0
+    assert r.prompt.tps is None and r.gen.tps == 100.0
 
 
 # --- several runs in one file -----------------------------------------------------------------------
@@ -342,7 +342,7 @@ def test_json_and_csv_export():
     doc = json.loads(to_json(runs))
     assert doc["schema"] == SCHEMA and len(doc["runs"]) == 2
     first = doc["runs"][0]
-    assert first["eval"]["tps"] == 5.07 and first["buffers"][0] == {"kind": "model", "name": "CPU_Mapped", "device": "host", "mib": 92.1}
+    assert first["gen"]["tps"] == 5.07 and first["buffers"][0] == {"kind": "model", "name": "CPU_Mapped", "device": "host", "bytes": 96573850}
     assert doc["runs"][1]["oom"]["target"] == "kv_cache"
     lines = to_csv(runs).splitlines()
     assert lines[0].split(",") == list(CSV_COLUMNS) and len(lines) == 3

@@ -46,8 +46,8 @@ def test_completion(llama_bin: Path, smollm2: Path, verbose: bool):
     assert res.returncode == 0, res.stderr[-2000:]
     (r,) = parse_text(res.stderr, "completion")
     assert (r.format, r.program, r.status) == ("common_perf_print", "llama-completion", "ok")
-    assert r.prompt.tokens >= 5 and r.eval.tokens == 15 and consistent(r.prompt) and consistent(r.eval)
-    assert r.load_ms > 0 and r.total_tokens == r.prompt.tokens + r.eval.tokens
+    assert r.prompt.tokens >= 5 and r.gen.tokens == 15 and consistent(r.prompt) and consistent(r.gen)
+    assert r.load_ms > 0 and r.total_tokens == r.prompt.tokens + r.gen.tokens
     assert (r.threads.n_threads, r.threads.n_threads_batch) == (2, 2)
     if verbose:
         assert (r.offload.layers, r.offload.total) == (31, 31)
@@ -67,7 +67,7 @@ def test_cli_single_turn(llama_bin: Path, smollm2: Path):
     assert "[ Prompt:" in res.stdout
     (r,) = parse_text(res.stdout + res.stderr, "cli")
     assert (r.format, r.program) == ("cli_timings", "llama-cli")
-    assert r.prompt.tps > 0 and r.eval.tps > 0 and r.model == str(smollm2)
+    assert r.prompt.tps > 0 and r.gen.tps > 0 and r.model == str(smollm2)
 
 
 def test_server_log_and_json(llama_bin: Path, smollm2: Path, tmp_path: Path):
@@ -105,10 +105,10 @@ def test_server_log_and_json(llama_bin: Path, smollm2: Path, tmp_path: Path):
         (r,) = parse_text(text, "response")
         assert (r.format, r.program) == ("server_json", "llama-server")
         # the log prints the same figures as the response, rounded to 2 decimals
-        assert (r.prompt.tokens, r.eval.tokens) == (logged.prompt.tokens, logged.eval.tokens)
-        assert r.eval.tps == pytest.approx(logged.eval.tps, abs=0.01)
+        assert (r.prompt.tokens, r.gen.tokens) == (logged.prompt.tokens, logged.gen.tokens)
+        assert r.gen.tps == pytest.approx(logged.gen.tps, abs=0.01)
         assert r.prompt.ms == pytest.approx(logged.prompt.ms, abs=0.01)
-    assert log_runs[0].eval.tokens == 8
+    assert log_runs[0].gen.tokens == 8
 
 
 @pytest.mark.parametrize("fmt", ["md", "csv", "json", "jsonl", "sql"])
@@ -120,7 +120,7 @@ def test_bench(llama_bin: Path, smollm2: Path, tmp_path: Path, fmt: str):
     pp, tg = parse_file(out)
     assert (pp.bench.test, tg.bench.test) == ("pp16", "tg8")
     assert pp.format == f"bench_{fmt}" and pp.program == "llama-bench"
-    assert pp.prompt.tps == pp.bench.avg_ts > 0 and tg.eval.tps == tg.bench.avg_ts > 0
+    assert pp.prompt.tps == pp.bench.avg_ts > 0 and tg.gen.tps == tg.bench.avg_ts > 0
     assert pp.threads.n_threads == 2 and tg.bench.n_gen == 8
     # a log captured with 2>&1 still yields the markdown table's rows
     if fmt == "md":
@@ -188,7 +188,7 @@ def test_r1run_log_of_two_runs(llama_bin: Path, smollm2: Path, tmp_path: Path):
                          log_path=log)
     assert ok == 0 and bad != 0
     first, second = parse_file(log)
-    assert first.status == "ok" and first.eval.tokens == 7 and "llama-completion" in first.command
+    assert first.status == "ok" and first.gen.tokens == 7 and "llama-completion" in first.command
     # the failed child's lines may be lost at its exit (see test_missing_model_fails): failed or incomplete
     assert second.status in ("failed", "incomplete") and not second.measured
     assert "gone.gguf" in second.command and second.index == 2

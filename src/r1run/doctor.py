@@ -37,8 +37,8 @@ class Report:
         return any(c.status == "fail" for c in self.checks)
 
     def to_dict(self) -> dict:
-        return {"ok": not self.failed, "checks": [asdict(c) for c in self.checks], "machine": self.machine,
-                "llama": self.llama}
+        return {"schema": "r1run.doctor/1", "ok": not self.failed, "checks": [asdict(c) for c in self.checks],
+                "machine": self.machine, "llama": self.llama}
 
 
 def _tool_check(name: str, needed_for: str, have_llama: bool) -> Check:
@@ -149,5 +149,6 @@ def check(home: Home, llama_bin: Path | None = None) -> Report:
     checks.append(_disk_check(home))
     checks.extend(_token_check())
     mdict = machine.to_dict()
+    mdict["ram_total_bytes"], mdict["ram_available_bytes"] = mdict.pop("ram_total"), mdict.pop("ram_available")
     mdict["gpus"] = [asdict(g) for g in gpus]
     return Report(checks, mdict, llama_info)

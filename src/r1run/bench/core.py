@@ -1,7 +1,7 @@
 """The `r1run bench` core: options in, a BenchReport out (runs llama-bench; never prints).
 
     report = core.run_sweep(core.BenchRequest(model="model.gguf", threads="1,2", flash_attn="on,off"))
-    record = core.to_record(report, home)       # the saved / --json form (schema r1run.bench/1)
+    record = core.to_record(report, home)       # the saved / --json form (schema r1run.bench/2)
 """
 
 from __future__ import annotations
@@ -214,8 +214,8 @@ def to_record(report: BenchReport, *, sha256: str | None = None, kind: str = "sw
     return {
         "schema": store.SCHEMA,
         "kind": kind,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(report.started or time.time())),
-        "seconds": round(report.seconds, 1),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(report.started or time.time())),
+        "took_s": round(report.seconds, 1),
         "machine": {**identity, "fingerprint": store.fingerprint(identity),
                     "ram_bandwidth_bytes_per_s": s.machine.cpu_bandwidth, "bandwidth_source": s.bandwidth_source},
         "llama_cpp": {"build": report.build, "origin": s.install.origin, "llama_bench": str(s.program)},

@@ -1,7 +1,7 @@
 """Saved benchmark results (`--save`, `--history`), model hashes and the machine fingerprint.
 
 Results are JSON lines in R1RUN_HOME/results/bench.jsonl, one line per `r1run bench --save`
-(schema `r1run.bench/1`, docs/bench.md). A model's sha256 is computed once and cached by
+(schema `r1run.bench/2`, docs/bench.md). A model's sha256 is computed once and cached by
 path + size + mtime in R1RUN_HOME/cache/sha256.json: hashing 130 GB takes minutes.
 """
 
@@ -10,13 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from datetime import datetime, timezone
 from pathlib import Path
 
 from r1run import hardware
 from r1run.errors import BadInput
 from r1run.fsutil import locked, write_atomic
 
-SCHEMA = "r1run.bench/1"
+SCHEMA = "r1run.bench/2"
+OLD_SCHEMA = "r1run.bench/1"  # read and upgraded: `time` (local), `seconds`, `machine.ram_gib`
 CHUNK = 8 << 20
 
 
@@ -75,14 +77,15 @@ def machine_identity(rpc: tuple[str, ...] = ()) -> dict:
     m = hardware.detect()
     return {
         "os": m.os, "arch": m.arch, "cpu": m.cpu.model, "physical_cores": m.cpu.physical_cores,
-        "logical_cores": m.cpu.logical_cores, "ram_gib": round(m.ram_total / 2**30),
+        "logical_cores": m.cpu.logical_cores, "ram_bytes": round(m.ram_total / 2**30) * 2**30,  # whole GiB
         "gpus": [f"{g.name} ({round(g.total_bytes / 2**30)} GiB)" for g in m.gpus if g.vendor != "rpc"],
         "rpc": sorted(rpc), "node": platform.node(),
     }
 
 
 def fingerprint(identity: dict) -> str:
-    keep = {k: identity[k] for k in ("os", "arch", "cpu", "physical_cores", "logical_cores", "ram_gib", "gpus", "rpc")}
+    keep = {k: identity[k] for k in ("os", "arch", "cpu", "physical_cores", "logical_cores", "gpus", "rpc")}
+    keep["ram_gib"] = identity["ram_bytes"] // 2**30 if "ram_bytes" in identity else identity["ram_gib"]  # as in /1
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -116,4 +119,20 @@ def load(home) -> list[dict]:
             raise BadInput(f"{path}:{n} is not JSON", "fix or delete that line") from None
         if isinstance(rec, dict) and rec.get("schema") == SCHEMA:
             out.append(rec)
+        elif isinstance(rec, dict) and rec.get("schema") == OLD_SCHEMA:
+            out.append(_upgrade(rec))
     return out
+
+
+def _upgrade(rec: dict) -> dict:
+    """A saved r1run.bench/1 record in version 2's names (UTC start time, seconds, RAM in bytes)."""
+    started = rec.pop("time", None)
+    try:
+        started = datetime.strptime(started, "%Y-%m-%dT%H:%M:%S%z").astimezone(timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError):
+        started = None
+    machine = dict(rec.get("machine") or {})
+    if "ram_gib" in machine:
+        machine["ram_bytes"] = machine.pop("ram_gib") * 2**30
+    return {**rec, "schema": SCHEMA, "started_at": started, "took_s": rec.pop("seconds", None), "machine": machine}

@@ -216,7 +216,8 @@ def show_history(records: list[dict]) -> None:
         base = rec.get("default") or {}
         cfg = " ".join(f"{SHORT.get(k, k)}={v}" for k, v in (best or {}).get("config", {}).items() if base.get(k) != v)
         build = str((rec.get("llama_cpp") or {}).get("build") or "?").split(" ")[0]
-        t.add_row(str(rec.get("time", "?"))[5:16].replace("T", " "), (rec.get("model") or {}).get("name") or "?", build,
+        when = str(rec.get("started_at") or "?")[5:16].replace("T", " ")
+        t.add_row(when, (rec.get("model") or {}).get("name") or "?", build,
                   str(len(rows)), cfg or "(default)", f"{value:.2f}" if value else "-", f"{dgen:.2f}" if dgen else "-",
                   change)
     out().print(t)

@@ -125,7 +125,8 @@ def _render_manifest(m) -> None:
 
 def _render_list(builds, default, json_: bool) -> None:
     if json_:
-        print_json(json.dumps({"default": default, "builds": [b.model_dump() for b in builds]}, indent=2))
+        print_json(json.dumps({"schema": "r1run.builds/1", "default": default,
+                               "builds": [json.loads(manifest.to_json(b)) for b in builds]}, indent=2))
         return
 
     table = Table(title="llama.cpp builds")

@@ -17,6 +17,7 @@ from r1run.cli.common import JsonOpt, LlamaBinOpt, err, handle_errors, out, prin
 from r1run.cli.render import tps_table
 from r1run.home import Home
 from r1run.llama import args
+from r1run.perf.export import run_json
 from r1run.perf.watcher import LogEvent
 from r1run.run import interactive, oneshot
 from r1run.run.prepare import Prepared, prepare
@@ -139,8 +140,9 @@ def _interactive(run: Prepared, home: Home, json_: bool) -> None:
     result = interactive.converse(run.config.spec, run.caps, logs=home.ensure(home.logs))
     status(f"log: {result.log_path}")
     if json_:
-        print_json(json.dumps({"exit_code": result.exit_code, "log": str(result.log_path),
-                               "turns": [s.model_dump(mode="json") for s in result.summaries]}, indent=2))
+        print_json(json.dumps({"schema": "r1run.chat/2", "interactive": True, "exit_code": result.exit_code,
+                               "log": str(result.log_path), "turns": [run_json(s) for s in result.summaries]},
+                              indent=2))
     elif result.summaries:
         err().print(tps_table(result.summaries, title="speed per answer"))
     if result.exit_code not in (0, 130):
@@ -157,15 +159,17 @@ def finish(result: oneshot.Answer, run: Prepared, json_: bool) -> None:
             warn(f"attempt failed: {a.oom}; changed {a.change}")
     if json_:
         print_json(json.dumps({
-            "schema": "r1run.chat/1",
-            "model": target.name,
+            "schema": "r1run.chat/2",
+            "interactive": False,
+            "model": target.key or target.name,
+            "quant": target.quant or None,
             "path": str(target.path),
             "answer": result.answer,
             "reasoning": result.reasoning,
             "interrupted": result.interrupted,
             "attempts": [{"argv": list(a.argv), "exit_code": a.exit_code, "oom": a.oom, "offloaded": a.offloaded,
                           "change": a.change} for a in result.attempts],
-            "summary": result.summary.model_dump(mode="json") if result.summary is not None else None,
+            "summary": run_json(result.summary) if result.summary is not None else None,
             "log": str(result.log_path),
         }, indent=2))
     elif result.summary is not None:

@@ -73,7 +73,8 @@ def report_error(exc: R1runError) -> None:
 
 def handle_errors(fn: F) -> F:
     """Turn r1run's errors into message + hint and an exit code; Ctrl-C into exit 130. With --json the error is
-    also JSON on stdout, `{"error": message, "hint": hint, "exit_code": N}`, so a script reading stdout sees it."""
+    also JSON on stdout, `{"schema": "r1run.error/1", "error": message, "hint": hint, "exit_code": N}`, so a script
+    reading stdout sees it."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -84,7 +85,8 @@ def handle_errors(fn: F) -> F:
                 traceback.print_exc()
             report_error(exc)
             if kwargs.get("json_"):
-                print_json(json.dumps({"error": exc.message, "hint": exc.hint, "exit_code": int(exc.exit_code)}))
+                print_json(json.dumps({"schema": "r1run.error/1", "error": exc.message, "hint": exc.hint,
+                                       "exit_code": int(exc.exit_code)}))
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             if debug_enabled():

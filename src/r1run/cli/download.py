@@ -182,12 +182,12 @@ def _render_plan(plan, json_: bool) -> None:
     t = plan.target
     if json_:
         print_json(json.dumps({
-            "schema_version": 1, "dry_run": True, "model": t.model, "quant": t.quant, "repo": t.repo,
+            "schema": "r1run.download/2", "dry_run": True, "model": t.model, "quant": t.quant, "repo": t.repo,
             "revision": t.revision, "commit": plan.snapshot.commit or None, "dir": str(plan.dir),
             "in_hf_cache": plan.adopted is not None,
             "offline": plan.offline, "total_bytes": plan.total_bytes, "need_bytes": plan.need_bytes,
             "free_bytes": plan.free_bytes, "margin_bytes": plan.margin, "disk_ok": plan.disk_ok,
-            "files": [{"path": f.remote.path, "local_path": str(f.dest), "size": f.remote.size,
+            "files": [{"path": f.remote.path, "local_path": str(f.dest), "size_bytes": f.remote.size,
                        "sha256": f.remote.sha256, "state": f.state, "have_bytes": f.have} for f in plan.files],
         }, indent=2))
         return
@@ -215,13 +215,15 @@ def _render_result(result, json_: bool) -> None:
     if json_:
         recs = {r.path: r for r in m.files}
         print_json(json.dumps({
-            "schema_version": 1, "model": m.model, "quant": m.quant, "repo": m.repo, "revision": m.revision,
+            "schema": "r1run.download/2", "dry_run": False, "model": m.model, "quant": m.quant, "repo": m.repo,
+            "revision": m.revision,
             "commit": m.commit, "source": m.source, "dir": m.dir, "manifest_path": str(result.manifest_path),
             "complete": m.complete, "total_bytes": m.total_bytes, "fetched_bytes": result.fetched_bytes,
-            "seconds": round(result.seconds, 3),
-            "files": [{"path": f.path, "local_path": f.local_path, "size": f.size, "sha256": recs[f.path].sha256,
-                       "verified_at": recs[f.path].verified_at, "outcome": f.outcome, "fetched": f.fetched,
-                       "resumed_from": f.resumed_from, "retries": f.retries} for f in result.files],
+            "took_s": round(result.seconds, 3),
+            "files": [{"path": f.path, "local_path": f.local_path, "size_bytes": f.size,
+                       "sha256": recs[f.path].sha256, "verified_at": recs[f.path].verified_at, "outcome": f.outcome,
+                       "fetched_bytes": f.fetched, "resumed_from_bytes": f.resumed_from, "retries": f.retries}
+                      for f in result.files],
         }, indent=2))
         return
     out().print(f"{m.model} {m.quant}: {len(m.files)} file(s), {size(m.total_bytes)}, all verified (sha256) "

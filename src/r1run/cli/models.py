@@ -28,7 +28,7 @@ def models(json_: JsonOpt = False) -> None:
     catalog = cat.load(home)
     rows = list_models(home, catalog)
     if json_:
-        print_json(json.dumps({"schema_version": 1, "default_model": catalog.default_model,
+        print_json(json.dumps({"schema": "r1run.models/1", "default_model": catalog.default_model,
                                "models": [r.to_json() for r in rows]}, indent=2))
         return
     _render(rows)

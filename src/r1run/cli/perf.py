@@ -71,11 +71,11 @@ def _render(runs: list[RunSummary]) -> None:
     for source in sources:
         rows = []
         for r in (r for r in runs if r.source == source):
-            tokens = "/".join(str(p.tokens) if p and p.tokens is not None else "-" for p in (r.prompt, r.eval))
+            tokens = "/".join(str(p.tokens) if p and p.tokens is not None else "-" for p in (r.prompt, r.gen))
             status = {"ok": "[green]ok[/green]", "failed": "[red]failed[/red]"}.get(r.status,
                                                                                     "[yellow]partial[/yellow]")
             rows.append([str(r.index), escape((r.program or "?").removeprefix("llama-")), status,
-                         _fmt(r.prompt.tps if r.prompt else None), _fmt(r.eval.tps if r.eval else None), tokens,
+                         _fmt(r.prompt.tps if r.prompt else None), _fmt(r.gen.tps if r.gen else None), tokens,
                          _fmt(r.load_ms / 1000 if r.load_ms is not None else None),
                          f"{r.offload.layers}/{r.offload.total}" if r.offload else "-",
                          str(r.threads.n_threads) if r.threads else "-", escape(_note(r))])

@@ -16,7 +16,7 @@ def tps_table(summaries, title: str = "speed"):
     for col in ("run", "load ms", "prompt tokens", "prompt t/s", "generated", "gen t/s", "offloaded"):
         table.add_column(col, justify="right")
     for s in summaries:
-        prompt, ev = s.prompt, s.eval
+        prompt, ev = s.prompt, s.gen
         table.add_row(
             str(s.index), _f(s.load_ms, "{:.0f}"),
             _f(prompt.tokens if prompt else None, "{}"), _f(prompt.tps if prompt else None),

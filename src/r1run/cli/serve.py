@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -9,12 +11,13 @@ import typer
 from r1run import proc, rpc, running, usage
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
-from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, status, warn
+from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, print_json, status, warn
 from r1run.errors import LlamaFailed, R1runError
 from r1run.home import Home
 from r1run.llama import args
 from r1run.run import serve as core
 from r1run.run.prepare import prepare
+from r1run.units import utc_now
 
 
 def register(app: typer.Typer) -> None:
@@ -59,6 +62,8 @@ def serve(
     dry_run: o.DryRunOpt = False,
     no_profile: o.NoProfileOpt = False,
     llama_bin: LlamaBinOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print events as JSON lines: ready (with the URLs), stopped.")]
+        = False,
 ) -> None:
     """Serve a model over an OpenAI-compatible API and web UI (llama-server) with r1run's tuning.
 
@@ -102,14 +107,22 @@ def serve(
                         raise
                 status(f"ready in {took:.1f} s")
                 usage.record(home, target.key, target.quant, "ran")
-                if core.has_web_ui(server.url):
-                    out().print(f"web UI:  {server.url}/", highlight=False)
+                ui = core.has_web_ui(server.url)
+                served = _reported_name(server.url, api_key, name)
+                if json_:
+                    _event("ready", url=server.url, api=f"{server.url}/v1", web_ui=f"{server.url}/" if ui else None,
+                           model=served, path=str(target.path), pid=os.getpid(), llama_pid=server.child.pid,
+                           load_s=round(took, 3), log=str(server.log_path))
                 else:
-                    out().print(f"web UI:  {core.no_web_ui(run.install.build, req.extra)}", highlight=False,
+                    if ui:
+                        out().print(f"web UI:  {server.url}/", highlight=False)
+                    else:
+                        out().print(f"web UI:  {core.no_web_ui(run.install.build, req.extra)}", highlight=False,
+                                    markup=False)
+                    out().print(f"API:     {server.url}/v1 (OpenAI-compatible)", highlight=False)
+                    out().print(f"model:   {served}", highlight=False, markup=False)
+                    out().print(f"example: {core.curl_example(server.url, bool(api_key))}", highlight=False,
                                 markup=False)
-                out().print(f"API:     {server.url}/v1 (OpenAI-compatible)", highlight=False)
-                out().print(f"model:   {_reported_name(server.url, api_key, name)}", highlight=False, markup=False)
-                out().print(f"example: {core.curl_example(server.url, bool(api_key))}", highlight=False, markup=False)
                 status("Ctrl-C stops the server")
                 code = server.child.wait()
                 if code != 0:
@@ -118,14 +131,21 @@ def serve(
                     raise LlamaFailed(f"llama-server stopped (exit {code}): {last[0].strip()}",
                                       f"full log: {server.log_path}")
             except proc.Terminated:
-                server.stop()
+                code = server.stop()
                 status("stopped (SIGTERM)")
+                if json_:
+                    _event("stopped", reason="SIGTERM", exit_code=code)
                 return
             finally:
                 if server.child.poll() is None:
                     server.stop()
                 elif server.key_file is not None:
                     server.key_file.unlink(missing_ok=True)
+
+
+def _event(event: str, **fields) -> None:
+    """One line of `serve --json`: {"schema": "r1run.serve/1", "event": ..., "at": ISO UTC, ...}."""
+    print_json(json.dumps({"schema": "r1run.serve/1", "event": event, "at": utc_now(), **fields}))
 
 
 def _reported_name(url: str, api_key: str | None, asked: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import time
 from typing import Annotated, Optional
 
@@ -12,13 +14,13 @@ from rich.table import Table
 
 from r1run import proc, rpc, running
 from r1run import worker as core
-from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, status, warn
+from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, print_json, status, warn
 from r1run.cli.runopts import DryRunOpt, parse_count
 from r1run.errors import BadInput
 from r1run.home import Home, log_path_for
 from r1run.llama import discover
 from r1run.run.prepare import default_threads
-from r1run.units import size
+from r1run.units import size, utc_now
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +45,8 @@ def worker(
         "--mem", help="Backend memory in MiB (only early-2025 RPC servers take it).", show_default=False)] = None,
     dry_run: DryRunOpt = False,
     llama_bin: LlamaBinOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print events as JSON lines: listening (with the devices), "
+                                        "stopped.")] = False,
 ) -> None:
     """Offer this machine's memory and devices to another machine's r1run (llama.cpp RPC server, foreground)."""
 
@@ -85,6 +89,10 @@ def worker(
             took = core.wait_listening(w)
             status(f"{install.origin}: {argv[0]} listening after {took:.1f} s; log: {w.log_path}")
             found = _ask(caps, w)
+            if json_:
+                _event("listening", endpoint=f"{host}:{port}", pid=os.getpid(), server_pid=w.child.pid,
+                       log=str(w.log_path), devices=[{"name": d.name, "total_bytes": d.total_bytes,
+                                                      "free_bytes": d.free_bytes} for d in found])
             t = Table(title=f"RPC worker {host}:{port}", title_justify="left")
             for col in ("device", "what", "memory", "free"):
                 t.add_column(col)
@@ -96,7 +104,8 @@ def worker(
             if not found:
                 for b in w.banner:
                     t.add_row(b.name, escape(b.description), size(b.total_bytes), size(b.free_bytes))
-            out().print(t)
+            if not json_:
+                out().print(t)
             ready[0] = True
             shown = "THIS-MACHINE-ADDRESS" if host == "0.0.0.0" else host
             status(f"on the main machine: r1run chat --rpc {shown}:{port}   (Ctrl-C stops this worker)")
@@ -104,13 +113,19 @@ def worker(
             line = w.last_error() or f"exit code {code}"
             raise rpc.WorkerError(f"the RPC server stopped (exit {code}): {line}", f"full log: {w.log_path}")
         except proc.Terminated:
-            if w is not None:
-                w.stop()
+            stopped = w.stop() if w is not None else None
             status("stopped (SIGTERM)")
+            if json_:
+                _event("stopped", reason="SIGTERM", exit_code=stopped)
         finally:
             if w is not None and w.child.poll() is None:
                 w.stop()
             err().file.flush()
+
+
+def _event(event: str, **fields) -> None:
+    """One line of `worker --json`: {"schema": "r1run.worker/1", "event": ..., "at": ISO UTC, ...}."""
+    print_json(json.dumps({"schema": "r1run.worker/1", "event": event, "at": utc_now(), **fields}))
 
 
 def _ask(caps, w):

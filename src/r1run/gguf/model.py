@@ -131,6 +131,7 @@ class ModelInfo(_Frozen):
     def to_json(self, *, include_tensors: bool = False, indent: int | None = 2) -> str:
         """The documented JSON form; `tensors` is null unless include_tensors."""
         data = self.model_dump(mode="json")
+        data = {"schema": f"r1run.inspect/{data.pop('schema_version')}", **data}  # r1run's JSON convention
         if not include_tensors:
             data["tensors"] = None
 

@@ -21,6 +21,7 @@ from r1run.llama import cmake, manifest, source, toolchain, ui
 from r1run.llama.cmake import Backend, Toolchain
 from r1run.llama.manifest import BuildManifest, SourceInfo
 from r1run.llama.ui import UiChoice, UiMode
+from r1run.units import utc_now
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
             targets=targets,
             binaries={role: str(p) for role, p in binaries.items()},
             build_seconds=round(time.monotonic() - started, 1),
-            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            built_at=utc_now(),
             r1run_version=__version__,
             path=str(plan.dir),
             ui=ui_info,

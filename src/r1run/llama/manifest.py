@@ -92,4 +92,6 @@ def all_builds(home: Home) -> list[BuildManifest]:
 
 
 def to_json(manifest: BuildManifest) -> str:
-    return json.dumps(manifest.model_dump(), indent=2)
+    """`build --json`: the manifest, tagged `r1run.build/<schema_version>` first (docs/json.md)."""
+    data = manifest.model_dump()
+    return json.dumps({"schema": f"r1run.build/{data.pop('schema_version')}", **data}, indent=2)

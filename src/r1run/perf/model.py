@@ -1,7 +1,7 @@
 """What a llama.cpp run measured: typed, frozen records shared by the parsers and renderers.
 
 Sizes are MiB as llama.cpp prints them; times are milliseconds; speeds are tokens per second.
-The JSON form (`RunSummary.model_dump(mode="json")`) is r1run's stable `perf` schema (docs/perf.md).
+The JSON form (`perf.export.run_json`: these fields, MiB turned into bytes) is r1run's `perf` schema (docs/perf.md).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from r1run.units import size
 
-SCHEMA = "r1run.perf/1"
+SCHEMA = "r1run.perf/2"
 
 Status = Literal["ok", "failed", "incomplete"]
 BufferKind = Literal["model", "kv", "compute", "output"]
@@ -26,10 +26,10 @@ class _Frozen(BaseModel):
 
 
 class Phase(_Frozen):
-    """One timed phase: prompt eval, eval (generation) or sampling."""
+    """One timed phase: prompt (llama.cpp's "prompt eval"), gen (its "eval") or sampling."""
 
     ms: float | None = None
-    tokens: int | None = None  # "runs" for eval and sampling lines: llama.cpp counts decode calls
+    tokens: int | None = None  # "runs" for gen and sampling lines: llama.cpp counts decode calls
     ms_per_token: float | None = None
     tps: float | None = None
 
@@ -150,7 +150,7 @@ class RunSummary(_Frozen):
     model: str | None = None
     load_ms: float | None = None
     prompt: Phase | None = None
-    eval: Phase | None = None
+    gen: Phase | None = None  # generation ("eval" in llama.cpp's logs)
     sampling: Phase | None = None
     total_ms: float | None = None
     total_tokens: int | None = None
@@ -165,7 +165,7 @@ class RunSummary(_Frozen):
     @property
     def measured(self) -> bool:
         """True when the run yielded at least one speed figure."""
-        return any(p is not None and p.tps is not None for p in (self.prompt, self.eval))
+        return any(p is not None and p.tps is not None for p in (self.prompt, self.gen))
 
     def buffer_mib(self, kind: BufferKind, device: DeviceKind | None = None) -> float:
         """Sum of buffers of one kind, optionally on one device kind (host buffers include mmapped weights)."""

@@ -114,7 +114,7 @@ def _from_objects(items: Iterable[Any], kind: str, source: str) -> list[RunSumma
                 build=bench.build_of(item),
                 model=str(item.get("model_filename") or item.get("model_type") or "") or None,
                 threads=Threads(n_threads=threads) if isinstance(threads, int) else None, bench=t, prompt=prompt,
-                eval=gen,
+                gen=gen,
             ))
         elif kind == "server_json" and server.has_timings(item):
             runs.append(RunSummary(source=source, index=len(runs) + 1, format=kind, program="llama-server",

@@ -26,7 +26,7 @@ def phases(obj: dict[str, Any]) -> dict[str, Any]:
     gen = _phase(t, "predicted")
     total_ms = (prompt.ms or 0.0) + (gen.ms or 0.0) if prompt.ms is not None or gen.ms is not None else None
     n = (prompt.tokens or 0) + (gen.tokens or 0) if prompt.tokens is not None or gen.tokens is not None else None
-    return {"prompt": prompt, "eval": gen, "total_ms": total_ms, "total_tokens": n,
+    return {"prompt": prompt, "gen": gen, "total_ms": total_ms, "total_tokens": n,
             "model": obj.get("model") if isinstance(obj.get("model"), str) else None,
             "build": obj.get("system_fingerprint") if isinstance(obj.get("system_fingerprint"), str) else None}
 

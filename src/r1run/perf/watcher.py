@@ -46,7 +46,7 @@ _FORMATS = {
     "llama_print_timings": "llama_print_timings",
     "print_timings": "server_slot",
 }
-_PHASE_KEYS = {"prompt eval": "prompt", "eval": "eval", "sampling": "sampling", "sample": "sampling"}
+_PHASE_KEYS = {"prompt eval": "prompt", "eval": "gen", "sampling": "sampling", "sample": "sampling"}
 _RUN_START = re.compile(r"^(?:\w+: llama backend init|Log start|initializing \.\.\.)\s*$")
 _CLI_BANNER = re.compile(r"^(?:build|model)\s+: (\S.*)$|^available commands:")
 _SERVER_TAGS = ("srv", "slot")
@@ -67,7 +67,7 @@ class _Block:
     line: int
     load_ms: float | None = None
     prompt: Phase | None = None
-    eval: Phase | None = None
+    gen: Phase | None = None
     sampling: Phase | None = None
     total_ms: float | None = None
     total_tokens: int | None = None
@@ -209,7 +209,7 @@ class LogWatcher:
         if tb is not None:
             run = self._current()
             prompt, gen = bench.phases(tb)
-            run.blocks.append(_Block(format="bench_md", line=self._n, bench=tb, closed=True, prompt=prompt, eval=gen))
+            run.blocks.append(_Block(format="bench_md", line=self._n, bench=tb, closed=True, prompt=prompt, gen=gen))
             run.keys.add("timing")
             run.hints.add("llama-bench")
             return LogEvent("bench", tb, text)
@@ -225,7 +225,7 @@ class LogWatcher:
                 run = self._current()
                 prompt, gen = bench.phases(tb)
                 run.blocks.append(_Block(format="bench_jsonl", line=self._n, bench=tb, closed=True, prompt=prompt,
-                                         eval=gen))
+                                         gen=gen))
                 run.keys.add("timing")
                 run.hints.add("llama-bench")
                 run.build = run.build or bench.build_of(rec)
@@ -309,7 +309,7 @@ class LogWatcher:
                 last.cli_seen = True  # llama-cli -lv 4 also logs the server slot's own, finer figures
                 return LogEvent("timing", last, text)
             block = _Block(format="cli_timings", line=self._n, closed=True, cli_seen=True,
-                           prompt=Phase(tps=L.num(m.group(1))), eval=Phase(tps=L.num(m.group(2))))
+                           prompt=Phase(tps=L.num(m.group(1))), gen=Phase(tps=L.num(m.group(2))))
             run.blocks.append(block)
             return LogEvent("timing", block, text)
 
@@ -478,7 +478,7 @@ def _summarise(run: _Run, source: str) -> list[RunSummary]:
         if b.bench is not None:
             fields.update(model=fields["model"] or str(b.bench.params.get("model_type", "")) or None,
                           threads=fields["threads"] or _bench_threads(b.bench))
-        out.append(RunSummary(format=b.format, status="ok", load_ms=b.load_ms, prompt=b.prompt, eval=b.eval,
+        out.append(RunSummary(format=b.format, status="ok", load_ms=b.load_ms, prompt=b.prompt, gen=b.gen,
                               sampling=b.sampling, total_ms=b.total_ms, total_tokens=b.total_tokens, bench=b.bench,
                               **fields))
     return out

@@ -107,7 +107,7 @@ class PlanReport(BaseModel):
 
     def to_json(self) -> str:
         data = self.model_dump(mode="json")
-        data["schema"] = data.pop("schema_")
+        data = {"schema": data.pop("schema_"), **data}  # the tag first (docs/json.md)
 
         return json.dumps(data, indent=2)
 
