@@ -135,4 +135,5 @@ def _upgrade(rec: dict) -> dict:
     machine = dict(rec.get("machine") or {})
     if "ram_gib" in machine:
         machine["ram_bytes"] = machine.pop("ram_gib") * 2**30
-    return {**rec, "schema": SCHEMA, "started_at": started, "took_s": rec.pop("seconds", None), "machine": machine}
+    took = rec.pop("seconds", None)
+    return {**rec, "schema": SCHEMA, "started_at": started, "took_s": took, "machine": machine}
