@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import logging
 import os
@@ -23,6 +24,32 @@ from typing import Callable, Iterator, Sequence
 from r1run.errors import ToolMissing
 
 log = logging.getLogger("r1run.proc")
+
+# Linux: children that must not outlive r1run ask the kernel for SIGTERM when their parent dies (even by
+# SIGKILL). prctl is looked up here, in the parent: between fork and exec only async-signal-safe calls belong.
+PR_SET_PDEATHSIG = 1
+_prctl = None
+if sys.platform.startswith("linux"):
+    try:
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # no libc prctl (an unusual libc): children may outlive r1run
+        _prctl = None
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec function for Popen: SIGTERM this child when `parent` (r1run) dies. Note Linux ties it to the
+    thread that started the child, so long-running children are started from threads that outlive them."""
+    if _prctl is None:
+        return None
+    prctl = _prctl
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # r1run died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
 
 # Flags whose value is a secret: never logged or printed.
 SECRET_FLAGS = frozenset({"--api-key", "--token", "--hf-token", "-hft"})
@@ -99,20 +126,24 @@ def stop(proc: subprocess.Popen, grace: float = GRACE_SECONDS, first: int = sign
 
 
 class Terminated(Exception):
-    """SIGTERM arrived while `sigterm_raises` was in force: stop the foreground server cleanly."""
+    """SIGTERM (or SIGHUP) arrived while `sigterm_raises` was in force: stop the foreground server cleanly.
+    `str(exc)` names the signal."""
 
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """For the block, SIGTERM raises `Terminated` in the main thread; the previous handler comes back after."""
+    """For the block, SIGTERM and SIGHUP (the terminal closed) raise `Terminated` in the main thread, so a
+    server stops cleanly; the previous handlers come back after."""
     def on_term(signum, frame):
-        raise Terminated()
+        raise Terminated(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    caught = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, on_term) for sig in caught}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def stream(
@@ -141,6 +172,7 @@ def stream(
             proc = subprocess.Popen(
                 args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
+                preexec_fn=_die_with_parent(os.getpid()),
             )
         except FileNotFoundError as exc:
             raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
@@ -193,7 +225,7 @@ class Child:
             self.proc = subprocess.Popen(
                 self.argv, stdout=stdout, stderr=subprocess.PIPE,
                 stdin=stdin if stdin is not None else subprocess.DEVNULL, env=env, text=True, errors="replace",
-                bufsize=1,
+                bufsize=1, preexec_fn=_die_with_parent(os.getpid()),
             )
         except FileNotFoundError as exc:
             self._sink.close()
@@ -276,7 +308,8 @@ def run_pty(
     errlog.flush()
     try:
         child = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=errlog if on_line is None else subprocess.PIPE,
-                                 env=env, start_new_session=True, close_fds=True)
+                                 env=env, start_new_session=True, close_fds=True,
+                                 preexec_fn=_die_with_parent(os.getpid()))
     except FileNotFoundError as exc:
         os.close(master)
         os.close(slave)

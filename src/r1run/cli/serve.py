@@ -83,7 +83,9 @@ def serve(
     caps, target, spec = run.caps, run.target, run.config.spec
     name = core.model_name(target, alias)
     if dry_run:
-        argv = args.server_argv(spec, caps, host=host, port=port, api_key=api_key, alias=name)
+        key_file = core.key_file_path(home.root / "run") if api_key and core.uses_key_file(caps) else None
+        argv = args.server_argv(spec, caps, host=host, port=port, api_key=None if key_file else api_key,
+                                api_key_file=key_file, alias=name)
         out().print(proc.quote(argv), highlight=False, markup=False)
         return
     core.check_bind(host, port, api_key, insecure)
@@ -105,6 +107,7 @@ def serve(
                     except R1runError:
                         _raise_if_worker_lost(server, req.rpc)
                         raise
+                server.forget_key()  # read at start: no key left on disk, even if r1run is killed later
                 status(f"ready in {took:.1f} s")
                 usage.record(home, target.key, target.quant, "ran")
                 ui = core.has_web_ui(server.url)
@@ -130,17 +133,16 @@ def serve(
                     last = [line for line in server.child.tail if line.strip()][-1:] or [f"exit code {code}"]
                     raise LlamaFailed(f"llama-server stopped (exit {code}): {last[0].strip()}",
                                       f"full log: {server.log_path}")
-            except proc.Terminated:
+            except proc.Terminated as signalled:
                 code = server.stop()
-                status("stopped (SIGTERM)")
+                status(f"stopped ({signalled})")
                 if json_:
-                    _event("stopped", reason="SIGTERM", exit_code=code)
+                    _event("stopped", reason=str(signalled), exit_code=code)
                 return
             finally:
                 if server.child.poll() is None:
                     server.stop()
-                elif server.key_file is not None:
-                    server.key_file.unlink(missing_ok=True)
+                server.forget_key()
 
 
 def _event(event: str, **fields) -> None:

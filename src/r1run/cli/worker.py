@@ -112,11 +112,11 @@ def worker(
             code = w.child.wait()
             line = w.last_error() or f"exit code {code}"
             raise rpc.WorkerError(f"the RPC server stopped (exit {code}): {line}", f"full log: {w.log_path}")
-        except proc.Terminated:
+        except proc.Terminated as signalled:
             stopped = w.stop() if w is not None else None
-            status("stopped (SIGTERM)")
+            status(f"stopped ({signalled})")
             if json_:
-                _event("stopped", reason="SIGTERM", exit_code=stopped)
+                _event("stopped", reason=str(signalled), exit_code=stopped)
         finally:
             if w is not None and w.child.poll() is None:
                 w.stop()

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 from r1run import proc
 from r1run.errors import BadInput, LlamaFailed
 from r1run.home import log_path_for
@@ -61,18 +63,51 @@ class Server:
 
     def stop(self) -> int:
         code = self.child.stop()
+        self.forget_key()
+        return code
+
+    def forget_key(self) -> None:
+        """Remove the API-key file: llama-server read it when it started (call once it is ready)."""
         if self.key_file is not None:
             self.key_file.unlink(missing_ok=True)
-        return code
+
+
+def clean_stale_keys(run_dir: Path) -> list[Path]:
+    """Remove API-key files left by r1run servers that died without cleaning up (SIGKILL, a crash); returns them.
+    A file is stale when the pid in its name is gone, or belongs to a process started after the file was written."""
+    removed = []
+    for f in run_dir.glob("api-key-*") if run_dir.is_dir() else ():
+        try:
+            pid, written = int(f.name.rsplit("-", 1)[1]), f.stat().st_mtime
+        except (ValueError, OSError):
+            continue
+        try:
+            stale = psutil.Process(pid).create_time() > written + 1
+        except psutil.Error:
+            stale = True
+        if stale:
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
+
+
+def uses_key_file(caps: Capabilities) -> bool:
+    """The API key goes to llama-server in a file (out of the process list) when it takes --api-key-file."""
+    server = caps.programs.get("server")
+    return server is not None and server.has("--api-key-file")
+
+
+def key_file_path(run_dir: Path) -> Path:
+    return run_dir / f"api-key-{os.getpid()}"
 
 
 def start(spec: RunSpec, caps: Capabilities, *, host: str, port: int, api_key: str | None, run_dir: Path,
           logs: Path, alias: str | None = None, on_line: Callable[[str], None] | None = None) -> Server:
     key_file = None
-    server_probe = caps.programs.get("server")
-    if api_key and server_probe is not None and server_probe.has("--api-key-file"):
+    clean_stale_keys(run_dir)
+    if api_key and uses_key_file(caps):
         run_dir.mkdir(parents=True, exist_ok=True)
-        key_file = run_dir / f"api-key-{os.getpid()}"
+        key_file = key_file_path(run_dir)
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(api_key + "\n")
