@@ -14,7 +14,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from r1run import home as home_module
 from r1run.errors import ExitCode, R1runError
+from r1run.home import Home
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -88,6 +90,17 @@ def handle_errors(fn: F) -> F:
                 print_json(json.dumps({"schema": "r1run.error/1", "error": exc.message, "hint": exc.hint,
                                        "exit_code": int(exc.exit_code)}))
             raise typer.Exit(int(exc.exit_code)) from None
+        except OSError as exc:
+            problem = _home_problem(exc)
+            if problem is None:
+                raise
+            if debug_enabled():
+                traceback.print_exc()
+            report_error(problem)
+            if kwargs.get("json_"):
+                print_json(json.dumps({"schema": "r1run.error/1", "error": problem.message, "hint": problem.hint,
+                                       "exit_code": int(problem.exit_code)}))
+            raise typer.Exit(int(problem.exit_code)) from None
         except KeyboardInterrupt:
             if debug_enabled():
                 traceback.print_exc()
@@ -95,6 +108,20 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _home_problem(exc: OSError) -> R1runError | None:
+    """An OS error writing under R1RUN_HOME (a file, read-only, full) as one line saying so; None for any other."""
+    home = Home.from_env()
+    where = str(exc.filename or "")
+    if not where or not os.path.abspath(where).startswith(os.path.abspath(home.root)):
+        return None
+    why = home.problem() or f"{where}: {exc.strerror or exc}"
+    return R1runError(f"cannot write r1run's home: {why}",
+                      "point R1RUN_HOME at a folder you can write (or unset it), or free space there")
+
+
+home_module.notice = warn  # messages about the home (e.g. logs moved to a temporary folder) as warning lines
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (stable schema, see README).")]

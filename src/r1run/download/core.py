@@ -129,7 +129,7 @@ def download(req: DownloadRequest, home: Home, events: Events | None = None, *, 
 
 def _download(target: DownloadTarget, req: DownloadRequest, home: Home, events: Events,
               policy: RetryPolicy) -> DownloadResult:
-    _ensure_writable(target.dir)  # before asking the network anything
+    _ensure_writable(target.dir, home)  # before asking the network anything
     p = _plan(target, req, home, events, policy)
     started = time.monotonic()
     with locked(target.dir / LOCK_NAME, events.on_wait):
@@ -161,13 +161,17 @@ def _download(target: DownloadTarget, req: DownloadRequest, home: Home, events: 
     return DownloadResult(m, path, outcomes, time.monotonic() - started)
 
 
-def _ensure_writable(folder: Path) -> None:
+def _ensure_writable(folder: Path, home: Home) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".r1run-write-test-{os.getpid()}"
         probe.touch()
         probe.unlink()
     except OSError as exc:
+        problem = home.problem() if folder.is_relative_to(home.root) else None
+        if problem:
+            raise BadInput(f"cannot download into r1run's home: {problem}",
+                           "point R1RUN_HOME at a folder you can write (or unset it)") from exc
         raise BadInput(f"cannot write to {folder}: {exc.strerror or exc}",
                        "pick a folder you can write with --dir PATH, or fix its permissions") from exc
 

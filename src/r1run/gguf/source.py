@@ -7,6 +7,7 @@ into the same reader (the tests add an in-memory one).
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -29,10 +30,12 @@ class FileSource:
     """A local file read with positioned reads (no shared file position, safe to reuse)."""
 
     def __init__(self, path: Path | str) -> None:
+        self._fd = -1  # so that __del__ of a half-made source has nothing to close
         self.path = Path(path)
         self.name = str(self.path)
         try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            # O_NONBLOCK: opening a FIFO for reading would block until a writer comes (forever)
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             raise GGUFError(f"{self.path}: no such file",
                             "check the path (a .gguf file, its first shard or a folder)") from None
@@ -40,7 +43,16 @@ class FileSource:
             raise GGUFError(f"{self.path} is a directory", "pass a .gguf file") from None
         except PermissionError:
             raise GGUFError(f"{self.path}: permission denied", "check the file's permissions") from None
-        self.size = os.fstat(self._fd).st_size
+        except OSError as exc:
+            raise GGUFError(f"{self.path}: cannot open ({exc.strerror})", "pass a readable .gguf file") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a file")
+            raise GGUFError(f"{self.path} is {kind}, not a regular file", "pass a .gguf file")
+        self._fd = fd
+        self.size = st.st_size
 
     def read(self, offset: int, n: int) -> bytes:
         if hasattr(os, "pread"):

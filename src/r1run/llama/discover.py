@@ -79,6 +79,6 @@ def find(home: Home, llama_bin: Path | None = None) -> LlamaInstall:
 
 
 def capabilities(install: LlamaInstall, home: Home) -> Capabilities:
-    cache = home.ensure(home.cache) / "probes.json"
+    cache = home.cache / "probes.json"  # probe_cached writes it when it can
     probes = {role: probe_cached(path, cache) for role, path in install.programs.items()}
     return derive(probes)

@@ -5,6 +5,7 @@ Command lines are built from these capabilities, never from a hard-coded release
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -102,7 +103,11 @@ def probe_cached(path: Path, cache_file: Path) -> ProgramProbe:
     """Probe once per (path, mtime, size); later calls read the cache."""
     path = path.resolve()
     key = _key(path)
-    with locked(cache_file.with_suffix(".lock")):
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(locked(cache_file.with_suffix(".lock")))
+        except OSError:  # the cache's folder cannot be written: probe without it
+            return probe_program(path)
         try:
             data = json.loads(cache_file.read_text())
             if data.get("schema") != PROBE_SCHEMA:
@@ -116,7 +121,8 @@ def probe_cached(path: Path, cache_file: Path) -> ProgramProbe:
         result = probe_program(path)
         entries[str(path)] = {"key": key, "probe": asdict(result)}
         data["schema"] = PROBE_SCHEMA
-        write_atomic(cache_file, json.dumps(data, indent=1))
+        with contextlib.suppress(OSError):  # a cache: an unwritable home only costs the next run a probe
+            write_atomic(cache_file, json.dumps(data, indent=1))
         return result
 
 

@@ -76,7 +76,10 @@ def read_cached(path: Path, cache_dir: Path) -> tuple[ModelInfo, str | None]:
     info = gguf.model_from_headers(headers, source=str(files[0]))
     template = headers[0].get("tokenizer.chat_template")
     template = template if isinstance(template, str) else None
-    write_atomic(entry, json.dumps({"info": info.model_dump(mode="json"), "chat_template": template}))
+    try:
+        write_atomic(entry, json.dumps({"info": info.model_dump(mode="json"), "chat_template": template}))
+    except OSError:
+        pass  # a cache: a home that cannot be written only costs the next run this read
     return info, template
 
 
@@ -93,7 +96,7 @@ def resolve(home: Home, model: str | None, quant: str | None) -> Target:
     if path.suffix == ".gguf" and not path.exists():
         raise BadInput(f"{path}: no such file", "check the path, or use MODEL --quant Q (see `r1run models`)")
     local = resolve_local(home, str(path) if path.is_file() else spec, quant)
-    info, chat_template = read_cached(local.main_path, home.ensure(home.cache) / "models")
+    info, chat_template = read_cached(local.main_path, home.cache / "models")
     detected = prompt_template_for(chat_template)
     settings, source = local.settings, "catalog"
     if local.manifest is None:  # a file given by path: no catalog entry
