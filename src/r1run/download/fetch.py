@@ -20,6 +20,7 @@ fetched again. Only a verified file is renamed to its final name.
 from __future__ import annotations
 
 import errno
+import glob
 import logging
 import os
 import threading
@@ -194,8 +195,9 @@ def _disk_error(exc: OSError, path: str) -> R1runError:
 
 def _remove_stale_parts(job: FileJob) -> None:
     """Partial files of other versions of this file (an older commit) cannot be resumed."""
-    for p in job.dest.parent.glob(f"{job.dest.name}.*.part"):
-        if p != job.part:
+    # The name comes from the hub: escaped, so `*.gguf` or `[x]` in it match only that file's own parts.
+    for p in job.dest.parent.glob(f"{glob.escape(job.dest.name)}.*.part"):
+        if p != job.part and p.name.endswith(".part") and p.name[len(job.dest.name) + 1:-5].isalnum():
             p.unlink(missing_ok=True)
 
 
@@ -253,6 +255,7 @@ def fetch_file(
                 integrity_failures += 1
                 reason = f"{checksum.algo} mismatch (got {digest[:12]}..., hub says {checksum.hexdigest[:12]}...)"
                 if integrity_failures >= policy.integrity_attempts:
+                    _restart(sink, checksum)  # these bytes are known bad: keep none of them for next time
                     raise DownloadFailed(
                         f"{path}: {reason} {integrity_failures} times",
                         "the hub's bytes do not match its own checksum; try again later or another --revision",

@@ -27,12 +27,15 @@ unverified again, without reading a byte.
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
 from pathlib import Path
 from typing import Optional
 
 from pydantic import BaseModel, ValidationError
 
+from r1run.errors import R1runError
 from r1run.fsutil import write_atomic
 from r1run.home import Home
 from r1run.units import utc_now
@@ -67,7 +70,7 @@ class FileRecord(BaseModel):
 
     def _has_partial(self) -> bool:
         target = Path(self.local_path)
-        for part in target.parent.glob(f"{target.name}.*.part"):
+        for part in target.parent.glob(f"{glob.escape(target.name)}.*.part"):  # the name is the hub's: no pattern
             try:
                 if part.stat().st_size > 0:
                     return True
@@ -137,11 +140,23 @@ def load_path(path: Path) -> Manifest | None:
         return None
 
 
+class NotSaved(R1runError):
+    """The manifest could not be written (a full disk, a read-only folder); the previous one is intact."""
+
+
 def save(home: Home, manifest: Manifest) -> Path:
+    """Write the manifest atomically: readers see the previous version or this one, never half of one."""
     manifest.updated_at = utc_now()
     manifest.complete = bool(manifest.files) and all(f.state() == "verified" for f in manifest.files)
     path = path_for(home, manifest.model, manifest.quant)
-    write_atomic(path, manifest.model_dump_json(indent=2) + "\n")
+    try:
+        write_atomic(path, manifest.model_dump_json(indent=2) + "\n")
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise NotSaved(f"{'the disk is full' if full else exc.strerror or exc} while saving {path}",
+                       "free some space and run the same command again: verified files stay on disk, and "
+                       "those recorded before are not hashed again" if full else
+                       "check that folder's permissions") from exc
     return path
 
 
