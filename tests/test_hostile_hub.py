@@ -100,3 +100,94 @@ def test_a_disk_that_fills_while_the_manifest_is_saved_keeps_the_last_one(home, 
         mf.save(home, bigger)
     assert path.read_text() == before and json.loads(before)["files"][0]["verified_at"]
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no half-written temporary left
+
+
+# --- malformed answers: one line, never a traceback -------------------------------------------------------
+
+def _one_line_error(res, *needles: str) -> None:
+    assert res.returncode != 0, res.stdout
+    assert "Traceback" not in res.stderr and "Exception" not in res.stderr, res.stderr[-2000:]
+    assert [line.split(":")[0] for line in res.stderr.splitlines() if line.startswith(("error:", "hint:"))] == [
+        "error", "hint"], res.stderr
+    for needle in needles:
+        assert needle in res.stderr, res.stderr
+
+
+def _cli_download(hub: HubServer, home: Home, *args: str):
+    from clihelp import run_cli
+
+    return run_cli("download", *args, env={"HF_ENDPOINT": hub.url, "R1RUN_HOME": str(home.root), "HF_TOKEN": "",
+                                           "R1RUN_DOWNLOAD_BACKOFF": "0.01", "R1RUN_DOWNLOAD_ATTEMPTS": "2"},
+                   timeout=120)
+
+
+GOOD_FILE = {"m.gguf": b"GGUF" + b"\0" * 4096}
+TREE = "/api/models/evil/repo/tree/"
+LFS = {"oid": "a" * 64, "size": 4100, "pointerSize": 130}
+
+
+@pytest.mark.parametrize("prefix, body, status, headers, needle", [
+    ("/api/models/evil/repo", b"<html><body>Please log in to the Wi-Fi</body></html>", 200, None,
+     "not the Hugging Face API's"),
+    ("/api/models/evil/repo", b'["not", "an", "object"]', 200, None, "not the Hugging Face API's"),
+    (TREE, b'{"path": "m.gguf"}', 200, None, "not the Hugging Face API's"),
+    (TREE, b'[{"type": "file", "path": "m.gguf", "oid": "' + b"b" * 40 + b'"}]', 200, None,
+     "not the Hugging Face API's"),
+    (TREE, b'[{"type": "file", "path": "m.gguf", "size": -5, "oid": "' + b"b" * 40 + b'"}]', 200, None,
+     "with size -5"),
+    (TREE, b'[{"type": "file", "path": "m.gguf", "size": 4100, "oid": "' + b"b" * 40 +
+     b'", "lfs": {"oid": "ab/../../x", "size": 4100, "pointerSize": 130}}]', 200, None, "not a sha256"),
+    (TREE, b'[{"type": "file", "path": "m.gguf", "size": 1, "oid": "' + b"b" * 40 + b'"}, {"type": "file", '
+     b'"path": "m.gguf/x.gguf", "size": 1, "oid": "' + b"c" * 40 + b'"}]', 200, None, "both as a file and as the folder"),
+    ("/api/models/evil/repo", b"", 302, {"Location": "/api/models/evil/repo/revision/main"}, "redirects in a loop"),
+])
+def test_a_malformed_hub_answer_is_one_line(hub, home, prefix, body, status, headers, needle) -> None:
+    hub.add_repo("evil/repo", GOOD_FILE)
+    hub.override(prefix, status, body, headers)
+    if status == 302:
+        hub.override("/api/models/evil/repo/revision/main", 302, b"", {"Location": "/api/models/evil/repo"})
+    _one_line_error(_cli_download(hub, home, "--repo", "evil/repo", "--include", "*.gguf"), needle)
+    assert not list((home.models / "evil").rglob("*.gguf")) if (home.models / "evil").exists() else True
+
+
+@pytest.mark.parametrize("text, needle", [
+    (b'default_model = "x"\n[models.x]\nname = "\xff\xfe"\n', "is not UTF-8"),
+    (b'[models.evil]\nrepo = "evil/.."\ndefault_quant = "Q"\n[models.evil.quants.Q]\ninclude = ["*.gguf"]\n',
+     "is not a hub repository id"),
+    (b'[models.".."]\nrepo = "a/b"\ndefault_quant = "Q"\n[models."..".quants.Q]\ninclude = ["*.gguf"]\n',
+     "model key '..'"),
+])
+def test_a_hostile_user_catalog_is_one_line(home, text: bytes, needle: str) -> None:
+    from clihelp import run_cli
+
+    home.root.mkdir(parents=True, exist_ok=True)
+    (home.root / "catalog.toml").write_bytes(text)
+    res = run_cli("models", env={"R1RUN_HOME": str(home.root)})
+    _one_line_error(res, needle)
+    assert not (home.models / "_manifests").exists()
+
+
+def test_a_dangling_models_link_is_named(hub, home, tmp_path) -> None:
+    hub.add_repo("evil/repo", GOOD_FILE)
+    home.root.mkdir(parents=True)
+    (home.root / "models").symlink_to(tmp_path / "unmounted-disk")
+    _one_line_error(_cli_download(hub, home, "--repo", "evil/repo", "--include", "*.gguf"),
+                    "is a symbolic link to", "which does not exist")
+
+
+def test_nonsense_hyperparameters_are_refused_not_planned(home, tmp_path) -> None:
+    import gguf
+    import numpy as np
+
+    from clihelp import run_cli
+
+    path = tmp_path / "bad.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_int32("llama.block_count", -1)
+    w.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    for command in ("plan", "inspect"):
+        _one_line_error(run_cli(command, str(path), env={"R1RUN_HOME": str(home.root)}), "llama.block_count is negative")

@@ -33,7 +33,10 @@ else:  # pragma: no cover
 # configs/ at the top of the repository is linked into the package, so wheels carry it too.
 BUILTIN_PATH = Path(__file__).resolve().parent / "configs" / "catalog.toml"
 USER_FILE_NAME = "catalog.toml"
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# The hub's own rule for ids (huggingface_hub's validate_repo_id): no `..` or `--`, no leading or trailing `.`/`-`.
+_REPO_PART = r"[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9_])?"
+_REPO_ID = re.compile(rf"^(?!.*(?:\.\.|--)){_REPO_PART}/{_REPO_PART}$")
+_MODEL_KEY = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][\w.-]{0,63}$")  # a folder name under _manifests/
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -149,6 +152,9 @@ class Catalog(BaseModel):
     @model_validator(mode="after")
     def _keys(self) -> "Catalog":
         for key, model in self.models.items():
+            if not _MODEL_KEY.match(key):
+                raise ValueError(f"model key {key!r}: letters, digits, '.', '_' and '-' only (no '..'), "
+                                 "starting with a letter or digit")
             model.key = key
             model.name = model.name or key
         if self.default_model not in self.models:
@@ -227,6 +233,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise R1runError(f"cannot read the catalog {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"{path} is not valid TOML: {exc}", "fix the file or move it away") from exc
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path} is not UTF-8 text (byte {exc.start})", "save it as UTF-8, or move it away") from exc
 
 
 def parse(data: dict[str, Any], source: str) -> Catalog:

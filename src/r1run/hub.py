@@ -182,6 +182,25 @@ def explained(repo: str, *, revision: str | None = None, path: str | None = None
         raise mine from exc
 
 
+@contextlib.contextmanager
+def answered(repo: str) -> Iterator[None]:
+    """For a block that reads the hub's API answers: an answer huggingface_hub cannot parse (a captive portal's
+    HTML, a wrong HF_ENDPOINT, a hostile server's JSON) or a redirect loop is one R1runError, not a traceback."""
+    try:
+        yield
+    except R1runError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise R1runError(f"the hub at {endpoint()} sent an answer about {repo} that is not the Hugging Face API's "
+                         f"({type(exc).__name__}: {str(exc)[:80]})",
+                         "check HF_ENDPOINT (a proxy or captive portal can answer with a web page)") from exc
+    except Exception as exc:
+        if type(exc).__name__ != "TooManyRedirects":
+            raise
+        raise R1runError(f"the hub at {endpoint()} redirects in a loop for {repo}",
+                         "check HF_ENDPOINT and any proxy in between") from exc
+
+
 def retrying(call: Callable[[], T], backoff: Backoff = Backoff()) -> T:
     """`call()` (one hub request), tried again after a network failure, a timeout or a 5xx / 408 / 429."""
     return _retrying(call, transient=lambda exc: isinstance(exc, hub_errors()) and is_transient(exc), backoff=backoff)

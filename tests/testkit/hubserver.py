@@ -119,6 +119,7 @@ class HubServer:
         self.tokens = set(tokens or ())
         self.repos: dict[str, Repo] = {}
         self.faults: list[Fault] = []
+        self.overrides: dict[str, tuple[int, bytes, dict[str, str]]] = {}
         self.bytes_sent: Counter[str] = Counter()
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -171,6 +172,12 @@ class HubServer:
         with self._lock:
             self.faults.append(fault)
         return fault
+
+    def override(self, prefix: str, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        """Answer every request whose path starts with `prefix` with this raw reply (a hostile or broken hub:
+        HTML instead of JSON, a malformed tree, a redirect loop)."""
+        with self._lock:
+            self.overrides[prefix] = (status, body, headers or {})
 
     def reset_counters(self) -> None:
         with self._lock:
@@ -296,6 +303,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self) -> None:
         split = urlsplit(self.path)
+        for prefix, (status, body, headers) in list(self.hub.overrides.items()):
+            if unquote(split.path).startswith(prefix):
+                ctype = "text/html" if body.lstrip().startswith(b"<") else "application/json"
+                return self._reply(status, body, headers, ctype=ctype)
         parts = [unquote(p) for p in split.path.split("/")[1:]]
         query = parse_qs(split.query)
         if parts[:1] == ["_cdn"] and len(parts) == 2:

@@ -162,6 +162,10 @@ def _download(target: DownloadTarget, req: DownloadRequest, home: Home, events: 
 
 
 def _ensure_writable(folder: Path, home: Home) -> None:
+    for p in (folder, *folder.parents):
+        if p.is_symlink() and not p.exists():
+            raise BadInput(f"{p} is a symbolic link to {os.readlink(p)}, which does not exist",
+                           "create its target (a disk that is not mounted?), or download elsewhere with --dir PATH")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".r1run-write-test-{os.getpid()}"

@@ -8,6 +8,7 @@ offline, the last manifest) and takes stats of the destination.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,22 +184,38 @@ def resolve(repo: str, revision: str, token: str | None = None, *, backoff: Back
     from huggingface_hub.hf_api import RepoFile as HfRepoFile  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
 
     api = HfApi(endpoint=hub.endpoint(), token=token, library_name=hub.LIBRARY)
-    with hub.explained(repo, revision=revision):
+    with hub.explained(repo, revision=revision), hub.answered(repo):
         info = hub.retrying(lambda: api.model_info(repo, revision=revision), backoff)
         commit = info.sha
-        if not commit:
+        if not isinstance(commit, str) or not _HEX40.fullmatch(commit):
             raise R1runError(f"the hub at {hub.endpoint()} gave no commit for {repo}@{revision}",
                              "is HF_ENDPOINT a Hugging Face hub?")
         entries = hub.retrying(lambda: list(api.list_repo_tree(repo, revision=commit, recursive=True)), backoff)
-    files = tuple(
-        RemoteFile(
-            path=e.path, size=e.size, git_oid=e.blob_id,
-            sha256=e.lfs.sha256 if e.lfs is not None else None,
-            xet=getattr(e, "xet_hash", None) is not None,
-        )
-        for e in entries if isinstance(e, HfRepoFile)
-    )
+        files = tuple(_remote_file(e, repo) for e in entries if isinstance(e, HfRepoFile))
     return Snapshot(repo=repo, revision=revision, commit=commit, files=files, gated=bool(getattr(info, "gated", False)))
+
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _remote_file(e, repo: str) -> RemoteFile:
+    """One tree entry, checked: what a hostile or broken hub sends must not reach the disk or a path."""
+    sha256 = e.lfs.sha256 if e.lfs is not None else None
+    bad = None
+    if not isinstance(e.path, str) or not e.path:
+        bad = "a file without a path"
+    elif not isinstance(e.size, int) or isinstance(e.size, bool) or e.size < 0:
+        bad = f"{e.path!r} with size {e.size!r}"
+    elif sha256 is not None and not (isinstance(sha256, str) and _HEX64.fullmatch(sha256)):
+        bad = f"{e.path!r} with LFS oid {str(sha256)[:80]!r} (not a sha256)"
+    elif sha256 is None and not (isinstance(e.blob_id, str) and _HEX40.fullmatch(e.blob_id)):
+        bad = f"{e.path!r} with git oid {str(e.blob_id)[:80]!r}"
+    if bad:
+        raise R1runError(f"the hub at {hub.endpoint()} listed {bad} in {repo}",
+                         "refusing to download from it; check HF_ENDPOINT")
+    return RemoteFile(path=e.path, size=e.size, git_oid=e.blob_id if isinstance(e.blob_id, str) else "",
+                      sha256=sha256, xet=getattr(e, "xet_hash", None) is not None)
 
 
 def _snapshot_from_manifest(m: mf.Manifest) -> Snapshot:

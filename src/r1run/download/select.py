@@ -110,6 +110,12 @@ def select(snapshot: Snapshot, patterns: Sequence[str]) -> list[RemoteFile]:
         )
     for f in chosen:
         safe_relative(f.path)
+    names = {f.path for f in chosen}
+    clash = next((f.path for f in chosen if any(p in names for p in _parents(f.path))), None)
+    if clash is not None:
+        parent = next(p for p in _parents(clash) if p in names)
+        raise R1runError(f"{snapshot.repo} lists {parent!r} both as a file and as the folder of {clash!r}",
+                         "refusing a download that would overwrite one with the other; narrow --include")
     problems = shard_problems(f.path for f in chosen)
     if problems:
         raise IncompleteShardSet(
@@ -117,6 +123,11 @@ def select(snapshot: Snapshot, patterns: Sequence[str]) -> list[RemoteFile]:
             "llama.cpp cannot load part of a set; try another --revision or quant, or widen --include",
         )
     return chosen
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def first_shards(paths: Sequence[str]) -> list[str]:

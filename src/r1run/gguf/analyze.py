@@ -135,6 +135,11 @@ def _hparams(h: Header, arch: str, tensors: list[TensorEntry], warnings: list[st
     if block_count is None:
         block_count = n_from_tensors
         warnings.append(f"no {arch}.block_count in the metadata: counted {block_count} layers from tensor names")
+    negative = [f"{arch}.{k}" for k, v in [("block_count", block_count), *values.items()]
+                if isinstance(v, int) and v < 0 or isinstance(v, list) and any(isinstance(x, int) and x < 0 for x in v)]
+    if negative:
+        raise GGUFError(f"{h.name}: {negative[0]} is negative in the header",
+                        "the file is corrupt or was written wrongly; r1run cannot plan with it")
     if max(block_count, n_from_tensors) > MAX_LAYERS:
         raise GGUFError(f"{h.name}: header claims {max(block_count, n_from_tensors)} layers",
                         "the file is corrupt or not a model r1run can read")
