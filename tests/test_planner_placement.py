@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from r1run import catalog as cat
 from r1run.errors import BadInput
+from r1run.home import Home
 from r1run.llama.args import Placement
 from r1run.planner import memory as mem
+from r1run.planner import published as pub
 from r1run.planner import r1_quants
 from r1run.planner.machine import MachineSpec, parse_size, parse_sizes, rpc_devices, with_overrides
 from r1run.planner.placement import Caps, override_pattern, plan_run
@@ -47,11 +51,15 @@ def test_synthetic_quants_match_published_sizes():
     from importlib import resources
 
     data = json.loads(resources.files("r1run.planner").joinpath("data/r1_quants.json").read_text(encoding="utf-8"))
+    catalog = cat.load(Home(Path("/nonexistent")))
+    # every DeepSeek-R1 quant of the catalog has a published size and a synthetic header, so none is dropped offline
+    assert set(r1_quants.quant_names()) == set(catalog.model("deepseek-r1").quants) == set(data["quants"])
     for q in r1_quants.quant_names():
-        published = data["quants"][q]["published_gib"]
+        published = pub.lookup(r1_quants.data_repo(), q)
+        assert published is not None and published.source
         info = r1_quants.model_info(q)
         assert info.architecture == "deepseek2" and info.hparams.block_count == 61 and info.kv_layout == "original"
-        assert abs(info.tensor_bytes / GiB - published) / published < 0.01
+        assert abs(info.file_bytes - published.bytes) / published.bytes < 0.01, q
         assert any("synthetic" in w for w in info.warnings)
 
 
