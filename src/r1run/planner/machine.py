@@ -143,9 +143,9 @@ def with_overrides(base: MachineSpec, *, gpu_memory: str | None = None, ram: str
         gpu_memory = f"{named.memory_bytes}B"
     if ram is not None and "cpu" not in rates and not (named and named.unified):
         # the RAM described is not this machine's: its measured bandwidth says nothing about it
-        spec = replace(spec, cpu_bandwidth=ASSUMED_RAM_BANDWIDTH,
-                       cpu_bandwidth_source=f"assumed {ASSUMED_RAM_BANDWIDTH / 1e9:.0f} GB/s, dual-channel DDR5; "
-                                            "--bandwidth cpu=... to set")
+        how = ("assumed: name the chip with --gpu-name (e.g. 'M2 Max') for its figure" if spec.unified or unified
+               else "assumed: dual-channel DDR5; --bandwidth cpu=... to set")
+        spec = replace(spec, cpu_bandwidth=ASSUMED_RAM_BANDWIDTH, cpu_bandwidth_source=how)
     if ram is not None:
         spec = replace(spec, ram=parse_size(ram, "--ram"))
         if not (named and named.unified and "largest" in desc[-1]):
