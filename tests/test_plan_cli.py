@@ -172,3 +172,10 @@ def test_unknown_architecture_is_estimated_with_a_warning(tmp_path):
     assert res.exit_code == 0, res.output
     notes = json.loads(res.stdout)["rows"][0]["notes"]
     assert any("generic estimate" in n for n in notes)
+
+
+def test_a_note_every_quant_shares_is_said_once():
+    res = invoke("plan", "deepseek-r1", "--all-quants", "--gpu-memory", "24GiB", "--ram", "128GiB")
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.stdout.split())
+    assert text.count("memory bandwidth of GPU unknown") == 1 and "For every quant:" in text

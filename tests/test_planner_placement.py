@@ -180,3 +180,20 @@ def test_rpc_workers_take_layers(iq1s):
     assert p.fits_memory and p.rpc == ("10.0.0.2:50052", "10.0.0.3:50052")
     assert [d.kind for d in p.devices] == ["rpc", "rpc", "cpu"]
     assert any("RPC devices" in n for n in p.notes)
+
+
+def test_the_gpu_table_is_sourced_and_matches_driver_names():
+    from r1run.planner import gpus
+
+    assert len(gpus.names()) >= 30
+    for name in gpus.names():
+        spec = gpus.lookup(name)
+        assert spec is not None and spec.name == name, name  # each row is reachable by its own name
+        assert spec.source and spec.memory_bytes >= 8 * GiB and spec.bandwidth >= 50e9
+    # names as drivers report them (nvidia-smi, rocm-smi, Metal) and as users type them
+    assert gpus.lookup("NVIDIA GeForce RTX 4090").bandwidth == 1008e9
+    assert gpus.lookup("NVIDIA H100 PCIe").bandwidth == 2000e9 and gpus.lookup("H100").bandwidth == 3350e9
+    assert gpus.lookup("NVIDIA A100-SXM4-80GB").memory_bytes == 80 * GiB
+    assert gpus.lookup("AMD Instinct MI300X").memory_bytes == 192 * GiB
+    assert gpus.lookup("Apple M2 Max").unified and gpus.lookup("m3 max").bandwidth == 400e9
+    assert gpus.lookup("Voodoo 5") is None
