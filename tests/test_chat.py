@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clihelp import PtySession, invoke
+from clihelp import PtySession, interruptible, invoke
 from nethelp import capped_worker, free_port
 
 pytestmark = pytest.mark.llama
@@ -122,7 +122,8 @@ def test_interactive_chat_on_a_pseudo_terminal(home: Path, smollm2: Path) -> Non
 def test_ctrl_c_stops_llama_cpp_and_leaves_no_process(home: Path, smollm2: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "r1run", "chat", str(smollm2), "-p", "Write a very long story.",
                              "-n", "4000", "--seed", "3"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
+                            preexec_fn=interruptible)
     try:
         assert proc.stdout is not None
         first = proc.stdout.read(1)  # generation has started
