@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,14 +110,20 @@ def test_interactive_chat_on_a_pseudo_terminal(home: Path, smollm2: Path) -> Non
     with PtySession("chat", str(smollm2), "-n", "16", "-c", "1024") as term:
         banner = term.read_until(b"> ", 120)
         assert b"available commands" in banner, banner[-500:]
-        term.type("What is the capital of France?")
-        answer = term.read_until(b"t/s ]", 120)
-        assert b"Generation:" in answer, answer[-500:]
+        for question in ("What is the capital of France?", "Name a colour."):
+            term.type(question)
+            answer = term.read_until(b"t/s ]", 120)
+            assert b"Generation:" in answer, answer[-500:]
+            term.read_until(b"> ", 30)
         term.type("/exit")
-        rest = term.read_until(b"speed per answer", 60)
+        rest = term.read_until(b"\xe2\x94\x94", 60)  # the table's last border
         code = term.wait()
     assert code == 0
-    assert b"speed per answer" in rest  # the TPS summary of the turn, parsed from llama-cli's own line
+    assert b"speed per answer" in rest  # the TPS summary of each turn, parsed from llama-cli's own lines
+    text = re.sub(r"\x1b\[[0-9;]*m", "", rest.decode(errors="replace"))
+    rows = [line.split("\u2502")[1:-1] for line in text.splitlines() if line.startswith("\u2502")]
+    assert [r[0].strip() for r in rows] == ["1", "2"], text  # one row per answer, no phantom third
+    assert float(rows[0][1]) > 0 and rows[1][1].strip() == "-"  # the load time, once, on the first turn
 
 
 def test_ctrl_c_stops_llama_cpp_and_leaves_no_process(home: Path, smollm2: Path) -> None:
