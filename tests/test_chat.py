@@ -185,3 +185,34 @@ def test_catalog_model_not_downloaded_names_the_download_command(home: Path) -> 
     assert res.exit_code == 1 and "Traceback" not in res.stderr
     assert "deepseek-r1 UD-IQ1_S is not downloaded" in res.stderr
     assert "r1run download deepseek-r1 --quant UD-IQ1_S" in res.stderr
+
+
+def test_a_full_context_on_deepseek2_says_so_and_how_to_raise_it(home: Path, r1_tiny) -> None:
+    # DeepSeek's architecture cannot shift its context: llama.cpp stops the answer at the context's end
+    res = invoke("chat", str(r1_tiny.path), "-p", "Tell me a long story.", "-c", "256", "-n", "2000", "--seed", "1",
+                 "--", "--ignore-eos")
+    assert res.exit_code == 0, res.stderr
+    assert "the context is full (256 tokens): the answer stopped there" in res.stderr
+    assert "DeepSeek's architecture (deepseek2) cannot shift its context" in res.stderr and "-c 512" in res.stderr
+    assert "Traceback" not in res.stderr
+    data = _json(invoke("chat", str(r1_tiny.path), "-p", "Tell me a long story.", "-c", "256", "-n", "2000",
+                        "--seed", "1", "--json", "--", "--ignore-eos"))
+    assert data["summary"]["context_full"] is True
+    # with room to spare, nothing is said
+    res = invoke("chat", str(r1_tiny.path), "-p", "Hi", "-c", "1024", "-n", "16", "--", "--ignore-eos")
+    assert res.exit_code == 0 and "context is full" not in res.stderr
+
+
+def test_a_full_context_in_an_interactive_chat_says_so(home: Path, r1_tiny) -> None:
+    with PtySession("chat", str(r1_tiny.path), "-c", "256", "-n", "2000", "--", "--ignore-eos") as term:
+        term.read_until(b"> ", 120)
+        term.type("Tell me a long story.")
+        answer = term.read_until(b"t/s ]", 120)
+        assert b"Generation:" in answer, answer[-500:]
+        term.read_until(b"> ", 30)
+        term.type("/exit")
+        rest = term.read_until(b"-c 512", 60)
+        code = term.wait()
+    assert code == 0  # no crash
+    text = rest.decode(errors="replace")
+    assert "the context is full (256 tokens): answer 1 stopped there" in " ".join(text.split()), text[-1500:]

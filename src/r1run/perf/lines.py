@@ -199,3 +199,13 @@ ERROR_TEXT = re.compile(
 # Lines that mention failure but are not one (warnings, debug chatter).
 NOT_ERROR = re.compile(r"failed to allocate host buffer for async uploads|failed to initialize backend for device .* async"
                        r"|will be ignored|warning:", re.I)
+
+
+# --- the context filling up --------------------------------------------------------------------------
+# llama-completion (b11434): `llama_completion: context full and context shift is disabled => stopping`
+CONTEXT_FULL = re.compile(r"context full and context shift is disabled")
+# llama-cli / llama-server (b11434, -lv 4): `slot   load_model: id  0 | task -1 | new slot, n_ctx = 256`, then per
+# turn `slot print_timing: ... total time = 120.52 ms / 256 tokens` and, when a turn was cut at the context's end,
+# `slot      release: id  0 | task 237 | stop processing: n_tokens = 255, truncated = 1`
+SLOT_CTX = re.compile(r"new slot, n_ctx = (\d+)")
+SLOT_TRUNCATED = re.compile(r"stop processing: n_tokens = \d+, truncated = 1")

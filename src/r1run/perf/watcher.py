@@ -74,6 +74,7 @@ class _Block:
     bench: BenchTest | None = None
     closed: bool = False
     cli_seen: bool = False
+    context_full: bool = False
 
     def has(self, key: str) -> bool:
         return getattr(self, {"load": "load_ms", "total": "total_ms"}.get(key, key)) is not None
@@ -99,6 +100,8 @@ class _Run:
     blocks: list[_Block] = field(default_factory=list)
     exit_code: int | None = None
     loaded_ms: float | None = None  # b11434's llama-cli / llama-server: the timestamp of `model loaded`
+    n_ctx: int | None = None        # a server slot's context (llama-cli, llama-server)
+    context_full: bool = False      # llama-completion stopped at the end of its context
 
     @property
     def finished(self) -> bool:
@@ -261,6 +264,17 @@ class LogWatcher:
             return LogEvent("model", m.group(1), text)
 
         run = self._current()
+        if L.CONTEXT_FULL.search(stripped):
+            run.context_full = True
+            return None
+        m = L.SLOT_CTX.search(stripped)
+        if m:
+            run.n_ctx = int(m.group(1))
+        if L.SLOT_TRUNCATED.search(stripped):
+            done = [b for b in run.blocks if b.format == "server_slot" and b.closed]
+            if done:
+                done[-1].context_full = True
+            return None
         if stripped == "model loaded" and line.ms is not None and tag and tag.endswith("llama_server"):
             # `0.00.350.721 I srv  llama_server: model loaded`: llama-cli (a server inside since 2026) prints no
             # `load time` line; the time from its start to this line is its load time, warm-up included
@@ -345,6 +359,8 @@ class LogWatcher:
             block.load_ms = ms
         elif key == "total":
             block.total_ms, block.total_tokens, block.closed = ms, n, True
+            if fmt == "server_slot" and run.n_ctx and n is not None and n >= run.n_ctx:
+                block.context_full = True  # a turn that started from an empty cache and used every cell
         else:
             phase = Phase(ms=ms, tokens=n, ms_per_token=L.num(m.group(5)), tps=L.num(m.group(6)))
             if phase.tps is None and ms and n:
@@ -488,6 +504,7 @@ def _summarise(run: _Run, source: str) -> list[RunSummary]:
             fields.update(model=fields["model"] or str(b.bench.params.get("model_type", "")) or None,
                           threads=fields["threads"] or _bench_threads(b.bench))
         out.append(RunSummary(format=b.format, status="ok", load_ms=load_ms, prompt=b.prompt, eval=b.eval,
+                              context_full=b.context_full or run.context_full,
                               sampling=b.sampling, total_ms=b.total_ms, total_tokens=b.total_tokens, bench=b.bench,
                               **fields))
     return out
