@@ -256,3 +256,12 @@ def test_cli_history_empty(r1run_home):
     res = invoke("bench", "--history")
     assert res.exit_code == 2
     assert "no saved benchmark results" in res.output and "--save" in res.output
+
+
+def test_a_difference_smaller_than_the_spread_is_noise():
+    from r1run.bench.runner import Stat
+
+    fast, slow = Stat.of([32.0, 50.0, 68.0], 8), Stat.of([31.0, 31.5, 32.0], 8)  # 50 ±18 vs 31.5 ±0.5
+    assert fast.within_noise(slow) and slow.within_noise(fast)
+    assert not Stat.of([50.0, 51.0, 52.0], 8).within_noise(slow)  # 51 ±1 vs 31.5 ±0.5: a real difference
+    assert not Stat.of([50.0], 8).within_noise(Stat.of([49.0], 8))  # one repetition: no spread, nothing is noise
