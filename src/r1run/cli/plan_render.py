@@ -89,8 +89,9 @@ def _details(report, console) -> None:
         if r.llama_fit is not None:
             said = shlex.join(r.llama_fit.flags) if r.llama_fit.ok else f"could not fit ({r.llama_fit.message})"
             console.print(f"  llama-fit-params would choose: {escape(said)}", highlight=False, soft_wrap=False)
-        if len(r.devices) > 2 or any(d.kind == "rpc" for d in r.devices):
-            for d in r.devices:  # where each device's share goes (several GPUs, RPC workers)
+        shown = len(report.rows) == 1 or (v is not None and r.quant in (v.best, v.closest))
+        if shown and (len(r.devices) > 2 or any(d.kind == "rpc" for d in r.devices)):
+            for d in r.devices:  # where each device's share goes (several GPUs, RPC workers), for the verdict's quant
                 console.print(f"  {escape(_device_line(d))}", highlight=False, soft_wrap=False)
         for n in notes:
             if n not in common:
@@ -107,7 +108,8 @@ def _verdict(report, console) -> None:
         return
     rows = {r.quant: r for r in report.rows}
     if v.fits:
-        fit = "; ".join(_fit_summary(rows[q]) for q in v.fits)
+        best = _fit_summary(rows[v.best]) if v.best else ""
+        fit = best if len(v.fits) == 1 else f"{', '.join(v.fits)}; the largest: {best}"
         console.print(f"[bold]fits:[/bold] {escape(fit)}", highlight=False, soft_wrap=False)
     misses = [r for r in report.rows if r.quant not in v.fits]
     if misses:

@@ -40,7 +40,8 @@ def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None)
     found = rpc.check_workers(req.rpc, caps) if req.rpc and not req.machine.device_memory else []
     machine = machine_for(home, req.machine, req.rpc, found)
     if machine.described == "detected" and not machine.devices:
-        warnings.append("no GPU found: planning CPU-only (describe one with --gpu-name 'RTX 4090' or --gpu-memory 24GiB)")
+        warnings.append("no GPU found: planning CPU-only (describe one with --gpu-name 'RTX 4090' or "
+                        "--gpu-memory 24GiB)")
     threads = threads_for(req)
     rows, specs = [], []
     for src in srcs:
