@@ -115,6 +115,9 @@ def test_plan_a_local_file(smollm2):
     row = json.loads(res.stdout)["rows"][0]
     assert row["origin"] == "local" and row["strategy"] == "cpu-only" and row["fits_memory"]
     assert row["decode_bound_tps"] == pytest.approx(20e9 / (row["bytes_per_token"]["cpu"]), rel=1e-6)
+    text = invoke("plan", str(smollm2), "--gpu-memory", "0", "--ram", "8GiB", "--bandwidth", "20GB/s").stdout
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text, text  # a long file name too
+    assert text.splitlines()[-1] == f"next: r1run chat {smollm2}"
 
 
 def test_context_above_training_warns(smollm2):

@@ -62,7 +62,8 @@ def _table(report) -> Table:
     for r in report.rows:
         fits = "[green]yes[/green]" if r.fits_memory else "[red]no[/red]"
         bound = f"{r.decode_bound_tps:.1f}" if r.decode_bound_tps else "?"
-        t.add_row(escape(r.quant), _gib(r.size_bytes), _FROM.get(r.size_from, r.size_from), fits, str(r.gpu_layers),
+        label = "the file" if r.origin == "local" else r.quant  # its name heads the report; it may be long
+        t.add_row(escape(label), _gib(r.size_bytes), _FROM.get(r.size_from, r.size_from), fits, str(r.gpu_layers),
                   _gib(r.weights_on.get("gpu", 0) + r.weights_on.get("rpc", 0)), _gib(r.weights_on.get("cpu", 0)),
                   _gib(r.weights_on.get("disk", 0)), str(r.ctx), bound)
     return t
@@ -118,7 +119,8 @@ def _verdict(report, console) -> None:
                       f"{escape(closest.quant)}, short by {size(closest.short_by_bytes)}"
                       f"{_disk_hint(closest)}", highlight=False, soft_wrap=False)
     if v.next_command:
-        console.print(f"[bold]next:[/bold] {escape(v.next_command)}", highlight=False, soft_wrap=False)
+        # soft-wrapped: newlines inside a command would break it when pasted
+        console.print(f"[bold]next:[/bold] {escape(v.next_command)}", highlight=False, soft_wrap=True)
 
 
 def _fit_summary(r) -> str:
