@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
 from typer.testing import CliRunner
 
 from r1run.cli.app import make_app
+
+
+def interruptible() -> None:
+    """preexec_fn for a child a test will send SIGINT: a test run started with SIGINT ignored (a background job
+    of a non-interactive shell, as some CI runners start it) would pass the ignored signal on (FIELD_NOTES §15)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):

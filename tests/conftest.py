@@ -26,6 +26,16 @@ def test_cache() -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _hub_offline_follows_the_environment() -> None:
+    """huggingface_hub reads HF_HUB_OFFLINE once, when first imported: a test that ran offline in this process
+    must not leave the next one offline (r1run itself reads the variable at each call)."""
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+        constants.HF_HUB_OFFLINE = value.upper() in {"1", "ON", "YES", "TRUE"}
+
+
 @pytest.fixture()
 def r1run_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh R1RUN_HOME for one test; nothing touches the real home directory."""

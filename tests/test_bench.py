@@ -272,3 +272,12 @@ def test_saved_version_1_results_are_read_in_version_2_names(tmp_path):
                 "rpc": []}
     # profiles stored under a version-1 fingerprint are still found
     assert store.fingerprint({**identity, "ram_bytes": 23 << 30}) == store.fingerprint({**identity, "ram_gib": 23})
+
+
+def test_a_difference_smaller_than_the_spread_is_noise():
+    from r1run.bench.runner import Stat
+
+    fast, slow = Stat.of([32.0, 50.0, 68.0], 8), Stat.of([31.0, 31.5, 32.0], 8)  # 50 ±18 vs 31.5 ±0.5
+    assert fast.within_noise(slow) and slow.within_noise(fast)
+    assert not Stat.of([50.0, 51.0, 52.0], 8).within_noise(slow)  # 51 ±1 vs 31.5 ±0.5: a real difference
+    assert not Stat.of([50.0], 8).within_noise(Stat.of([49.0], 8))  # one repetition: no spread, nothing is noise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clihelp import PtySession, invoke
+from clihelp import PtySession, interruptible, invoke
 from nethelp import capped_worker, free_port
 
 pytestmark = pytest.mark.llama
@@ -109,20 +110,27 @@ def test_interactive_chat_on_a_pseudo_terminal(home: Path, smollm2: Path) -> Non
     with PtySession("chat", str(smollm2), "-n", "16", "-c", "1024") as term:
         banner = term.read_until(b"> ", 120)
         assert b"available commands" in banner, banner[-500:]
-        term.type("What is the capital of France?")
-        answer = term.read_until(b"t/s ]", 120)
-        assert b"Generation:" in answer, answer[-500:]
+        for question in ("What is the capital of France?", "Name a colour."):
+            term.type(question)
+            answer = term.read_until(b"t/s ]", 120)
+            assert b"Generation:" in answer, answer[-500:]
+            term.read_until(b"> ", 30)
         term.type("/exit")
-        rest = term.read_until(b"speed per answer", 60)
+        rest = term.read_until(b"\xe2\x94\x94", 60)  # the table's last border
         code = term.wait()
     assert code == 0
-    assert b"speed per answer" in rest  # the TPS summary of the turn, parsed from llama-cli's own line
+    assert b"speed per answer" in rest  # the TPS summary of each turn, parsed from llama-cli's own lines
+    text = re.sub(r"\x1b\[[0-9;]*m", "", rest.decode(errors="replace"))
+    rows = [line.split("\u2502")[1:-1] for line in text.splitlines() if line.startswith("\u2502")]
+    assert [r[0].strip() for r in rows] == ["1", "2"], text  # one row per answer, no phantom third
+    assert float(rows[0][1]) > 0 and rows[1][1].strip() == "-"  # the load time, once, on the first turn
 
 
 def test_ctrl_c_stops_llama_cpp_and_leaves_no_process(home: Path, smollm2: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "r1run", "chat", str(smollm2), "-p", "Write a very long story.",
                              "-n", "4000", "--seed", "3"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
+                            preexec_fn=interruptible)
     try:
         assert proc.stdout is not None
         first = proc.stdout.read(1)  # generation has started
@@ -177,3 +185,34 @@ def test_catalog_model_not_downloaded_names_the_download_command(home: Path) -> 
     assert res.exit_code == 1 and "Traceback" not in res.stderr
     assert "deepseek-r1 UD-IQ1_S is not downloaded" in res.stderr
     assert "r1run download deepseek-r1 --quant UD-IQ1_S" in res.stderr
+
+
+def test_a_full_context_on_deepseek2_says_so_and_how_to_raise_it(home: Path, r1_tiny) -> None:
+    # DeepSeek's architecture cannot shift its context: llama.cpp stops the answer at the context's end
+    res = invoke("chat", str(r1_tiny.path), "-p", "Tell me a long story.", "-c", "256", "-n", "2000", "--seed", "1",
+                 "--", "--ignore-eos")
+    assert res.exit_code == 0, res.stderr
+    assert "the context is full (256 tokens): the answer stopped there" in res.stderr
+    assert "DeepSeek's architecture (deepseek2) cannot shift its context" in res.stderr and "-c 512" in res.stderr
+    assert "Traceback" not in res.stderr
+    data = _json(invoke("chat", str(r1_tiny.path), "-p", "Tell me a long story.", "-c", "256", "-n", "2000",
+                        "--seed", "1", "--json", "--", "--ignore-eos"))
+    assert data["summary"]["context_full"] is True
+    # with room to spare, nothing is said
+    res = invoke("chat", str(r1_tiny.path), "-p", "Hi", "-c", "1024", "-n", "16", "--", "--ignore-eos")
+    assert res.exit_code == 0 and "context is full" not in res.stderr
+
+
+def test_a_full_context_in_an_interactive_chat_says_so(home: Path, r1_tiny) -> None:
+    with PtySession("chat", str(r1_tiny.path), "-c", "256", "-n", "2000", "--", "--ignore-eos") as term:
+        term.read_until(b"> ", 120)
+        term.type("Tell me a long story.")
+        answer = term.read_until(b"t/s ]", 120)
+        assert b"Generation:" in answer, answer[-500:]
+        term.read_until(b"> ", 30)
+        term.type("/exit")
+        rest = term.read_until(b"-c 512", 60)
+        code = term.wait()
+    assert code == 0  # no crash
+    text = rest.decode(errors="replace")
+    assert "the context is full (256 tokens): answer 1 stopped there" in " ".join(text.split()), text[-1500:]

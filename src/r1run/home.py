@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
+
+from r1run.errors import BadInput
 
 
 def default_root() -> Path:
@@ -110,8 +113,52 @@ def _logs_for(root: Path) -> Path:
     return fallback
 
 
-def log_path_for(logs: Path, what: str) -> Path:
-    """A new log file for one run of `what` (chat, serve, worker), named by the time it starts."""
+LOG_KEEP_ENV = "R1RUN_LOG_KEEP"
+LOG_KEEP_DEFAULT = 20
+_LOG_NAME = re.compile(r"^(?P<kind>[a-z]+)-\d{8}")  # chat-20261130T231030.211330Z.log (older: bench-20261130-2315...)
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    return logs / f"{what}-{stamp}.log"
+
+def log_stamp() -> str:
+    """UTC time to the microsecond, as log names carry it: 20261130T231030.211330Z (sorts by time)."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def log_path_for(logs: Path, what: str, detail: str = "", stamp: str | None = None) -> Path:
+    """A new log file for one run of `what` (chat, serve, worker, bench, build, download), in the one naming style
+    `<what>-<UTC time>[-<detail>].log`; older logs of the same kind beyond the newest R1RUN_LOG_KEEP go."""
+
+    prune_logs(logs, what, keep=log_keep() - 1)
+    return logs / f"{what}-{stamp or log_stamp()}{f'-{detail}' if detail else ''}.log"
+
+
+def log_keep() -> int:
+    """How many logs of each kind to keep (R1RUN_LOG_KEEP, default 20; 0 keeps every log)."""
+    raw = os.environ.get(LOG_KEEP_ENV, "").strip()
+    if not raw:
+        return LOG_KEEP_DEFAULT
+    if not raw.isdigit():
+        raise BadInput(f"{LOG_KEEP_ENV}={raw!r} is not a whole number", f"set it to the number of logs of each kind "
+                       f"to keep (default {LOG_KEEP_DEFAULT}; 0 keeps every log)")
+    return int(raw)
+
+
+def prune_logs(logs: Path, what: str, keep: int) -> list[Path]:
+    """Delete the oldest logs of kind `what` so that at most `keep` remain (keep < 0: none removed); the removed."""
+    if keep < 0 or not logs.is_dir():
+        return []
+    mine = []
+    for p in logs.iterdir():
+        m = _LOG_NAME.match(p.name)
+        if m and m["kind"] == what and p.suffix == ".log" and p.is_file():
+            try:
+                mine.append((p.stat().st_mtime_ns, p.name, p))
+            except OSError:
+                continue
+    mine.sort()
+    gone = [p for _, _, p in mine[:max(0, len(mine) - keep)]]
+    for p in gone:
+        try:
+            p.unlink()
+        except OSError:
+            pass  # another r1run removed it first
+    return gone

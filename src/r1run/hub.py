@@ -50,10 +50,8 @@ def offline() -> bool:
     """huggingface_hub's offline mode: HF_HUB_OFFLINE (else TRANSFORMERS_OFFLINE) is 1, ON, YES or TRUE, in
     any case; "0", "false" or unset mean online. Read at each call, not once at import as huggingface_hub does."""
 
-    from huggingface_hub import constants  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
-
     value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
-    return value is not None and value.upper() in constants.ENV_VARS_TRUE_VALUES
+    return value is not None and value.upper() in {"1", "ON", "YES", "TRUE"}  # huggingface_hub's true values
 
 
 def offline_error() -> HubUnreachable:

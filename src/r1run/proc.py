@@ -110,6 +110,10 @@ def stop(proc: subprocess.Popen, grace: float = GRACE_SECONDS, first: int = sign
     """Ask a child to stop (SIGINT by default), then SIGTERM, then SIGKILL; always reap it."""
     if proc.poll() is not None:
         return proc.returncode
+    if first == signal.SIGINT and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # started with SIGINT ignored (a background job of a non-interactive shell is), so were our children:
+        # they would not hear it, and we keep the ignored signal theirs as the shell meant; start with SIGTERM
+        first = signal.SIGTERM
     for sig, wait in ((first, grace), (signal.SIGTERM, grace), (signal.SIGKILL, None)):
         try:
             if os.name == "nt" and sig != signal.SIGKILL:

@@ -15,7 +15,7 @@ from r1run.bench import bound as bnd
 from r1run.bench import profile, runner, store, sweep
 from r1run.bench.runner import Progress, Row
 from r1run.errors import BadInput, ToolMissing
-from r1run.home import Home
+from r1run.home import Home, log_path_for, log_stamp
 from r1run.llama.discover import LlamaInstall
 from r1run.llama.probe import Capabilities
 from r1run.planner import placement as pl
@@ -157,9 +157,9 @@ def measure(setup: Setup, invs: list[sweep.Invocation], *, n_prompt: int, n_gen:
     rows: list[Row] = []
     logs: list[Path] = []
     build = None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = log_stamp()  # one time for the run's logs, numbered
     for i, inv in enumerate(invs, 1):
-        log = setup.home.ensure(setup.home.logs) / f"bench-{stamp}-{i}.log"
+        log = log_path_for(setup.home.ensure(setup.home.logs), "bench", detail=str(i), stamp=stamp)
         argv = sweep.argv(setup.program, Path(setup.target.path), inv, n_prompt=n_prompt, n_gen=n_gen,
                           repetitions=repetitions, rpc=rpc)
         cb = (lambda p, i=i: on_progress(i, len(invs), p)) if on_progress else None

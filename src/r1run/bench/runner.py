@@ -45,6 +45,11 @@ class Stat:
         """Half the range: how far repetitions strayed from the middle."""
         return (self.high - self.low) / 2
 
+    def within_noise(self, other: "Stat") -> bool:
+        """True when the medians differ by less than the two standard deviations together: the repetitions
+        cannot tell the two apart (with one repetition there is no spread, so nothing is noise)."""
+        return abs(self.median - other.median) <= self.stddev + other.stddev
+
     @classmethod
     def of(cls, samples: list[float], tokens: int) -> "Stat":
         return cls(median=statistics.median(samples), mean=statistics.fmean(samples),

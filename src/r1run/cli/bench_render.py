@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+from rich import box
 from rich.status import Status
 from rich.table import Table
 from rich.text import Text
@@ -15,7 +16,7 @@ from r1run.bench import core, sweep
 from r1run.cli.common import err, out, print_json, status, warn
 from r1run.units import size
 
-BAR = 16
+BAR = 10
 SHORT = {"threads": "t", "gpu_layers": "ngl", "n_cpu_moe": "ncmoe", "overrides": "ot", "tensor_split": "ts",
          "flash_attn": "fa", "cache_type_k": "ctk", "cache_type_v": "ctv", "batch": "b", "ubatch": "ub"}
 
@@ -94,45 +95,76 @@ def show_report(report, fmt: str, saved: Path | None = None) -> None:
     _summary(report)
 
 
+def _noisy(report, i: int) -> bool:
+    """Row i is not the fastest but within noise of it."""
+    if report.fastest is None or i == report.fastest:
+        return False
+    row, best = report.rows[i], report.rows[report.fastest]
+    return row.gen is not None and best.gen is not None and row.gen.within_noise(best.gen)
+
+
 def table(report, title: str | None = None):
+    """Fits 80 columns: numbers never wrap; labels and settings wrap only at spaces."""
     rows = report.rows
     knobs = _varying(rows)
     common = {k: v for k, v in rows[0].config.to_dict().items() if k not in knobs} if rows else {}
     top = max((r.gen.median for r in rows if r.gen), default=0.0)
     t = Table(title=title or f"llama-bench pp{report.n_prompt} / tg{report.n_gen}, median of {report.repetitions}",
-              caption=("all rows: " + " ".join(f"{SHORT[k]}={v}" for k, v in common.items())) if common else None)
-    t.add_column("", no_wrap=True)
-    t.add_column("settings", no_wrap=True)
+              caption=("all rows: " + " ".join(f"{SHORT[k]}={v}" for k, v in common.items())) if common else None,
+              box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    labels = [("★ " if i == report.fastest else "≈ " if _noisy(report, i) else "") + ", ".join(r.labels)
+              for i, r in enumerate(rows)]
+    settings = [_settings(r, knobs) for r in rows]
+    t.add_column("", min_width=_longest_word(labels))
+    t.add_column("settings", min_width=_longest_word(settings))
     t.add_column("prompt t/s", justify="right", no_wrap=True)
     t.add_column("gen t/s", justify="right", no_wrap=True)
     t.add_column("bound", justify="right", no_wrap=True)
     t.add_column("gen", no_wrap=True)
     for i, row in enumerate(rows):
-        label = ("★ " if i == report.fastest else "") + ", ".join(row.labels)
         pct = report.bounds[i].percent(row.gen.median if row.gen else None)
         width = int(round(BAR * row.gen.median / top)) if row.gen and top else 0
         bar = Text("█" * width, style="green" if i == report.fastest else "cyan")
-        t.add_row(label, _settings(row, knobs), _fmt(row.prompt), _fmt(row.gen), "-" if pct is None else f"{pct:.0f}%",
+        t.add_row(labels[i], settings[i], _fmt(row.prompt), _fmt(row.gen), "-" if pct is None else f"{pct:.0f}%",
                   bar, style="bold" if i == report.fastest else None)
     return t
+
+
+def _longest_word(cells: list[str]) -> int:
+    return max((len(w) for c in cells for w in c.split()), default=1)
 
 
 def _summary(report) -> None:
     s = report.setup
     if report.fastest is not None:
         best = report.rows[report.fastest]
-        out().print(f"fastest: {best.config.describe()} at {best.gen.median:.2f} t/s generation", highlight=False)
+        say(f"fastest: {best.config.describe()} at {best.gen.median:.2f} ±{best.gen.stddev:.2f} t/s generation")
+        close = [i for i in range(len(report.rows)) if _noisy(report, i)]
+        if close:
+            say(f"≈ {len(close)} other row(s) within noise of it (medians closer than their spreads): rerun with "
+                "more repetitions (-r) to tell them apart")
         default = report.labelled(core.DEFAULT_LABEL)
-        if default is not None and default.gen is not None:  # 100% when r1run's default is the fastest
-            ratio = 100 * default.gen.median / best.gen.median
-            out().print(f"r1run default: {default.gen.median:.2f} t/s = {ratio:.0f}% of the fastest", highlight=False)
+        if default is not None and default.gen is not None and default is not best:
+            d = default.gen
+            if d.within_noise(best.gen):
+                say(f"r1run default: {d.median:.2f} ±{d.stddev:.2f} t/s, within noise of the fastest")
+            else:
+                say(f"r1run default: {d.median:.2f} ±{d.stddev:.2f} t/s = {100 * d.median / best.gen.median:.0f}% of "
+                    "the fastest")
+        elif default is best:
+            say("r1run default: the fastest")
     bounds = {b.tps for b in report.bounds if b.tps}
     if bounds:
         b = report.bounds[report.fastest or 0]
         reads = ", ".join(f"{k} {size(v)}" for k, v in b.bytes_per_token.items() if v)
-        out().print(f"bandwidth bound: {b.tps:,.1f} t/s ({reads} per token; RAM "
-                    f"{s.machine.cpu_bandwidth / 1e9:.1f} GB/s, {s.bandwidth_source})", highlight=False)
+        say(f"bandwidth bound: {b.tps:,.1f} t/s ({reads} per token; RAM {s.machine.cpu_bandwidth / 1e9:.1f} GB/s, "
+            f"{s.bandwidth_source})")
     status(f"llama-bench logs: {report.logs[0].parent}" if report.logs else "no logs")
+
+
+def say(text: str) -> None:
+    """A result line on stdout, wrapped at spaces to the terminal (80 columns when piped)."""
+    out().print(text, highlight=False, soft_wrap=False)
 
 
 def _csv_rows(report) -> tuple[list[str], list[list]]:
@@ -175,7 +207,7 @@ def show_tune(result, record: dict, path: Path, fmt: str) -> None:
         out().file.write(to_csv(result.report) if fmt == "csv" else to_md(result.report))
         status(f"profile saved: {path}")
         return
-    steps = Table(title="tuning, one knob at a time")
+    steps = Table(title="tuning, one knob at a time", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for col in ("knob", "tried", "chosen", "why"):
         steps.add_column(col)
     for st in result.steps:
@@ -193,7 +225,7 @@ def show_tune(result, record: dict, path: Path, fmt: str) -> None:
 
 
 def show_history(records: list[dict]) -> None:
-    t = Table(title="saved benchmark results")
+    t = Table(title="saved benchmark results", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for col in ("when", "model", "build", "rows", "fastest", "gen t/s", "default", "change"):
         t.add_column(col, justify="right" if col in ("rows", "gen t/s", "default", "change") else "left",
                      no_wrap=col in ("model", "build"), min_width=16 if col == "model" else None)

@@ -145,8 +145,20 @@ def _interactive(run: Prepared, home: Home, json_: bool) -> None:
                               indent=2))
     elif result.summaries:
         err().print(tps_table(result.summaries, title="speed per answer"))
+    full = [s.index for s in result.summaries if s.context_full]
+    if full:
+        warn(context_full_message(run, f"answer {', '.join(map(str, full))}"))
     if result.exit_code not in (0, 130):
         raise typer.Exit(1)
+
+
+def context_full_message(run: Prepared, what: str) -> str:
+    """What to say when llama.cpp stopped an answer because the context filled up."""
+    ctx = run.config.spec.ctx
+    why = ("DeepSeek's architecture (deepseek2) cannot shift its context to make room"
+           if run.target.info.architecture == "deepseek2" else "llama.cpp does not shift the context to make room")
+    return (f"the context is full ({ctx} tokens): {what} stopped there, not at its end; {why}. Raise it with "
+            f"-c {ctx * 2} (or more; `r1run plan` shows the largest that fits)")
 
 
 def finish(result: oneshot.Answer, run: Prepared, json_: bool) -> None:
@@ -174,6 +186,8 @@ def finish(result: oneshot.Answer, run: Prepared, json_: bool) -> None:
         }, indent=2))
     elif result.summary is not None:
         err().print(tps_table([result.summary]))
+    if result.summary is not None and result.summary.context_full:
+        warn(context_full_message(run, "the answer"))
     status(f"log: {result.log_path}")
     if result.interrupted:
         raise KeyboardInterrupt

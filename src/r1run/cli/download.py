@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,7 +22,7 @@ from rich.table import Table
 from r1run.cli.common import JsonOpt, err, handle_errors, out, print_json, status, warn
 from r1run.download import core
 from r1run.download.core import Events
-from r1run.home import Home
+from r1run.home import Home, log_path_for
 from r1run.units import size
 
 
@@ -82,7 +81,7 @@ def download(
 def _start_log(home) -> Path:
     """Send r1run's and huggingface_hub's log records to a file instead of the terminal."""
 
-    path = home.ensure(home.logs) / f"download-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    path = log_path_for(home.ensure(home.logs), "download")
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in ("r1run", "huggingface_hub"):

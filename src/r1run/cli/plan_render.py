@@ -1,4 +1,8 @@
-"""Render a PlanReport as rich tables (stdout)."""
+"""Render a PlanReport (stdout): a table that fits 80 columns, the flags r1run runs, notes said once, a verdict.
+
+Nothing is folded inside a word: table cells never wrap (the columns are sized to fit 80 columns), and
+prose lines wrap only at spaces.
+"""
 
 from __future__ import annotations
 
@@ -7,61 +11,131 @@ import shlex
 from rich.markup import escape
 from rich.table import Table
 
-from r1run.units import size
+from r1run.planner.r1_quants import SYNTHETIC_NOTE
+from r1run.units import GiB, size
 
 
 def _size(n: int) -> str:
     return size(n) if n else "-"
 
 
+def _gib(n: int) -> str:
+    return f"{n / GiB:.1f}" if n else "-"
+
+
 def render(report, console) -> None:
+    _header(report, console)
+    console.print(_table(report))
+    console.print("[dim]GiB: the weights; GPU / RAM / disk: GiB of weights on the GPUs, held in RAM, paged in from "
+                  "disk; t/s: decode-speed upper bound (bandwidth / bytes a token reads; real runs reach a fraction "
+                  "of it). from: file = read from the real file's GGUF header; pub = the publisher's size, layout "
+                  "rebuilt from the quant's recipe (exact once downloaded).[/dim]", highlight=False, soft_wrap=False)
+    _details(report, console)
+    _verdict(report, console)
+
+
+def _header(report, console) -> None:
     m = report.machine
-    devs = ", ".join(f"{d['name']} {size(d['free_bytes'])}" for d in m.devices) or "no GPU"
-    console.print(f"[bold]{escape(report.model)}[/bold] on {escape(m.described or 'this machine')}: RAM "
-                  f"{size(m.ram_bytes)}, {escape(devs)}, RAM bandwidth {m.cpu_bandwidth / 1e9:.0f} GB/s"
-                  f"{' (unified memory)' if m.unified else ''}; "
-                  f"KV cache K {report.cache_type_k}, V {report.cache_type_v}",
-                  highlight=False)
-    t = Table(show_lines=True)
-    for col in ("quant", "size", "weights on", "GPU layers / experts", "KV cache", "free after",
-                "decode bound", "early guide", "max ctx"):
-        t.add_column(col, overflow="fold")
+    where = escape(m.described if m.described and m.described != "detected" else "this machine")
+    devs = ", ".join(_device_label(d) for d in m.devices) or "no GPU"
+    how = f" ({m.cpu_bandwidth_source})" if m.cpu_bandwidth_source else ""
+    console.print(f"[bold]{escape(report.model)}[/bold] on {where}", highlight=False, soft_wrap=False)
+    console.print(f"  RAM {size(m.ram_bytes)}{' (unified memory)' if m.unified else ''}, bandwidth "
+                  f"{m.cpu_bandwidth / 1e9:.0f} GB/s{escape(how)}", highlight=False, soft_wrap=False)
+    console.print(f"  GPU: {escape(devs)}", highlight=False, soft_wrap=False)
+    console.print(f"  KV cache K {report.cache_type_k}, V {report.cache_type_v}", highlight=False, soft_wrap=False)
+
+
+_FROM = {"header": "file", "published": "pub"}
+
+
+def _device_label(d: dict) -> str:
+    rate = f", {d['bandwidth'] / 1e9:.0f} GB/s" if d.get("bandwidth") else ", bandwidth unknown"
+    return f"{d['name']} {size(d['free_bytes'])} ({d['label']}{rate})"
+
+
+def _table(report) -> Table:
+    t = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
+    for col, just in (("quant", "left"), ("GiB", "right"), ("from", "left"), ("fits", "left"), ("-ngl", "right"),
+                      ("GPU", "right"), ("RAM", "right"), ("disk", "right"), ("ctx", "right"), ("t/s", "right")):
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for r in report.rows:
-        where = " + ".join(f"{k.upper()} {size(v)}" for k, v in r.weights_on.items() if v) or "-"
-        if r.gpu_layers and r.cpu_moe_layers:
-            place = f"-ngl {r.gpu_layers}, experts of {len(r.cpu_moe_layers)} layers in RAM"
-        elif r.gpu_layers:
-            place = f"-ngl {r.gpu_layers} of {r.n_layers + 1}"
-        else:
-            place = "CPU only"
-        free = ", ".join(f"{d.name} {size(d.free_after_bytes)}" for d in r.devices)
-        bound = f"≤ {r.decode_bound_tps:.1f} t/s" if r.decode_bound_tps else "unknown"
-        fits = "" if r.fits_memory else "\n[red]does not fit[/red]"
-        guide = "-" if r.early_guide_layers is None else f"-ngl {r.early_guide_layers}"
-        t.add_row(f"{escape(r.quant)}\n[dim]{r.origin}[/dim]", size(r.size_bytes), escape(where) + fits,
-                  f"{place}\n[dim]{r.strategy}[/dim]", f"{size(r.kv_bytes)} @ {r.ctx}", escape(free), bound, guide,
-                  str(r.max_ctx or "-"))
-    console.print(t)
-    console.print("[dim]decode bound: bytes one token reads / bandwidth of where they live - an upper bound, real "
-                  "runs reach a fraction of it. early guide: VRAM / size x layers - 4 (Unsloth, January 2025).[/dim]",
-                  highlight=False)
-    for r in report.rows:
-        console.print(f"[bold]{escape(r.quant)}[/bold] flags: {escape(_quote(r.flags))}", highlight=False,
-                      soft_wrap=True)
+        fits = "[green]yes[/green]" if r.fits_memory else "[red]no[/red]"
+        bound = f"{r.decode_bound_tps:.1f}" if r.decode_bound_tps else "?"
+        label = "the file" if r.origin == "local" else r.quant  # its name heads the report; it may be long
+        t.add_row(escape(label), _gib(r.size_bytes), _FROM.get(r.size_from, r.size_from), fits, str(r.gpu_layers),
+                  _gib(r.weights_on.get("gpu", 0) + r.weights_on.get("rpc", 0)), _gib(r.weights_on.get("cpu", 0)),
+                  _gib(r.weights_on.get("disk", 0)), str(r.ctx), bound)
+    return t
+
+
+def _notes(r, verdict_quant: str | None) -> list[str]:
+    # the table already says what is paged in from disk, and the legend what "pub" means
+    notes = [n for n in r.notes if n != SYNTHETIC_NOTE and not n.startswith("the model does not fit RAM + VRAM")]
+    if r.quant == verdict_quant and r.early_guide_layers is not None and r.early_guide_layers != r.gpu_layers:
+        notes.append(f"the early guide's rule (Unsloth, January 2025: VRAM / size x layers - 4) gives -ngl "
+                     f"{r.early_guide_layers}; r1run runs -ngl {r.gpu_layers}, placed layer by layer")
+    if not r.fits_memory and r.max_ctx and r.max_ctx < r.ctx:
+        notes.append(f"fits with a context of {r.max_ctx} or less (-c {r.max_ctx})")
+    return notes
+
+
+def _details(report, console) -> None:
+    v = report.verdict
+    per_row = [_notes(r, v and (v.best or v.closest)) for r in report.rows]
+    common = [n for n in per_row[0] if all(n in notes for notes in per_row)] if len(per_row) > 1 else []
+    for r, notes in zip(report.rows, per_row, strict=True):
+        console.print(f"[bold]{escape(r.quant)}[/bold]: r1run runs {escape(shlex.join(r.flags))}", highlight=False,
+                      soft_wrap=False)
         if r.llama_fit is not None:
-            if r.llama_fit.ok:
-                console.print(f"  llama-fit-params: {escape(_quote(r.llama_fit.flags))}", highlight=False)
-            else:
-                console.print(f"  llama-fit-params: could not fit ({escape(r.llama_fit.message)})", highlight=False)
-        if len(r.devices) > 2 or any(d.kind == "rpc" for d in r.devices):
-            for d in r.devices:  # where each device's share goes (several GPUs, RPC workers)
-                console.print(f"  {escape(_device_line(d))}", highlight=False)
-        for n in r.notes:
-            console.print(f"  [dim]- {escape(n)}[/dim]", highlight=False)
+            said = shlex.join(r.llama_fit.flags) if r.llama_fit.ok else f"could not fit ({r.llama_fit.message})"
+            console.print(f"  llama-fit-params would choose: {escape(said)}", highlight=False, soft_wrap=False)
+        shown = len(report.rows) == 1 or (v is not None and r.quant in (v.best, v.closest))
+        if shown and (len(r.devices) > 2 or any(d.kind == "rpc" for d in r.devices)):
+            for d in r.devices:  # where each device's share goes (several GPUs, RPC workers), for the verdict's quant
+                console.print(f"  {escape(_device_line(d))}", highlight=False, soft_wrap=False)
+        for n in notes:
+            if n not in common:
+                console.print(f"  [dim]- {escape(n)}[/dim]", highlight=False, soft_wrap=False)
+    if common:
+        console.print("For every quant:" if len(report.rows) > 1 else "", highlight=False, soft_wrap=False)
+        for n in common:
+            console.print(f"  [dim]- {escape(n)}[/dim]", highlight=False, soft_wrap=False)
 
 
-def _quote(flags: list[str]) -> str:
-    return shlex.join(flags)
+def _verdict(report, console) -> None:
+    v = report.verdict
+    if v is None:
+        return
+    rows = {r.quant: r for r in report.rows}
+    if v.fits:
+        best = _fit_summary(rows[v.best]) if v.best else ""
+        fit = best if len(v.fits) == 1 else f"{', '.join(v.fits)}; the largest: {best}"
+        console.print(f"[bold]fits:[/bold] {escape(fit)}", highlight=False, soft_wrap=False)
+    misses = [r for r in report.rows if r.quant not in v.fits]
+    if misses:
+        closest = min(misses, key=lambda r: r.short_by_bytes)
+        console.print(f"[bold]does not fit:[/bold] {escape(', '.join(r.quant for r in misses))}; closest is "
+                      f"{escape(closest.quant)}, short by {size(closest.short_by_bytes)}"
+                      f"{_disk_hint(closest)}", highlight=False, soft_wrap=False)
+    if v.next_command:
+        # soft-wrapped: newlines inside a command would break it when pasted
+        console.print(f"[bold]next:[/bold] {escape(v.next_command)}", highlight=False, soft_wrap=True)
+
+
+def _fit_summary(r) -> str:
+    where = " + ".join(f"{_WHERE.get(k, k)} {_gib(b)} GiB" for k, b in r.weights_on.items() if b and k != "disk")
+    bound = f", <= {r.decode_bound_tps:.1f} t/s" if r.decode_bound_tps else ""
+    return f"{r.quant} with -c {r.ctx}, {where}{bound}"
+
+
+_WHERE = {"gpu": "GPU", "rpc": "RPC", "cpu": "RAM"}
+
+
+def _disk_hint(r) -> str:
+    if r.streams_from_disk_bytes and r.decode_bound_tps:
+        return f" (it would run paging weights from disk, <= {r.decode_bound_tps:.2f} t/s)"
+    return ""
 
 
 def _ranges(ids: list[int]) -> str:

@@ -55,7 +55,8 @@ GpuMemoryOpt = Annotated[Optional[str], typer.Option(
     "--gpu-memory", help="Plan for these GPUs instead of the detected ones: 24GiB[,24GiB]; 0 = none.",
         show_default=False)]
 GpuNameOpt = Annotated[Optional[str], typer.Option(
-    "--gpu-name", help="GPU model for --gpu-memory (sets its bandwidth), e.g. 'RTX 4090'.", show_default=False)]
+    "--gpu-name", help="GPU or Apple chip by name ('RTX 4090', 'H100', 'M3 Max'): memory and bandwidth from r1run's "
+    "table.", show_default=False)]
 RamOpt = Annotated[Optional[str], typer.Option(
     "--ram", help="Plan for this much RAM, e.g. 192GiB.", show_default=False)]
 UnifiedOpt = Annotated[Optional[bool], typer.Option(

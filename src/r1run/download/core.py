@@ -194,9 +194,12 @@ def _manifest_for(p: Plan, previous: mf.Manifest | None) -> mf.Manifest:
             mtime_ns=old.mtime_ns if old is not None and keep else None,
         ))
     t = p.target
+    # files already on disk came from wherever the last manifest says (e.g. a PyPI wheel): only a download from
+    # the hub makes the hub their source
+    source = previous.source if previous is not None and not p.need_bytes else p.source
     return mf.Manifest(
         model=t.model, quant=t.quant, repo=t.repo, revision=t.revision, commit=p.snapshot.commit or None,
-        source=p.source, endpoint=hub.endpoint(), include=list(t.include), dir=str(p.dir), files=records,
+        source=source, endpoint=hub.endpoint(), include=list(t.include), dir=str(p.dir), files=records,
     )
 
 

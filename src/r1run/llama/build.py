@@ -7,7 +7,6 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -16,7 +15,7 @@ import psutil
 from r1run import __version__, hub, proc
 from r1run.errors import BuildFailed
 from r1run.fsutil import locked
-from r1run.home import Home
+from r1run.home import Home, log_path_for
 from r1run.llama import cmake, manifest, source, toolchain, ui
 from r1run.llama.cmake import Backend, Toolchain
 from r1run.llama.manifest import BuildManifest, SourceInfo
@@ -172,8 +171,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
                                                 (fetched.tree / "examples" / "main").is_dir())
         ev.on_status(f"source: {fetched.kind} {fetched.location} ({fetched.note})")
 
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        log_path = home.ensure(home.logs) / f"build-{plan.id}-{stamp}.log"
+        log_path = log_path_for(home.ensure(home.logs), "build", detail=plan.id)
         started = time.monotonic()
         cdir = plan.cmake_dir
         cached_home = _read_cache_value(cdir / "CMakeCache.txt", "CMAKE_HOME_DIRECTORY")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # `0.00.766.654 I ` (b11434: minutes.seconds.ms.us, then I/W/E/D); the bare letter form only when a
 # llama.cpp function-style tag follows, so model output such as "I think" is not taken for a level.
-_PREFIX_TS = re.compile(r"^\d+\.\d{2}\.\d{3}\.\d{3} (?:([IWEDT]) )?")
+_PREFIX_TS = re.compile(r"^(\d+)\.(\d{2})\.(\d{3})\.(\d{3}) (?:([IWEDT]) )?")
 _PREFIX_BARE = re.compile(r"^([IWED]) (?=[A-Za-z_][\w.]*\s*:|slot |srv )")
 _JSON_LEVELS = {"info": "I", "warn": "W", "error": "E", "debug": "D"}
 
@@ -31,6 +31,7 @@ class Line:
     level: str | None  # I, W, E, D, or None when the build printed no level
     text: str
     tag: str | None = None  # b11434's module tag: "srv  llama_server", "cmn  common_param", "slot"
+    ms: float | None = None  # b11434's timestamp: milliseconds since the program's logger started
 
 
 def normalise(raw: str) -> list[Line]:
@@ -48,10 +49,11 @@ def normalise(raw: str) -> list[Line]:
     m = _PREFIX_TS.match(raw)
     if m:
         text = raw[m.end():]
+        ms = int(m.group(1)) * 60000 + int(m.group(2)) * 1000 + int(m.group(3)) + int(m.group(4)) / 1000
         t = _TAG.match(text)
         if t:
-            return [Line(m.group(1), text[t.end():], t.group(1))]
-        return [Line(m.group(1), text, "slot" if text.startswith("slot ") else None)]
+            return [Line(m.group(5), text[t.end():], t.group(1), ms)]
+        return [Line(m.group(5), text, "slot" if text.startswith("slot ") else None, ms)]
     m = _PREFIX_BARE.match(raw)
     if m:
         return [Line(m.group(1), raw[m.end():])]
@@ -197,3 +199,13 @@ ERROR_TEXT = re.compile(
 # Lines that mention failure but are not one (warnings, debug chatter).
 NOT_ERROR = re.compile(r"failed to allocate host buffer for async uploads|failed to initialize backend for device .* async"
                        r"|will be ignored|warning:", re.I)
+
+
+# --- the context filling up --------------------------------------------------------------------------
+# llama-completion (b11434): `llama_completion: context full and context shift is disabled => stopping`
+CONTEXT_FULL = re.compile(r"context full and context shift is disabled")
+# llama-cli / llama-server (b11434, -lv 4): `slot   load_model: id  0 | task -1 | new slot, n_ctx = 256`, then per
+# turn `slot print_timing: ... total time = 120.52 ms / 256 tokens` and, when a turn was cut at the context's end,
+# `slot      release: id  0 | task 237 | stop processing: n_tokens = 255, truncated = 1`
+SLOT_CTX = re.compile(r"new slot, n_ctx = (\d+)")
+SLOT_TRUNCATED = re.compile(r"stop processing: n_tokens = \d+, truncated = 1")

@@ -161,6 +161,7 @@ class RunSummary(_Frozen):
     devices: list[Device] = []
     threads: Threads | None = None
     bench: BenchTest | None = None
+    context_full: bool = False  # the answer stopped because the context filled up (no context shift)
 
     @property
     def measured(self) -> bool:

@@ -74,6 +74,7 @@ class _Block:
     bench: BenchTest | None = None
     closed: bool = False
     cli_seen: bool = False
+    context_full: bool = False
 
     def has(self, key: str) -> bool:
         return getattr(self, {"load": "load_ms", "total": "total_ms"}.get(key, key)) is not None
@@ -98,6 +99,9 @@ class _Run:
     oom: OomDetector = field(default_factory=OomDetector)
     blocks: list[_Block] = field(default_factory=list)
     exit_code: int | None = None
+    loaded_ms: float | None = None  # b11434's llama-cli / llama-server: the timestamp of `model loaded`
+    n_ctx: int | None = None        # a server slot's context (llama-cli, llama-server)
+    context_full: bool = False      # llama-completion stopped at the end of its context
 
     @property
     def finished(self) -> bool:
@@ -260,6 +264,22 @@ class LogWatcher:
             return LogEvent("model", m.group(1), text)
 
         run = self._current()
+        if L.CONTEXT_FULL.search(stripped):
+            run.context_full = True
+            return None
+        m = L.SLOT_CTX.search(stripped)
+        if m:
+            run.n_ctx = int(m.group(1))
+        if L.SLOT_TRUNCATED.search(stripped):
+            done = [b for b in run.blocks if b.format == "server_slot" and b.closed]
+            if done:
+                done[-1].context_full = True
+            return None
+        if stripped == "model loaded" and line.ms is not None and tag and tag.endswith("llama_server"):
+            # `0.00.350.721 I srv  llama_server: model loaded`: llama-cli (a server inside since 2026) prints no
+            # `load time` line; the time from its start to this line is its load time, warm-up included
+            run.loaded_ms = line.ms
+            return None
         if tag:
             if tag.split()[0] in _SERVER_TAGS:
                 run.hints.add("llama-server")
@@ -304,10 +324,12 @@ class LogWatcher:
         if m:
             run.hints.add("llama-cli")
             run.keys.add("timing")
-            last = run.blocks[-1] if run.blocks else None
-            if last is not None and last.format == "server_slot" and last.closed and not last.cli_seen:
-                last.cli_seen = True  # llama-cli -lv 4 also logs the server slot's own, finer figures
-                return LogEvent("timing", last, text)
+            # llama-cli -lv 4 also logs the server slot's own, finer figures: each `[ Prompt: ... ]` line is the
+            # first slot block not yet matched (the log file and the terminal may be read one after the other)
+            slot = next((b for b in run.blocks if b.format == "server_slot" and b.closed and not b.cli_seen), None)
+            if slot is not None:
+                slot.cli_seen = True
+                return LogEvent("timing", slot, text)
             block = _Block(format="cli_timings", line=self._n, closed=True, cli_seen=True,
                            prompt=Phase(tps=L.num(m.group(1))), gen=Phase(tps=L.num(m.group(2))))
             run.blocks.append(block)
@@ -337,6 +359,8 @@ class LogWatcher:
             block.load_ms = ms
         elif key == "total":
             block.total_ms, block.total_tokens, block.closed = ms, n, True
+            if fmt == "server_slot" and run.n_ctx and n is not None and n >= run.n_ctx:
+                block.context_full = True  # a turn that started from an empty cache and used every cell
         else:
             phase = Phase(ms=ms, tokens=n, ms_per_token=L.num(m.group(5)), tps=L.num(m.group(6)))
             if phase.tps is None and ms and n:
@@ -473,12 +497,14 @@ def _summarise(run: _Run, source: str) -> list[RunSummary]:
         status = "failed" if errors else "incomplete"
         return [RunSummary(format="log", status=status, **common)]
     out = []
-    for b in run.blocks:
+    for i, b in enumerate(run.blocks):
         fields = dict(common, line=b.line)
+        load_ms = b.load_ms if b.load_ms is not None or i else run.loaded_ms  # loading happens once, before turn 1
         if b.bench is not None:
             fields.update(model=fields["model"] or str(b.bench.params.get("model_type", "")) or None,
                           threads=fields["threads"] or _bench_threads(b.bench))
-        out.append(RunSummary(format=b.format, status="ok", load_ms=b.load_ms, prompt=b.prompt, gen=b.gen,
+        out.append(RunSummary(format=b.format, status="ok", load_ms=load_ms, prompt=b.prompt, gen=b.gen,
+                              context_full=b.context_full or run.context_full,
                               sampling=b.sampling, total_ms=b.total_ms, total_tokens=b.total_tokens, bench=b.bench,
                               **fields))
     return out

@@ -1,4 +1,4 @@
-"""Memory bandwidth: vendor figures per chip (upper bounds, as published) and a short measured probe of RAM.
+"""Memory bandwidth: vendor figures per chip (planner.gpus, upper bounds, as published) and a short probe of RAM.
 
 Every speed derived from these is an upper bound (bytes a token reads / bandwidth); real runs
 reach a fraction of it.
@@ -12,27 +12,18 @@ import time
 
 from r1run.errors import BadInput
 from r1run.fsutil import write_atomic
+from r1run.planner import gpus
 
 GB = 1e9
 
-# Vendor figures (GB/s). Order matters: the first pattern found in a device name wins.
-KNOWN: tuple[tuple[str, float], ...] = (
-    (r"M[1-3] Ultra", 819), (r"M4 Max", 546), (r"M3 Max", 400), (r"M2 Max", 400), (r"M1 Max", 400),
-    (r"M4 Pro", 273), (r"M3 Pro", 150), (r"M2 Pro", 200), (r"M1 Pro", 200), (r"\bM4\b", 120), (r"\bM[1-3]\b", 100),
-    (r"RTX 5090", 1792), (r"RTX 4090", 1008), (r"RTX 3090", 936), (r"RTX 4080", 717), (r"RTX A6000", 768),
-    (r"A100.*80", 2039), (r"A100", 1555), (r"H100.*(SXM|HBM3)", 3350), (r"H100", 2000), (r"H200", 4800),
-    (r"L40S?", 864), (r"MI300X", 5300), (r"7900 XTX", 960),
-)
 DEFAULT_DISK = 3.0 * GB          # a PCIe 4 NVMe SSD reading sequentially; random mmap reads are slower
 PROBE_BYTES = 256 << 20
 
 
 def known_bandwidth(name: str) -> float | None:
-    """Vendor bandwidth in bytes/s for a device or chip name, e.g. 'NVIDIA GeForce RTX 4090'."""
-    for pattern, gbs in KNOWN:
-        if re.search(pattern, name, re.I):
-            return gbs * GB
-    return None
+    """Vendor bandwidth in bytes/s for a device or chip name, e.g. 'NVIDIA GeForce RTX 4090' (planner.gpus' table)."""
+    spec = gpus.lookup(name)
+    return spec.bandwidth if spec else None
 
 
 def parse_rate(text: str) -> float:

@@ -11,11 +11,15 @@ from r1run import rpc as rpc_mod
 from r1run.errors import BadInput
 from r1run.hardware import metal_default_working_set
 from r1run.planner import bandwidth as bw
+from r1run.planner import gpus
+from r1run.planner.gpus import GpuSpec
 from r1run.units import GiB, size
 
 if TYPE_CHECKING:
     from r1run.rpc import WorkerDevice
 
+# For described RAM with no --bandwidth: dual-channel DDR5-5600 is 89.6 GB/s in theory, about 80 in practice.
+ASSUMED_RAM_BANDWIDTH = 80e9
 _SIZE = re.compile(r"\s*([\d.]+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
 _UNITS = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
@@ -61,6 +65,7 @@ class MachineSpec:
     gpu_margin: int = GiB               # left free on each device (llama.cpp's --fit leaves 1 GiB too)
     ram_margin: int = 2 * GiB           # for the OS and everything else
     described: str = ""                 # how it was obtained, for the report
+    cpu_bandwidth_source: str = ""      # measured on this machine | vendor figure | --bandwidth | assumed
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -82,7 +87,8 @@ class MachineDescription:
     @property
     def overrides_memory(self) -> bool:
         """True when the plan is for memory other than what llama.cpp on this machine would see."""
-        return any(v is not None for v in (self.gpu_memory, self.ram, self.unified, self.device_memory))
+        return any(v is not None for v in (self.gpu_memory, self.gpu_name, self.ram, self.unified,
+                                           self.device_memory))
 
 
 def from_hardware(machine, ram_bandwidth: float | None = None) -> MachineSpec:
@@ -91,9 +97,23 @@ def from_hardware(machine, ram_bandwidth: float | None = None) -> MachineSpec:
     devices = tuple(Device(g.device or f"GPU{i}", "gpu", g.name, g.free_bytes, bw.known_bandwidth(g.name))
                     for i, g in enumerate(machine.gpus) if g.vendor != "rpc")
     cpu_bw = bw.known_bandwidth(machine.cpu.model) if unified else None
+    how = ("vendor figure" if cpu_bw else "measured on this machine" if ram_bandwidth else
+           f"assumed {ASSUMED_RAM_BANDWIDTH / 1e9:.0f} GB/s; --bandwidth cpu=... to set")
     return MachineSpec(ram=machine.ram_available if not unified else machine.ram_total,
-                       cpu_bandwidth=ram_bandwidth or cpu_bw or 50e9, devices=devices, unified=unified,
-                       simd=tuple(machine.cpu.simd), described="detected")
+                       cpu_bandwidth=cpu_bw or ram_bandwidth or ASSUMED_RAM_BANDWIDTH, devices=devices,
+                       unified=unified, simd=tuple(machine.cpu.simd), described="detected", cpu_bandwidth_source=how)
+
+
+def _named_gpu(name: str | None, gpu_memory: str | None) -> GpuSpec | None:
+    """The table's row for `--gpu-name`; BadInput for a name it lacks when nothing else says the memory."""
+    if not name:
+        return None
+    spec = gpus.lookup(name)
+    if spec is None and gpu_memory is None:
+        raise BadInput(f"--gpu-name {name!r} is not in r1run's GPU table, so its memory is unknown",
+                       "give it with --gpu-memory 24GiB (and --bandwidth gpu=1000GB/s for a speed bound), or a "
+                       "known name such as 'RTX 4090', 'H100', 'MI300X' or 'M3 Max'")
+    return spec
 
 
 def with_overrides(base: MachineSpec, *, gpu_memory: str | None = None, ram: str | None = None,
@@ -107,10 +127,29 @@ def with_overrides(base: MachineSpec, *, gpu_memory: str | None = None, ram: str
     """
     spec = base
     rates = bw.parse_bandwidth_option(bandwidth)
-    desc = [] if spec.described == "detected" and (gpu_memory or ram) else [spec.described] if spec.described else []
+    named = _named_gpu(gpu_name, gpu_memory)
+    desc = ([] if spec.described == "detected" and (gpu_memory or ram or named) else
+            [spec.described] if spec.described else [])
+    if named is not None and named.unified:  # an Apple chip: its GPU memory is the RAM
+        unified = True if unified is None else unified
+        if ram is None:
+            ram = f"{named.memory_bytes}B"
+            desc.append(f"{named.name} with {size(named.memory_bytes)} (its largest; --ram for yours)")
+        else:
+            desc.append(named.name)
+        if "cpu" not in rates:
+            spec = replace(spec, cpu_bandwidth=named.bandwidth, cpu_bandwidth_source=f"{named.name}, vendor figure")
+    elif named is not None and gpu_memory is None:
+        gpu_memory = f"{named.memory_bytes}B"
+    if ram is not None and "cpu" not in rates and not (named and named.unified):
+        # the RAM described is not this machine's: its measured bandwidth says nothing about it
+        how = ("assumed: name the chip with --gpu-name (e.g. 'M2 Max') for its figure" if spec.unified or unified
+               else "assumed: dual-channel DDR5; --bandwidth cpu=... to set")
+        spec = replace(spec, cpu_bandwidth=ASSUMED_RAM_BANDWIDTH, cpu_bandwidth_source=how)
     if ram is not None:
         spec = replace(spec, ram=parse_size(ram, "--ram"))
-        desc.append(f"RAM {ram}")
+        if not (named and named.unified and "largest" in desc[-1]):
+            desc.append(f"RAM {size(spec.ram)}")
     if unified is not None:
         spec = replace(spec, unified=unified)
     if gpu_memory is not None:
@@ -119,15 +158,17 @@ def with_overrides(base: MachineSpec, *, gpu_memory: str | None = None, ram: str
         else:
             sizes = parse_sizes(gpu_memory, "--gpu-memory")
             kind = "MTL" if spec.unified else "CUDA"
-            label = gpu_name or ("Apple GPU (unified memory)" if spec.unified else "GPU")
-            devices = tuple(Device(f"{kind}{i}", "gpu", label, s, rates.get("gpu") or bw.known_bandwidth(label))
-                            for i, s in enumerate(sizes))
+            label = named.name if named else gpu_name or ("Apple GPU (unified memory)" if spec.unified else "GPU")
+            devices = tuple(Device(f"{kind}{i}", "gpu", label, s, rates.get("gpu") or (named and named.bandwidth)
+                                   or bw.known_bandwidth(label)) for i, s in enumerate(sizes))
         spec = replace(spec, devices=devices + tuple(d for d in spec.devices if d.kind == "rpc"))
-        desc.append(f"GPU {gpu_memory}")
+        desc.append(f"GPU {' + '.join(size(x) for x in sizes) if devices else 'none'}"
+                    f"{f' ({label})' if devices and (named or gpu_name) else ''}")
     elif spec.unified and ram is not None and not any(d.kind == "gpu" for d in spec.devices):
         ws = metal_default_working_set(spec.ram, 0)
-        spec = replace(spec, devices=(Device("MTL0", "gpu", gpu_name or "Apple GPU (unified memory)", ws,
-                                             rates.get("gpu") or bw.known_bandwidth(gpu_name or "")),))
+        spec = replace(spec, devices=(Device("MTL0", "gpu", named.name if named else gpu_name or "Apple GPU "
+                                             "(unified memory)", ws, rates.get("gpu") or (named and named.bandwidth)
+                                             or bw.known_bandwidth(gpu_name or "")),))
         desc.append(f"Metal working set {size(ws)} (macOS default share)")
     if rpc:
         workers = rpc_devices_found(rpc_found) if rpc_found is not None else rpc_devices(rpc, device_memory)
@@ -136,7 +177,7 @@ def with_overrides(base: MachineSpec, *, gpu_memory: str | None = None, ram: str
         spec = replace(spec, devices=workers + tuple(d for d in spec.devices if d.kind != "rpc"))
         desc.append(f"RPC {rpc}")
     if "cpu" in rates:
-        spec = replace(spec, cpu_bandwidth=rates["cpu"])
+        spec = replace(spec, cpu_bandwidth=rates["cpu"], cpu_bandwidth_source="--bandwidth")
     if "gpu" in rates:
         spec = replace(spec, devices=tuple(replace(d, bandwidth=rates["gpu"]) if d.kind == "gpu" else d
                                            for d in spec.devices))

@@ -80,6 +80,7 @@ class RunPlan:
     early_guide_layers: int | None      # `VRAM / size * n_layers - 4`, the early-2025 rule of thumb
     notes: list[str]
     strategy: str                       # cpu-only | full-gpu | moe-experts-split | layers-split
+    short_by: int = 0                   # bytes beyond RAM and the GPUs' memory (0 when it fits)
     _inputs: tuple = field(default=(), repr=False, compare=False)
 
 
@@ -197,6 +198,7 @@ def _plan_core(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.Cont
         devices=[*uses, host.use], fits_memory=host.over_ram == 0 and all(u.free_after >= 0 for u in uses),
         streams_from_disk=host.streams, max_ctx=0, decode_bound_tps=bound, bytes_per_token=reads,
         early_guide_layers=early_guide(info, machine), notes=notes, strategy=parts.strategy(ngl, experts_gpu),
+        short_by=host.over_ram + sum(max(0, -u.free_after) for u in uses),
         _inputs=(info, machine, caps, gpu_layers, _experts_on_cpu),
     )
 
@@ -315,8 +317,8 @@ def _decode_bound(parts: _Parts, machine: MachineSpec, devs: list[Device], uses:
     times += reads["cpu"] / machine.cpu_bandwidth + disk_read / machine.disk_bandwidth
     bound = None if unknown or times <= 0 else 1.0 / times
     if unknown:
-        notes.append(f"memory bandwidth of {', '.join(sorted(set(unknown)))} unknown: pass --bandwidth gpu=... "
-                     "for a speed bound")
+        notes.append(f"memory bandwidth of {', '.join(sorted(set(unknown)))} unknown: name the GPU with --gpu-name "
+                     "(e.g. 'RTX 4090') or pass --bandwidth gpu=... for a speed bound")
     if any(d.kind == "rpc" for d in devs):
         notes.append("RPC devices: their memory bandwidth is taken as this machine's RAM bandwidth; network "
                      "latency per layer hop is not in the bound")
@@ -418,7 +420,7 @@ def _max_ctx(plan: RunPlan) -> int:
     n_layer = info.hparams.block_count
     gpu_ids = _gpu_layer_ids(n_layer, plan.gpu_layers)
     start = None
-    if info.is_moe and plan.gpu_layers == n_layer + 1:
+    if info.is_moe and plan.gpu_layers >= 1:  # keep the routed experts where the plan put them
         start = min([i for i in gpu_ids if info.layers[i].moe and i not in plan.cpu_moe_layers], default=n_layer)
 
     def fits(ctx: int) -> bool:

@@ -8,6 +8,8 @@ synthetic description shipped with r1run (labelled as such in every row's notes)
 from __future__ import annotations
 
 import json
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -23,6 +25,7 @@ from r1run.gguf.model import ModelInfo
 from r1run.gguf.remote import read_remote_model
 from r1run.planner import memory as mem
 from r1run.planner import placement as pl
+from r1run.planner import published as pub
 from r1run.planner import r1_quants
 from r1run.planner.machine import MachineSpec
 
@@ -83,6 +86,10 @@ class QuantPlan(BaseModel):
     flags: list[str]
     llama_fit: Optional[FitComparison] = None
     notes: list[str]
+    size_from: str = "header"              # header (read from a GGUF header) | published (the publisher's figure)
+    published_bytes: Optional[int] = None  # the publisher's size, when r1run ships it
+    published_source: Optional[str] = None
+    short_by_bytes: int = 0                # memory missing for this configuration (0 when it fits)
 
 
 class MachineRow(BaseModel):
@@ -92,6 +99,18 @@ class MachineRow(BaseModel):
     cpu_bandwidth: float
     unified: bool
     devices: list[dict]
+    cpu_bandwidth_source: str = ""      # measured on this machine | vendor figure | --bandwidth | assumed ...
+
+
+class Verdict(BaseModel):
+    """The answer at the end of a plan: which quants fit, the one to take, the next command."""
+
+    model_config = ConfigDict(frozen=True)
+    fits: list[str]
+    best: Optional[str] = None             # the largest quant that fits (best quality)
+    closest: Optional[str] = None          # when none fits: the one short by the least memory
+    closest_short_by_bytes: int = 0
+    next_command: Optional[str] = None
 
 
 class PlanReport(BaseModel):
@@ -104,6 +123,7 @@ class PlanReport(BaseModel):
     rows: list[QuantPlan]
     warnings: list[str] = []
     chosen_because: Optional[str] = None  # why this model, when the command named none
+    verdict: Optional[Verdict] = None
 
     def to_json(self) -> str:
         data = self.model_dump(mode="json")
@@ -113,15 +133,16 @@ class PlanReport(BaseModel):
 
 
 def row_for(src: ModelSource, p: pl.RunPlan, spec: mem.ContextSpec, flags: list[str],
-            fit: FitComparison | None = None) -> QuantPlan:
+            fit: FitComparison | None = None, repo: str | None = None, extra_notes: Sequence[str] = ()) -> QuantPlan:
     """One row of the report: a quant's plan `p` at `spec`, with the flags that run it (pure)."""
     info = src.info
     kv = mem.kv_cache(info, spec)
+    published = pub.lookup(repo, src.label) if repo else None
     where: dict[str, int] = {"gpu": 0, "rpc": 0, "cpu": 0, "disk": p.streams_from_disk}
     for d in p.devices:
         where[d.kind] = where.get(d.kind, 0) + d.weights
     where["cpu"] = max(0, where["cpu"] - p.streams_from_disk)
-    notes = [*p.notes, *[w for w in info.warnings if w not in p.notes]]
+    notes = [*extra_notes, *p.notes, *[w for w in info.warnings if w not in p.notes]]
     return QuantPlan(
         quant=src.label, source=info.source, origin=src.origin, size_bytes=info.tensor_bytes,
         architecture=info.architecture, kv_layout=info.kv_layout, n_layers=info.hparams.block_count, ctx=spec.ctx,
@@ -133,11 +154,33 @@ def row_for(src: ModelSource, p: pl.RunPlan, spec: mem.ContextSpec, flags: list[
                            expert_layers=d.expert_layers) for d in p.devices],
         bytes_per_token=p.bytes_per_token, decode_bound_tps=p.decode_bound_tps,
         early_guide_layers=p.early_guide_layers, flags=flags, llama_fit=fit, notes=notes,
+        size_from="published" if src.origin == "synthetic" else "header",
+        published_bytes=published.bytes if published else None,
+        published_source=published.source if published else None,
+        short_by_bytes=p.short_by,
     )
+
+
+def verdict(rows: list[QuantPlan], model: str, catalog: bool) -> Verdict:
+    """Which quants fit (largest first is best), or which is closest, and the command to run next (pure)."""
+    fits = [r for r in rows if r.fits_memory]
+    target = f"{model} --quant {{}}" if catalog else shlex.quote(model)
+    if fits:
+        best = max(fits, key=lambda r: r.size_bytes)
+        verb = "chat" if best.origin in ("local", "download") else "download"
+        return Verdict(fits=[r.quant for r in fits], best=best.quant,
+                       next_command=f"r1run {verb} {target.format(best.quant)}")
+    if not rows:
+        return Verdict(fits=[])
+    closest = min(rows, key=lambda r: r.short_by_bytes)
+    verb = "chat" if closest.origin in ("local", "download") else "download"
+    return Verdict(fits=[], closest=closest.quant, closest_short_by_bytes=closest.short_by_bytes,
+                   next_command=f"r1run {verb} {target.format(closest.quant)}")
 
 
 def machine_row(m: MachineSpec) -> MachineRow:
     return MachineRow(described=m.described, ram_bytes=m.ram, cpu_bandwidth=m.cpu_bandwidth, unified=m.unified,
+                      cpu_bandwidth_source=m.cpu_bandwidth_source,
                       devices=[{"name": d.name, "kind": d.kind, "label": d.label, "free_bytes": d.free,
                                 "bandwidth": d.bandwidth} for d in m.devices])
 
@@ -165,10 +208,16 @@ def sources(model: str | None, quants: list[str] | None, home, *,
     else:
         names = [entry.default_quant]
     out = []
+    hub_down: list[str] = ["HF_HUB_OFFLINE is set"] if (hub.offline() if offline is None else offline) else []
     for name in names:
-        src = _quant_source(entry, name, home, offline=hub.offline() if offline is None else offline, warnings=warnings)
+        src = _quant_source(entry, name, home, hub_down=hub_down, warnings=warnings)
         if src is not None:
             out.append(src)
+    synthetic = [s.label for s in out if s.origin == "synthetic"]
+    if synthetic and hub_down and hub_down[0] != "HF_HUB_OFFLINE is set":
+        # one warning for the hub, not one per quant
+        warnings.insert(0, f"the hub could not be reached ({hub_down[0]}): {len(synthetic)} quant(s) planned from "
+                           "their published sizes")
     if not out:
         raise R1runError(f"could not read the header of any {entry.key} quant",
                          "download one (`r1run download`), check the network, or pass a file path")
@@ -179,7 +228,8 @@ def _is_repo(text: str) -> bool:
     return not Path(text).expanduser().exists() and text.count("/") == 1 and not text.startswith((".", "/", "~"))
 
 
-def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str]) -> ModelSource | None:
+def _quant_source(entry, name: str, home, *, hub_down: list[str], warnings: list[str]) -> ModelSource | None:
+    """A downloaded file, else the hub's header (unless `hub_down` says why not), else the published size."""
     m = mf.load(home, entry.key, name)
     if m is not None and m.complete and m.files:
         first = sorted(Path(m.dir) / f.path for f in m.files if f.path.endswith(".gguf"))
@@ -190,17 +240,17 @@ def _quant_source(entry, name: str, home, *, offline: bool, warnings: list[str])
                 warnings.append(f"{name}: the downloaded files could not be read ({exc.message}); using the header "
                                 "from the hub instead")
     quant = entry.quants[name]
-    if not offline:
-
-        folder = folder_of(quant.include)
+    if not hub_down:
         try:
-            return ModelSource(name, read_remote_model(entry.repo, folder), "hub")
+            return ModelSource(name, read_remote_model(entry.repo, folder_of(quant.include)), "hub")
+        except hub.HubUnreachable as exc:
+            hub_down.append(exc.message.split(": ", 1)[-1] if exc.message.startswith("hf://") else exc.message)
+            # ...and the next quants do not ask again
         except R1runError as exc:
             warnings.append(f"{name}: could not read the header from the hub ({exc.message})")
-    if entry.architecture == "deepseek2" and entry.repo == _r1_repo():
-        if name in r1_quants.quant_names():
-            return ModelSource(name, r1_quants.model_info(name), "synthetic")
-    warnings.append(f"{name}: skipped, no header available offline")
+    if entry.architecture == "deepseek2" and entry.repo == _r1_repo() and name in r1_quants.quant_names():
+        return ModelSource(name, r1_quants.model_info(name), "synthetic")
+    warnings.append(f"{name}: skipped, no header available offline and no published size shipped")
     return None
 
 

@@ -26,6 +26,8 @@ from r1run.run.target import Target
 
 # Without a catalog value: a context that keeps the KV cache modest; never the trained 163,840 of R1.
 DEFAULT_CTX = 4096
+# Below this a reasoning model has no room to think: keep the suggested context (and say it does not fit) instead.
+MIN_SHRUNK_CTX = 2048
 
 _WHERE = {"cpu-only": "CPU only", "full-gpu": "all on the GPU",
           "moe-experts-split": "attention and shared weights on the GPU, routed experts split",
@@ -132,6 +134,16 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
     )
     plan = pl.plan_run(target.info, machine, pl.Caps.from_capabilities(caps), context_spec(spec),
                        "auto" if req.gpu_layers is None else req.gpu_layers)
+    if req.ctx is None and not plan.fits_memory and MIN_SHRUNK_CTX <= plan.max_ctx < ctx:
+        # the suggested context does not fit but a smaller one does: run that (and say so), rather than page
+        # weights in from disk; `-c` keeps the user's choice whatever it costs
+        notes[:] = [n for n in notes if not n.startswith("context ")]
+        notes.insert(0, f"context {plan.max_ctx} (the {target.settings_source}'s {ctx} does not fit this machine; "
+                        "-c to change)")
+        ctx = plan.max_ctx
+        spec = replace(spec, ctx=ctx)
+        plan = pl.plan_run(target.info, machine, pl.Caps.from_capabilities(caps), context_spec(spec),
+                           "auto" if req.gpu_layers is None else req.gpu_layers)
     if req.gpu_layers is None:
         spec = replace(spec, placement=plan.placement)
         bound = f", decode bound {plan.decode_bound_tps:.1f} t/s" if plan.decode_bound_tps else ""

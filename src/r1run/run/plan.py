@@ -18,7 +18,7 @@ from r1run.llama import args, discover
 from r1run.llama.probe import Capabilities
 from r1run.models import ModelNotReady, choose
 from r1run.planner.measure import fit_params
-from r1run.planner.plan import FitComparison, ModelSource, PlanReport, machine_row, row_for, sources
+from r1run.planner.plan import FitComparison, ModelSource, PlanReport, machine_row, row_for, sources, verdict
 from r1run.run.config import Request, context_spec, decide
 from r1run.run.prepare import ProfileFinder, machine_for, threads_for
 from r1run.run.target import Target, resolve
@@ -40,7 +40,8 @@ def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None)
     found = rpc.check_workers(req.rpc, caps) if req.rpc and not req.machine.device_memory else []
     machine = machine_for(home, req.machine, req.rpc, found)
     if machine.described == "detected" and not machine.devices:
-        warnings.append("no GPU found: planning CPU-only (describe one with --gpu-memory)")
+        warnings.append("no GPU found: planning CPU-only (describe one with --gpu-name 'RTX 4090' or "
+                        "--gpu-memory 24GiB)")
     threads = threads_for(req)
     rows, specs = [], []
     for src in srcs:
@@ -52,10 +53,19 @@ def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None)
         if src.path is not None and caps.fit and not req.machine.overrides_memory:
             fit = _llama_fit(caps, src.path, config.spec)
         specs.append(context_spec(config.spec))
-        rows.append(row_for(src, config.plan, specs[-1], args.run_flags(config.spec, caps), fit))
+        rows.append(row_for(src, config.plan, specs[-1], args.run_flags(config.spec, caps), fit,
+                            repo=None if src.origin == "local" else _repo(home, choice.model),
+                            extra_notes=[n for n in config.notes if "does not fit" in n]))
+    catalog = any(src.origin != "local" for src in srcs)
     return PlanReport(model=label, machine=machine_row(machine), cache_type_k=specs[0].cache_type_k,
                       cache_type_v=specs[0].cache_type_v, rows=rows, warnings=warnings,
-                      chosen_because=choice.reason and choice.describe())
+                      chosen_because=choice.reason and choice.describe(),
+                      verdict=verdict(rows, label if catalog else str(req.model), catalog))
+
+
+def _repo(home: Home, model: str | None) -> str | None:
+    catalog = cat.load(home)
+    return catalog.model(model or catalog.default_model).repo
 
 
 def _capabilities(home: Home, llama_bin: Path | None, warnings: list[str]) -> Capabilities:
