@@ -191,3 +191,60 @@ def test_nonsense_hyperparameters_are_refused_not_planned(home, tmp_path) -> Non
     w.close()
     for command in ("plan", "inspect"):
         _one_line_error(run_cli(command, str(path), env={"R1RUN_HOME": str(home.root)}), "llama.block_count is negative")
+
+
+# --- waits, trickles and Ctrl-C: nothing hangs --------------------------------------------------------------
+
+def _dl_env(hub: HubServer, home: Home, **extra: str) -> dict[str, str]:
+    return {"HF_ENDPOINT": hub.url, "R1RUN_HOME": str(home.root), "HF_TOKEN": "", "HF_HUB_DISABLE_XET": "1",
+            "R1RUN_DOWNLOAD_BACKOFF": "0.01", **extra}
+
+
+def test_retry_after_is_capped_and_reported(hub, home) -> None:
+    from clihelp import run_cli
+
+    hub.add_repo("slow/repo", {"m.gguf": b"G" * (1 << 20)})
+    hub.inject("429", "m.gguf", times=1, stall_s=100000)  # before: huggingface_hub slept 100001 s
+    res = run_cli("download", "--repo", "slow/repo", "--include", "m.gguf",
+                  env=_dl_env(hub, home, R1RUN_DOWNLOAD_MAX_WAIT="0.5"), timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "HTTP 429, asked to wait 100000 s (r1run waits at most 0.5 s)" in res.stderr
+
+
+def test_a_trickle_is_a_stall_retried_and_reported(home, monkeypatch, tmp_path) -> None:
+    from clihelp import run_cli
+
+    with HubServer(throttle=2000) as slow:  # 2 KB/s
+        slow.add_repo("slow/repo", {"m.gguf": b"G" * (1 << 20)})
+        res = run_cli("download", "--repo", "slow/repo", "--include", "m.gguf", timeout=120,
+                      env=_dl_env(slow, home, R1RUN_DOWNLOAD_MIN_RATE="50000", R1RUN_DOWNLOAD_STALL_S="1",
+                                  R1RUN_DOWNLOAD_ATTEMPTS="2", HF_HOME=str(tmp_path / "hf")))
+    _one_line_error(res, "slower than 50000 bytes/s for 1 s")
+    assert "retry m.gguf: slower than" in res.stderr  # reported while it happens, stderr not a terminal
+
+
+def test_ctrl_c_stops_a_slow_download_at_once_and_keeps_its_bytes(home, tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with HubServer(throttle=100_000) as slow:  # 100 KB/s: before, Ctrl-C waited for a 10 MiB chunk (~100 s)
+        slow.add_repo("slow/repo", {"m.gguf": b"G" * (20 << 20)})
+        env = {**os.environ, **_dl_env(slow, home, HF_HOME=str(tmp_path / "hf"))}
+        p = subprocess.Popen([sys.executable, "-m", "r1run", "download", "--repo", "slow/repo", "--include", "m.gguf"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            deadline = time.monotonic() + 60
+            while slow.bytes_sent["m.gguf"] < 300_000 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            p.send_signal(signal.SIGINT)
+            asked = time.monotonic()
+            p.wait(timeout=30)
+            took = time.monotonic() - asked
+        finally:
+            if p.poll() is None:
+                p.kill()
+        assert p.returncode == 130 and "interrupted" in p.stderr.read()
+        assert took < 10, f"Ctrl-C took {took:.1f} s"  # measured here: well under 1 s; the bound only catches a hang

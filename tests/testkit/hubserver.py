@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-FAULT_KINDS = ("500", "close", "reset", "stall", "corrupt", "short", "ignore-range")
+FAULT_KINDS = ("500", "429", "close", "reset", "stall", "corrupt", "short", "ignore-range")
 SEND_CHUNK = 1 << 20
 
 
@@ -434,6 +434,8 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self.hub._take_fault(blob.path) if self.command == "GET" else None
         if fault is not None and fault.kind == "500":
             return self._error(500, None, "Internal Error")
+        if fault is not None and fault.kind == "429":  # rate limited; stall_s is the Retry-After it sends
+            return self._error(429, None, "Too Many Requests", {"Retry-After": f"{fault.stall_s:g}"})
         ranged = rng is not None and not (fault is not None and fault.kind == "ignore-range")
         if ranged:
             try:

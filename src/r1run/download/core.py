@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -246,22 +245,68 @@ def _run_files(p: Plan, m: mf.Manifest, home: Home, token: str | None, events: E
     # Big files first, so the longest transfers start at once.
     order = sorted(p.files, key=lambda f: (f.state == "verified", -f.need))
     workers = max(1, min(WORKERS, sum(1 for f in order if f.state != "verified")))
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="r1run-fetch")
-    futures = [pool.submit(one, fp) for fp in order]
+    outcomes = _parallel(one, order, workers, cancel)
+    return [outcomes[fp.remote.path] for fp in p.files]
+
+
+STOP_GRACE = 0.5  # after Ctrl-C or a failure, how long the other transfers get to stop at their next packet
+
+
+def _parallel(one: Callable[[FilePlan], FileOutcome], order: list[FilePlan], workers: int,
+              cancel: threading.Event) -> dict[str, FileOutcome]:
+    """Run `one` over the files on `workers` daemon threads; the first real failure (or Ctrl-C) cancels the rest.
+
+    Daemon threads, not a ThreadPoolExecutor: a transfer blocked on a silent socket must not hold the process
+    after Ctrl-C until its read times out. Its partial file stays on disk for the next run either way.
+    """
+    todo = list(order)
+    done: dict[str, FileOutcome] = {}
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    finished = threading.Event()
+
+    def work() -> None:
+        while not cancel.is_set():
+            with lock:
+                if not todo:
+                    return
+                fp = todo.pop(0)
+            try:
+                outcome = one(fp)
+            except BaseException as exc:  # noqa: BLE001  (handed to the main thread, which raises it)
+                with lock:
+                    errors.append(exc)
+                cancel.set()
+                finished.set()
+                return
+            with lock:
+                done[outcome.path] = outcome
+                if len(done) == len(order):
+                    finished.set()
+
+    threads = [threading.Thread(target=work, daemon=True, name=f"r1run-fetch-{i}") for i in range(workers)]
+    for t in threads:
+        t.start()
     try:
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        if any(f.exception() is not None for f in done):
-            cancel.set()
-            wait(futures)
-            errors = [e for e in (f.exception() for f in futures) if e is not None]
-            raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
+        while not finished.wait(0.2):  # short waits: Ctrl-C reaches the main thread at once
+            if not any(t.is_alive() for t in threads):
+                break
     except BaseException:
-        cancel.set()  # Ctrl-C too: workers stop at their next chunk; partial files stay for next time
+        cancel.set()  # Ctrl-C: transfers stop at their next packet; partial files stay for next time
+        _join(threads, STOP_GRACE)
         raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    by_path = {f.result().path: f.result() for f in futures}
-    return [by_path[fp.remote.path] for fp in p.files]
+    if errors or len(done) < len(order):
+        cancel.set()
+        _join(threads, STOP_GRACE)
+        real = [e for e in errors if not isinstance(e, Cancelled)]
+        raise (real or errors or [Cancelled()])[0]
+    return done
+
+
+def _join(threads: list[threading.Thread], grace: float) -> None:
+    deadline = time.monotonic() + grace
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
 
 
 def _from_pypi(p: Plan, home: Home, events: Events, started: float) -> DownloadResult:

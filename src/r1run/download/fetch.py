@@ -8,36 +8,48 @@ destination, named after the expected digest::
 
     DeepSeek-R1-UD-IQ1_S-00001-of-00003.gguf.<sha256[:12]>.part
 
-and asks huggingface_hub's `http_get` (the same code `hf_hub_download` uses) to
-stream the missing range into it (`Range: bytes=<bytes on disk>-`). http_get
-itself resumes after a clean close or a stall; everything else (5xx, TCP reset,
-short or corrupted bodies) is retried here with bounded exponential backoff,
-always from the bytes already on disk. Every byte written also goes through a
+and streams the missing range into it (`Range: bytes=<bytes on disk>-`) through
+huggingface_hub's HTTP session (its proxies, certificates and headers). r1run
+reads the body itself, not with `http_get`, because `http_get` waits for 10 MiB
+before handing anything over (Ctrl-C waits with it; a trickle looks like
+progress) and obeys any `Retry-After` without a limit. Here every failure (5xx,
+408/429 with `Retry-After` capped at R1RUN_DOWNLOAD_MAX_WAIT, a TCP reset, a
+short or corrupted body, a transfer slower than R1RUN_DOWNLOAD_MIN_RATE bytes/s
+for R1RUN_DOWNLOAD_STALL_S seconds) is retried with bounded exponential backoff,
+always from the bytes already on disk, and a cancel is seen at the next packet. Every byte written also goes through a
 streaming hash; a file whose digest differs from the hub's is truncated and
 fetched again. Only a verified file is renamed to its final name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import logging
 import os
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, cast
+from typing import Callable
 
 from r1run import hub
 from r1run.download.select import RemoteFile
 from r1run.download.verify import StreamHasher, hash_file
-from r1run.errors import R1runError
+from r1run.errors import BadInput, R1runError
 from r1run.retry import Backoff
 
 log = logging.getLogger("r1run.download")
 
 ENV_BACKOFF = "R1RUN_DOWNLOAD_BACKOFF"
 ENV_ATTEMPTS = "R1RUN_DOWNLOAD_ATTEMPTS"
+ENV_MAX_WAIT = "R1RUN_DOWNLOAD_MAX_WAIT"  # the longest r1run waits when a server says Retry-After
+ENV_MIN_RATE = "R1RUN_DOWNLOAD_MIN_RATE"  # bytes/s below which a transfer counts as stalled ...
+ENV_STALL_S = "R1RUN_DOWNLOAD_STALL_S"  # ... when it stays below for this many seconds
+WRITE_BATCH = 1 << 20  # received bytes go to the file (and the hasher) in batches this big
+PROGRESS_MIN = 1 << 20  # an attempt that brought less is a failure in a row (its bytes are kept all the same)
 
 
 class DownloadFailed(R1runError):
@@ -53,7 +65,12 @@ class Cancelled(Exception):
 
 
 class _Retry(Exception):
-    """Internal: this attempt failed in a way worth retrying."""
+    """Internal: this attempt failed in a way worth retrying (after `wait` seconds when the server said so)."""
+
+    def __init__(self, reason: str, wait: float | None = None, *, slow: bool = False) -> None:
+        super().__init__(reason)
+        self.wait = wait
+        self.slow = slow  # a trickle: the bytes it brought do not count as progress
 
 
 @dataclass(frozen=True)
@@ -64,12 +81,23 @@ class RetryPolicy(Backoff):
     base: float = 1.0
     cap: float = 30.0
     integrity_attempts: int = 3  # whole-file refetches after a digest mismatch
+    max_wait: float = 60.0  # the most r1run waits when a server asks for more with Retry-After
+    min_rate: float = 1024.0  # bytes/s ...
+    stall_s: float = 60.0  # ... sustained this long, or the transfer counts as stalled
 
     @classmethod
     def from_env(cls) -> "RetryPolicy":
-        base = float(os.environ.get(ENV_BACKOFF, cls.base))
-        attempts = int(os.environ.get(ENV_ATTEMPTS, cls.attempts))
-        return cls(attempts=max(1, attempts), base=max(0.0, base))
+        def number(var: str, default: float) -> float:
+            raw = os.environ.get(var, "").strip()
+            try:
+                return max(0.0, float(raw)) if raw else default
+            except ValueError:
+                raise BadInput(f"{var}={raw!r} is not a number", f"unset it or give a number (default {default:g})") \
+                    from None
+
+        return cls(attempts=max(1, int(number(ENV_ATTEMPTS, cls.attempts))), base=number(ENV_BACKOFF, cls.base),
+                   max_wait=number(ENV_MAX_WAIT, cls.max_wait), min_rate=number(ENV_MIN_RATE, cls.min_rate),
+                   stall_s=max(1.0, number(ENV_STALL_S, cls.stall_s)))
 
 
 @dataclass
@@ -145,8 +173,8 @@ class _Sink:
         if self._syncing is not None:
             self._syncing.join()
 
-    def write(self, chunk: bytes) -> int:
-        if self.cancel.is_set():
+    def write(self, chunk: bytes, *, cancelled_too: bool = False) -> int:
+        if self.cancel.is_set() and not cancelled_too:
             raise Cancelled()
         n = len(chunk)
         if self.pos + n > self.size:
@@ -211,10 +239,6 @@ def fetch_file(
 ) -> FetchResult:
     """Bring `job.dest` to the hub's bytes, verified, resuming from `job.part`."""
 
-    from huggingface_hub.file_download import http_get  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
-    from huggingface_hub.utils import disable_progress_bars  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
-
-    disable_progress_bars("huggingface_hub.http_get")  # r1run draws its own progress
     events = events or FileEvents()
     cancel = cancel or threading.Event()
     remote, path = job.remote, job.remote.path
@@ -242,10 +266,11 @@ def fetch_file(
             result.attempts += 1
             before = sink.pos
             reason = None
+            waited = None
+            trickle = False
             try:
                 if sink.pos < remote.size:
-                    # http_get only calls write() on what it is given: the sink hashes and counts on the way
-                    http_get(job.url, cast(BinaryIO, sink), resume_size=sink.pos, headers=dict(headers))
+                    _receive(job.url, sink, headers, policy, cancel)
                 if sink.pos < remote.size:
                     raise _Retry(f"the body ended at byte {sink.pos} of {remote.size}")
                 sink.flush()
@@ -263,6 +288,8 @@ def fetch_file(
                 _restart(sink, checksum)
             except _Retry as exc:
                 reason = str(exc)
+                waited = exc.wait
+                trickle = exc.slow
                 if sink.overrun:
                     sink.overrun = False
                     _restart(sink, checksum)
@@ -273,7 +300,7 @@ def fetch_file(
                         raise
                     raise mine from exc
                 reason = _describe(exc)
-            if sink.pos > before:
+            if sink.pos - before >= PROGRESS_MIN and not trickle:  # a few bytes before each reset are no progress
                 failures = 0
             failures += 1
             if failures >= policy.attempts:
@@ -281,7 +308,7 @@ def fetch_file(
                     f"{path}: {reason} ({failures} attempts in a row without progress)",
                     f"run the same command again: it resumes from the {sink.pos} bytes kept on disk",
                 )
-            delay = policy.delay(failures)
+            delay = policy.delay(failures) if waited is None else waited
             log.warning("%s: %s; retry %d in %.1f s from byte %d", path, reason, failures, delay, sink.pos)
             result.retries.append(reason)
             events.on_retry(path, failures, reason, delay)
@@ -303,6 +330,83 @@ def fetch_file(
     log.info("%s: verified %s %s, %d bytes received in %d attempt(s)", path, checksum.algo, checksum.hexdigest,
              result.fetched, result.attempts)
     return result
+
+
+def _receive(url: str, sink: _Sink, headers: dict[str, str], policy: RetryPolicy, cancel: threading.Event) -> None:
+    """One GET of the bytes from `sink.pos` on, written into `sink` as they arrive.
+
+    Raises `_Retry` for what is worth trying again (408/429/5xx, with the server's Retry-After capped at
+    `policy.max_wait`; a range answered from the wrong offset; a transfer slower than `policy.min_rate` for
+    `policy.stall_s`), huggingface_hub's HTTP errors for the rest, `Cancelled` at the first packet after a cancel.
+    """
+    from huggingface_hub import constants  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
+    from huggingface_hub.utils import get_session, hf_raise_for_status  # noqa: PLC0415  (huggingface_hub loads where used: see r1run.hub)
+
+    start = sink.pos
+    request_headers = dict(headers)
+    if start:
+        request_headers["Range"] = f"bytes={start}-"
+    with get_session().stream("GET", url, headers=request_headers, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT,
+                              follow_redirects=True) as response:
+        code = response.status_code
+        if code in (408, 429) or code >= 500:
+            asked = _retry_after(response.headers.get("Retry-After"))
+            wait = None if asked is None else min(asked, policy.max_wait)
+            said = "" if asked is None else f", asked to wait {asked:g} s" + (
+                f" (r1run waits at most {policy.max_wait:g} s)" if asked > policy.max_wait else "")
+            raise _Retry(f"HTTP {code}{said}", wait)
+        hf_raise_for_status(response)
+        if start and code == 200:  # the server ignored the Range: the body is the whole file
+            sink.seek(0)
+        elif start and code == 206 and not str(response.headers.get("Content-Range", "")).startswith(
+                f"bytes {start}-"):
+            raise _Retry(f"asked for bytes from {start}, got {response.headers.get('Content-Range')!r}")
+        rate = _Rate(policy.min_rate, policy.stall_s)
+        batch = bytearray()
+        try:
+            for chunk in response.iter_bytes():
+                if cancel.is_set():
+                    raise Cancelled()
+                batch += chunk
+                if len(batch) >= WRITE_BATCH:
+                    sink.write(bytes(batch))
+                    batch.clear()
+                slow = rate.add(len(chunk))
+                if slow:
+                    raise _Retry(slow, slow=True)
+        finally:
+            if batch and not sink.overrun:  # good bytes received before a failure stay for the next attempt
+                with contextlib.suppress(_Retry, OSError, R1runError):
+                    sink.write(bytes(batch), cancelled_too=True)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (a number; an HTTP date counts as 'later', r1run's own backoff)."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class _Rate:
+    """A transfer slower than `floor` bytes/s over the last `window` seconds is a stall (a trickle is not progress)."""
+
+    def __init__(self, floor: float, window: float) -> None:
+        self.floor, self.window = floor, window
+        self.began = time.monotonic()
+        self.samples: deque[tuple[float, int]] = deque()
+        self.recent = 0
+
+    def add(self, n: int) -> str | None:
+        now = time.monotonic()
+        self.samples.append((now, n))
+        self.recent += n
+        while self.samples and self.samples[0][0] < now - self.window:
+            self.recent -= self.samples.popleft()[1]
+        if self.floor and now - self.began >= self.window and self.recent < self.floor * self.window:
+            return (f"slower than {self.floor:g} bytes/s for {self.window:g} s ({self.recent} bytes): stalled "
+                    f"(R1RUN_DOWNLOAD_MIN_RATE / R1RUN_DOWNLOAD_STALL_S set the limit)")
+        return None
 
 
 def _restart(sink: _Sink, checksum) -> None:
