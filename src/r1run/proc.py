@@ -14,6 +14,7 @@ import subprocess
 import sys
 import termios
 import threading
+import time
 import tty
 from collections import deque
 from dataclasses import dataclass
@@ -77,6 +78,55 @@ def run(
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         return Completed(args, -9, out, err + f"\n(timed out after {timeout}s)")
     return Completed(args, proc.returncode, proc.stdout, proc.stderr)
+
+
+@dataclass(frozen=True)
+class Contained:
+    argv: list[str]
+    returncode: int  # -9 when killed at the time limit
+    stdout: str
+    stderr: str
+    timed_out: bool
+    seconds: float
+
+
+def run_contained(
+    argv: Sequence[str | os.PathLike], *, cwd: Path, env: dict[str, str], timeout: float,
+) -> Contained:
+    """Run untrusted code to completion in its own session (process group), output captured as text.
+
+    At the time limit the whole group gets SIGKILL, and after a normal exit too, so a child that forked
+    and left something running (or sleeps forever) leaves nothing behind. A grandchild that starts a
+    session of its own escapes the group: this is containment for careless code, not a security boundary.
+    """
+    args = [str(a) for a in argv]
+    log.debug("contained: %s (cwd %s, %.0fs)", quote(args), cwd, timeout)
+    start = time.monotonic()
+    try:
+        child = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, start_new_session=True)
+    except FileNotFoundError as exc:
+        raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
+    timed_out = False
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(child.pid)
+        out, err = child.communicate()
+    except BaseException:
+        _kill_group(child.pid)
+        child.wait()
+        raise
+    finally:
+        _kill_group(child.pid)  # whatever the game left running in its group
+    return Contained(args, child.returncode, out.decode(errors="replace"), err.decode(errors="replace"), timed_out,
+                     time.monotonic() - start)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def stop(proc: subprocess.Popen, grace: float = GRACE_SECONDS, first: int = signal.SIGINT) -> int:
