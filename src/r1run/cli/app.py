@@ -12,6 +12,7 @@ from r1run.cli import build as build_cmd
 from r1run.cli import chat as chat_cmd
 from r1run.cli import doctor as doctor_cmd
 from r1run.cli import download as download_cmd
+from r1run.cli import eval as eval_cmd
 from r1run.cli import inspect as inspect_cmd
 from r1run.cli import models as models_cmd
 from r1run.cli import perf as perf_cmd
@@ -26,6 +27,7 @@ COMMANDS = {
     "build": build_cmd, "doctor": doctor_cmd, "models": models_cmd, "download": download_cmd,
     "inspect": inspect_cmd, "plan": plan_cmd, "chat": chat_cmd, "serve": serve_cmd, "bench": bench_cmd,
     "perf": perf_cmd, "worker": worker_cmd, "quickstart": quickstart_cmd,
+    "eval": eval_cmd,
 }
 
 
@@ -62,7 +64,7 @@ def make_app(only: str | None = None) -> typer.Typer:
 
 
 # Commands that choose llama.cpp's thread count from how busy the CPUs are.
-_TUNING = ("chat", "serve", "quickstart", "bench", "plan")
+_TUNING = ("chat", "serve", "quickstart", "bench", "plan", "eval")
 
 
 def main() -> None:

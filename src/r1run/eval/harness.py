@@ -21,6 +21,7 @@ At the end of the script, when the game exits or raises, the observations are wr
 
 from __future__ import annotations
 
+import _socket
 import json
 import os
 import random
@@ -32,7 +33,6 @@ import time
 import traceback
 import weakref
 
-import _socket
 import pygame
 import pygame.sysfont
 
@@ -327,7 +327,7 @@ def patch_pygame(rec: Recorder, real_time) -> None:
             return surf
 
     pygame.font.Font = RecFont  # type: ignore[misc]
-    pygame.sysfont.Font = RecFont  # type: ignore[attr-defined]
+    pygame.sysfont.Font = RecFont  # type: ignore[misc]
 
     real_set_mode, real_flip, real_update = pygame.display.set_mode, pygame.display.flip, pygame.display.update
 
@@ -437,7 +437,7 @@ def patch_pygame(rec: Recorder, real_time) -> None:
         else:
             rec.timers[etype] = [event, millis, rec.vt + millis, loops or -1]
 
-    pygame.time.Clock = Clock  # type: ignore[misc]
+    pygame.time.Clock = Clock  # type: ignore[misc, assignment]
     pygame.time.get_ticks = lambda: int(rec.vt)
     pygame.time.delay = pygame.time.wait = delay
     pygame.time.set_timer = set_timer
@@ -468,7 +468,7 @@ def main(argv: list[str]) -> int:
         rec.write({"how": "os_exit", "frame": rec.frame, "code": code})
         real_exit(code)
 
-    os._exit = guarded_exit  # type: ignore[assignment]
+    os._exit = guarded_exit
     sys.argv = [game]
     try:
         runpy.run_path(game, run_name="__main__")

@@ -9,12 +9,14 @@ Static reading of the code is used only where running cannot tell, and the evide
 from __future__ import annotations
 
 import colorsys
+import importlib.util
 import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from r1run.errors import ToolMissing
 from r1run.eval.flappy import ITEMS
 from r1run.eval.sandbox import Limits, RunResult, Scenario, run_game
 
@@ -41,6 +43,12 @@ class Scorecard:
     @property
     def total(self) -> float:
         return sum(i.score for i in self.items)
+
+
+def require_pygame() -> None:
+    """The games run on this Python: pygame must be installed here."""
+    if importlib.util.find_spec("pygame") is None:
+        raise ToolMissing("pygame is not installed, so r1run cannot play the games: pip install 'r1run[eval]'")
 
 
 def score_source(code: str | None, limits: Limits | None = None, parallel: int | None = None) -> Scorecard:
@@ -121,7 +129,10 @@ def _frames(r: RunResult) -> list[list]:
 
 
 def _size(r: RunResult) -> tuple[int, int] | None:
-    return tuple(r.data["screen"]) if r.data and r.data.get("screen") else None  # type: ignore[return-value]
+    if r.data and r.data.get("screen"):
+        w, h = r.data["screen"]
+        return w, h
+    return None
 
 
 def backgrounds(r: RunResult) -> list[list[int]]:
@@ -213,7 +224,7 @@ def item_runnable(full: list[RunResult]) -> Item:
             return Item("Runnable", 0.0, f"seed {r.scenario.seed}: the game ended the harness ({tail})")
         exit_ = r.data["exit"]
         err = r.data.get("error")
-        if err and not (exit_.get("after_key") in ("q", "escape")):
+        if err and exit_.get("after_key") not in ("q", "escape"):
             return Item("Runnable", 0.0, f"seed {r.scenario.seed}: {err['trace']} (line {err['line']}) at frame "
                         f"{exit_['frame']}")
         if not r.data.get("screen"):
@@ -373,7 +384,7 @@ def item_quit(code: str, full: list[RunResult]) -> Item:
     parts, notes = 0.0, []
     for key, const in (("q", r"K_q\b|['\"]q['\"]"), ("escape", r"K_ESCAPE|escape")):
         runs = [r for r in full if r.scenario.quit_key == key and r.data]
-        reached = [r for r in runs if r.data and r.data["exit"]["frame"] >= QUIT_FRAME]  # type: ignore[index]
+        reached = [r for r in runs if r.data and r.data["exit"]["frame"] >= QUIT_FRAME]
         if reached:
             quit_ = [r for r in reached if r.data and r.data["exit"]["how"] != "script_end"]
             if quit_:

@@ -1,0 +1,144 @@
+"""`r1run eval flappy`: the scorer plays the games of a written corpus headless and scores each item as expected;
+bad input; the whole path on the real SmolLM2 with the real llama.cpp."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from clihelp import invoke
+from r1run.eval import scorer
+from r1run.eval.extract import game_source, last_python_block
+from r1run.eval.flappy import ITEMS
+from r1run.eval.sandbox import Limits
+
+DATA = Path(__file__).parent / "data" / "flappy"
+
+# Expected scores, in ITEMS order: Pygame, Background, Accelerate SPACE, Bird shape, Land, Top right score, Pipes,
+# Best Score, Quit, Runnable.
+EXPECTED = {
+    "correct.md": [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    # flap sets the speed, always a circle, land always brown, pipes always green, score top left, never light
+    # blue, q does nothing; classes and event.poll()
+    "class_style.py": [1, 0.75, 0.5, 0.75, 0.5, 0.5, 0.75, 1, 0.5, 1],
+    "q_does_nothing.md": [1, 1, 1, 1, 1, 1, 1, 1, 0.5, 1],
+    # two python blocks after </think>: the last is the game, and it never draws the score
+    "no_score.md": [1, 1, 1, 1, 1, 0, 1, 1, 1, 1],
+    # NameError when the first pipe is passed: everything before it was seen, Runnable 0, Quit from the code
+    "crash_after_start.md": [1, 1, 1, 1, 1, 0.5, 1, 0.75, 0.5, 0],
+    "syntax_error.md": [0.5, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    "no_block.md": [0] * 10,
+    "no_window.py": [0.5, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+}
+
+
+def _score(name: str) -> scorer.Scorecard:
+    path = DATA / name
+    return scorer.score_source(game_source(path.read_text(), is_python_file=path.suffix == ".py"))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_game_of_the_corpus_gets_its_expected_item_scores(name: str) -> None:
+    card = _score(name)
+    got = {i.name: i.score for i in card.items}
+    assert got == dict(zip(ITEMS, EXPECTED[name], strict=True)), "\n".join(f"{i.name}: {i.score} {i.evidence}" for i in card.items)
+    assert all(i.evidence for i in card.items)
+
+
+def test_runnable_says_why_a_game_is_not_runnable() -> None:
+    assert "NameError" in _score("crash_after_start.md").items[-1].evidence
+    assert "SyntaxError line" in _score("syntax_error.md").items[-1].evidence
+    assert _score("no_block.md").items[-1].evidence == "no python block in the answer"
+    assert "opened no window" in _score("no_window.py").items[-1].evidence
+
+
+def test_the_game_is_the_last_python_block_after_the_thinking() -> None:
+    text = "<think>```python\nthinking()\n```</think>\n```python\nfirst()\n```\ntext\n```py\nlast()\n```\n"
+    assert last_python_block(text) == "last()\n"
+    assert last_python_block("<think>```python\nonly_thinking()\n```</think>\nno code") is None
+    assert last_python_block("```python\ndone()\n```\n```python\nunfinished(") == "done()\n"
+    assert last_python_block("```\nbare()\n```") == "bare()\n"
+
+
+def test_a_game_that_forks_and_sleeps_forever_is_killed_at_the_limit_with_nothing_left(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    code = (DATA / "forks_and_sleeps.py").read_text().replace("PIDS_FILE", str(pids))
+    start = time.monotonic()
+    card = scorer.score_source(code, Limits(seconds=4))
+    assert time.monotonic() - start < 30
+    runnable = card.items[-1]
+    assert runnable.score == 0 and "4 s limit" in runnable.evidence and "killed" in runnable.evidence
+    found = [int(p) for p in pids.read_text().split()]
+    assert len(found) == 2 * 6  # parent and forked child, in each of the six runs
+    time.sleep(0.2)
+    alive = [p for p in found if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+
+
+def test_the_game_has_no_network_and_a_folder_of_its_own(tmp_path: Path) -> None:
+    code = (DATA / "correct.md").read_text()
+    game = last_python_block(code)
+    assert game is not None
+    probe = ("import os, socket\n"
+             f"open({str(tmp_path / 'seen')!r}, 'w').write(os.getcwd() + ' ' + os.environ.get('HTTPS_PROXY', '-'))\n"
+             "try:\n    socket.socket()\nexcept PermissionError as e:\n"
+             f"    open({str(tmp_path / 'net')!r}, 'w').write(str(e))\n")
+    scorer.score_source(probe + game)
+    cwd, proxy = (tmp_path / "seen").read_text().split()
+    assert "r1run-game-" in cwd and not Path(cwd).exists() and proxy == "-"
+    assert "network access is disabled" in (tmp_path / "net").read_text()
+
+
+def test_score_cli_prints_the_table_and_json() -> None:
+    res = invoke("eval", "flappy", "--score", str(DATA / "q_does_nothing.md"))
+    assert res.exit_code == 0, res.stderr
+    assert "9.5/10" in res.stdout and "q did nothing" in res.stdout
+    data = json.loads(invoke("eval", "flappy", "--score", str(DATA / "no_block.md"), "--json").stdout)
+    assert data["schema"] == "r1run.eval.score/1" and data["total"] == 0
+    assert [i["name"] for i in data["items"]] == list(ITEMS)
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--score", "/nonexistent/answer.md"], "No such file"),
+    (["--seeds", "1,x"], "--seeds must be whole numbers"),
+    (["smollm2", "--score", "x.md"], "give no MODEL"),
+])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], text: str) -> None:
+    res = invoke("eval", "flappy", *args)
+    assert res.exit_code == 2 and text in res.stderr and "Traceback" not in res.stderr
+
+
+def test_missing_pygame_is_one_line_with_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = scorer.importlib.util.find_spec
+    monkeypatch.setattr(scorer.importlib.util, "find_spec", lambda name: None if name == "pygame" else real(name))
+    res = invoke("eval", "flappy", "--score", str(DATA / "correct.md"))
+    assert res.exit_code == 1 and "pip install 'r1run[eval]'" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.llama
+def test_a_model_that_is_not_downloaded_gets_the_download_hint(home: Path) -> None:
+    res = invoke("eval", "flappy", "deepseek-r1", "--quant", "UD-IQ1_S", "--seeds", "3407")
+    assert res.exit_code != 0 and "not downloaded" in res.stderr and "r1run download" in res.stderr
+
+
+@pytest.mark.llama
+def test_the_whole_path_on_smollm2_generates_extracts_plays_and_tabulates(home: Path, smollm2: Path) -> None:
+    res = invoke("eval", "flappy", str(smollm2), "--seeds", "3407", "-n", "96", "--json")
+    assert res.exit_code == 0, res.stderr
+    data = json.loads(res.stdout)
+    (result,) = data["results"]
+    assert result["settings"]["temperature"] == 0.6 and result["settings"]["ctx"] == 8192
+    assert result["settings"]["cache_type_k"] == "q4_0" and result["published"] is None
+    (game,) = result["games"]
+    assert game["seed"] == 3407 and game["gen_tps"] > 0 and game["tokens"] > 0
+    assert 0 <= game["total"] <= 3 and len(game["items"]) == 10  # a 135M model writes no working game
+    assert Path(game["answer"]).read_text().strip() and Path(data["saved"]).is_file()
+    log = Path(game["log"]).read_text()  # begins with the command: the prompt in the model's format, the seed
+    assert "-s 3407 -p '<|im_start|>user\nCreate a Flappy Bird game in Python." in log and "-ctk q4_0" in log
+    human = invoke("eval", "flappy", str(smollm2), "--seeds", "3408", "-n", "32")
+    assert human.exit_code == 0, human.stderr
+    assert "pass@1" in human.stdout and "Runnable" in human.stdout and "gen t/s" in human.stdout
