@@ -25,6 +25,9 @@ EXPECTED = {
     # flap sets the speed, always a circle, land always brown, pipes always green, score top left, never light
     # blue, q does nothing; classes and event.poll()
     "class_style.py": [1, 0.75, 0.5, 0.75, 0.5, 0.5, 0.75, 1, 0.5, 1],
+    # sprites and images (the bird's shape read from how much of its box it fills), pipes from a set_timer event,
+    # q and Esc through key.get_pressed(); the background is always the same light blue
+    "sprites_timer.md": [1, 0.5, 1, 1, 1, 1, 1, 1, 1, 1],
     "q_does_nothing.md": [1, 1, 1, 1, 1, 1, 1, 1, 0.5, 1],
     # two python blocks after </think>: the last is the game, and it never draws the score
     "no_score.md": [1, 1, 1, 1, 1, 0, 1, 1, 1, 1],

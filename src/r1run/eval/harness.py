@@ -190,9 +190,14 @@ class Recorder:
         if prev is not None:
             px = prev[0] + prev[2] / 2
             cands = [op for op in cands if abs(op[2][0] + op[2][2] / 2 - px) <= 30]
-        if not cands:
+            if not cands:
+                return None
+            # the same size as before: a pipe's end passing by is no bird
+            op = min(cands, key=lambda o: (abs(o[2][2] - prev[2]) + abs(o[2][3] - prev[3]), -o[2][2] * o[2][3]))
+        elif cands:
+            op = max(cands, key=lambda o: o[2][2] * o[2][3])
+        else:
             return None
-        op = max(cands, key=lambda o: o[2][2] * o[2][3])
         return [*op[2], op[0], op[1], op[3]]
 
     # -- output -----------------------------------------------------------------------------------------
