@@ -82,6 +82,13 @@ def test_a_game_that_forks_and_sleeps_forever_is_killed_at_the_limit_with_nothin
     assert alive == []
 
 
+def test_a_game_that_prints_without_end_stops_at_the_file_size_limit() -> None:
+    card = scorer.score_source("import pygame\nscreen = pygame.display.set_mode((400, 600))\n"
+                               "while True:\n    print('x' * 1000)\n", Limits(seconds=20))
+    assert card.items[-1].score == 0 and "File too large" in card.items[-1].evidence
+    assert all(not r["timed_out"] for r in card.runs)
+
+
 def test_the_game_has_no_network_and_a_folder_of_its_own(tmp_path: Path) -> None:
     code = (DATA / "correct.md").read_text()
     game = last_python_block(code)

@@ -83,45 +83,44 @@ def run(
 @dataclass(frozen=True)
 class Contained:
     argv: list[str]
-    returncode: int  # -9 when killed at the time limit
-    stdout: str
-    stderr: str
+    returncode: int  # negative: the signal that ended it (-9 when killed at the time limit)
+    tail: list[str]  # the last lines it wrote (stdout and stderr)
     timed_out: bool
     seconds: float
 
 
 def run_contained(
-    argv: Sequence[str | os.PathLike], *, cwd: Path, env: dict[str, str], timeout: float,
+    argv: Sequence[str | os.PathLike], *, cwd: Path, env: dict[str, str], timeout: float, output: Path,
 ) -> Contained:
-    """Run untrusted code to completion in its own session (process group), output captured as text.
+    """Run untrusted code to completion in its own session (process group), stdout and stderr into `output`.
 
     At the time limit the whole group gets SIGKILL, and after a normal exit too, so a child that forked
     and left something running (or sleeps forever) leaves nothing behind. A grandchild that starts a
     session of its own escapes the group: this is containment for careless code, not a security boundary.
+    Output goes to a file, not a pipe, so a program that prints without end cannot fill r1run's memory (the
+    file's size is the program's own limit to set).
     """
     args = [str(a) for a in argv]
     log.debug("contained: %s (cwd %s, %.0fs)", quote(args), cwd, timeout)
     start = time.monotonic()
-    try:
-        child = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, start_new_session=True)
-    except FileNotFoundError as exc:
-        raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
+    with open(output, "wb") as sink:
+        try:
+            child = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=sink,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        except FileNotFoundError as exc:
+            raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
     timed_out = False
     try:
-        out, err = child.communicate(timeout=timeout)
+        child.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        _kill_group(child.pid)
-        out, err = child.communicate()
-    except BaseException:
-        _kill_group(child.pid)
-        child.wait()
-        raise
     finally:
-        _kill_group(child.pid)  # whatever the game left running in its group
-    return Contained(args, child.returncode, out.decode(errors="replace"), err.decode(errors="replace"), timed_out,
-                     time.monotonic() - start)
+        _kill_group(child.pid)  # at the limit, on Ctrl-C, and whatever the program left running in its group
+        child.wait()
+    with open(output, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+        tail = f.read().decode(errors="replace").splitlines()[-20:]
+    return Contained(args, child.returncode, tail, timed_out, time.monotonic() - start)
 
 
 def _kill_group(pgid: int) -> None:

@@ -48,7 +48,7 @@ class RunResult:
     returncode: int
     timed_out: bool
     seconds: float
-    stderr_tail: list[str]
+    output_tail: list[str]
 
 
 def game_env(workdir: Path) -> dict[str, str]:
@@ -70,12 +70,13 @@ def run_game(code: str, scenario: Scenario, limits: Limits) -> RunResult:
             "autopilot": scenario.autopilot, "probes": scenario.probes, "memory_bytes": limits.memory_bytes,
             "cpu_seconds": int(limits.seconds) + 1}), encoding="utf-8")
         done = proc.run_contained([sys.executable, "-I", str(HARNESS), str(game), str(spec), str(out)],
-                                  cwd=workdir, env=game_env(workdir), timeout=limits.seconds)
+                                  cwd=workdir, env=game_env(workdir), timeout=limits.seconds,
+                                  output=workdir / "output.txt")
         try:
             data = json.loads(out.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             data = None
-        tail = [line for line in done.stderr.splitlines() if line.strip()][-5:]
+        tail = [line for line in done.tail if line.strip()][-5:]
         return RunResult(scenario, data, done.returncode, done.timed_out, done.seconds, tail)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -220,7 +220,7 @@ def item_runnable(full: list[RunResult]) -> Item:
             return Item("Runnable", 0.0, f"seed {r.scenario.seed}: still running at the {r.seconds:.0f} s limit; "
                         "its process group was killed")
         if r.data is None:
-            tail = r.stderr_tail[-1] if r.stderr_tail else f"exit code {r.returncode}"
+            tail = r.output_tail[-1] if r.output_tail else f"exit code {r.returncode}"
             return Item("Runnable", 0.0, f"seed {r.scenario.seed}: the game ended the harness ({tail})")
         exit_ = r.data["exit"]
         err = r.data.get("error")
