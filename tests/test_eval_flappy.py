@@ -28,6 +28,9 @@ EXPECTED = {
     # sprites and images (the bird's shape read from how much of its box it fills), pipes from a set_timer event,
     # q and Esc through key.get_pressed(); the background is always the same light blue
     "sprites_timer.md": [1, 0.5, 1, 1, 1, 1, 1, 1, 1, 1],
+    # globals and functions, colours by name, land by screen.fill(colour, rect), pipes timed by get_ticks(); an
+    # orange ellipse bird (fixed, not dark), fixed light blue, fixed dark green pipes; "Score: 3  Best: 5" in one text
+    "globals_named_colours.py": [1, 0.5, 1, 0.25, 1, 1, 0.75, 1, 1, 1],
     "q_does_nothing.md": [1, 1, 1, 1, 1, 1, 1, 1, 0.5, 1],
     # two python blocks after </think>: the last is the game, and it never draws the score
     "no_score.md": [1, 1, 1, 1, 1, 0, 1, 1, 1, 1],

@@ -197,7 +197,18 @@ def number(text: str) -> int | None:
     return int(m.group()) if m else None
 
 
-BEST = re.compile(r"best|high|record|top", re.I)
+# "Best: 4", "High Score 4", "Record - 4"
+BEST = re.compile(r"\b(best|high|record)\b(\s*score)?\W*(?P<n>-?\d+)?", re.I)
+
+
+def score_value(text: str) -> int | None:
+    """The running score a text shows, leaving out a best score beside it ("Score: 3  Best: 5" is 3)."""
+    return number(BEST.sub("", text))
+
+
+def best_value(text: str) -> int | None:
+    m = BEST.search(text)
+    return int(m.group("n")) if m and m.group("n") else None
 
 
 # -- the items -------------------------------------------------------------------------------------------
@@ -325,8 +336,8 @@ def item_score(code: str, full: list[RunResult]) -> Item:
     for r in full:
         size = _size(r)
         for _, text, box in texts(r, 0, 840):
-            n = number(text)
-            if n is None or BEST.search(text) or size is None:
+            n = score_value(text)
+            if n is None or size is None:
                 continue
             placed.append(box[0] + box[2] / 2 > size[0] / 2 and box[1] + box[3] / 2 < size[1] / 4)
             values.append(n)
@@ -363,8 +374,8 @@ def item_best(full: list[RunResult]) -> Item:
     for r in full:
         size = _size(r)
         for frame, text, box in texts(r):
-            n = number(text)
-            if BEST.search(text) and n is not None and size:
+            n = best_value(text)
+            if n is not None and size:
                 inside = box[0] >= 0 and box[1] >= 0 and box[0] + box[2] <= size[0] and box[1] + box[3] <= size[1]
                 shown.append((frame, n, inside))
         ys = [b[1] for b in (r.data or {}).get("bird", [])[RESTART_FRAME + 5: 1000] if b]
