@@ -70,6 +70,18 @@ def test_the_game_is_the_last_python_block_after_the_thinking() -> None:
     assert last_python_block("```\nbare()\n```") == "bare()\n"
 
 
+def test_the_prompt_in_deepseeks_format_is_unsloths_verbatim() -> None:
+    from r1run.eval.flappy import PROMPT
+    from r1run.run.target import DEEPSEEK_TEMPLATE
+
+    text = DEEPSEEK_TEMPLATE.replace("{prompt}", PROMPT)
+    assert text.startswith("<｜User｜>Create a Flappy Bird game in Python. You must include these things:\n1. You must use")
+    assert "\n4. The bird's shape should be randomly chosen as a square, circle or triangle. The color should be " \
+        "randomly chosen as a dark color.\n" in text
+    assert text.endswith("Check your code for errors and fix them before the final markdown section.<｜Assistant｜>")
+    assert text.count("\n") == 9
+
+
 def test_a_game_that_forks_and_sleeps_forever_is_killed_at_the_limit_with_nothing_left(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     code = (DATA / "forks_and_sleeps.py").read_text().replace("PIDS_FILE", str(pids))
