@@ -12,7 +12,7 @@ import pytest
 
 from clihelp import invoke
 from r1run.eval import scorer
-from r1run.eval.extract import game_source, last_python_block
+from r1run.eval.extract import game_source, last_python_block, why_no_game
 from r1run.eval.flappy import ITEMS
 from r1run.eval.sandbox import Limits
 
@@ -68,6 +68,8 @@ def test_the_game_is_the_last_python_block_after_the_thinking() -> None:
     assert last_python_block("<think>```python\nonly_thinking()\n```</think>\nno code") is None
     assert last_python_block("```python\ndone()\n```\n```python\nunfinished(") == "done()\n"
     assert last_python_block("```\nbare()\n```") == "bare()\n"
+    assert "never closed" in why_no_game("```python\nimport pygame\nwhile True:")
+    assert why_no_game("<think>```python\nx\n```</think>no code") == "no python block in the answer"
 
 
 def test_the_prompt_in_deepseeks_format_is_unsloths_verbatim() -> None:

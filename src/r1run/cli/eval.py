@@ -8,17 +8,19 @@ from typing import Annotated, Optional
 
 import typer
 
+from r1run import usage
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, err, handle_errors, out, print_json, status
 from r1run.cli.eval_render import game_table, quant_table
 from r1run.errors import BadInput
 from r1run.eval import flappy, generate, results
-from r1run.eval.extract import game_source
+from r1run.eval.extract import game_source, why_no_game
 from r1run.eval.scorer import require_pygame, score_source
 from r1run.home import Home
 from r1run.run import oneshot
 from r1run.run.prepare import prepare
+from r1run.think import Piece
 
 
 def register(app: typer.Typer) -> None:
@@ -66,15 +68,18 @@ def flappy_cmd(
         games = []
         for seed in seed_list:
             status(f"{target.name}: generating with seed {seed}")
-            gen = generate.answer_once(prepared, seed, logs=home.ensure(home.logs),
-                                       events=oneshot.Events(on_status=status))
-            path = results.save_answer(results.answer_path(home.evals, run_stamp, f"{target.name}-{target.quant}",
-                                                           seed), gen.text)
+            gen = generate.answer_once(prepared, seed, logs=home.ensure(home.logs), events=_progress())
+            if gen.interrupted:
+                raise KeyboardInterrupt
+            usage.record(home, target.key, target.quant, "ran")
+            label = results.label(target.name, target.quant)
+            path = results.save_answer(results.answer_path(home.evals, run_stamp, label, seed), gen.text)
+            err().print("")
             status(f"seed {seed}: {gen.tokens or '?'} tokens at {gen.gen_tps or 0:.1f} t/s; scoring {path}")
-            card = score_source(game_source(gen.text, is_python_file=False))
+            card = score_source(game_source(gen.text, is_python_file=False), missing=why_no_game(gen.text))
             games.append(results.Game(gen, card, path))
             if detail and not json_:
-                err().print(game_table(card, title=f"{target.name} {target.quant} seed {seed}"))
+                err().print(game_table(card, title=f"{label} seed {seed}"))
         done.append(results.QuantResult(
             target.name, target.key, target.quant, flappy.PUBLISHED.get((target.key, target.quant)),
             {"temperature": spec.temp, "min_p": spec.min_p, "ctx": spec.ctx, "cache_type_k": spec.cache_type_k,
@@ -88,6 +93,19 @@ def flappy_cmd(
     for r in done:
         out().print(quant_table(r))
     status(f"saved: {saved}")
+
+
+def _progress() -> oneshot.Events:
+    """A dot on stderr per 500 characters written (reasoning or answer): long answers take minutes."""
+    written = [0]
+
+    def on_piece(piece: Piece) -> None:
+        before = written[0] // 500
+        written[0] += len(piece.text)
+        if written[0] // 500 > before:
+            err().print(".", end="", highlight=False)
+
+    return oneshot.Events(on_piece=on_piece, on_status=status)
 
 
 def _seeds(text: str) -> list[int]:
@@ -108,7 +126,7 @@ def _score_file(path: Path, json_: bool) -> None:
         raise BadInput(f"--score {path}: {getattr(exc, 'strerror', None) or exc}", "give a markdown answer or a "
                        ".py file") from None
     require_pygame()
-    card = score_source(game_source(text, is_python_file=path.suffix == ".py"))
+    card = score_source(game_source(text, is_python_file=path.suffix == ".py"), missing=why_no_game(text))
     if json_:
         print_json(json.dumps({"schema": "r1run.eval.score/1", "file": str(path), **results.card_json(card)},
                               indent=2))

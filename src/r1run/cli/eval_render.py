@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from r1run.eval.flappy import ITEMS
-from r1run.eval.results import QuantResult
+from r1run.eval.results import QuantResult, label
 from r1run.eval.scorer import Scorecard
 
 
@@ -26,7 +26,7 @@ def game_table(card: Scorecard, *, title: str) -> Table:
 def quant_table(r: QuantResult) -> Table:
     """One quant: the ten items per seed, each seed's total, pass@N beside Unsloth's published score."""
     published = f"; Unsloth published {r.published:g}" if r.published is not None else ""
-    table = Table(title=f"{r.model} {r.quant}: pass@{len(r.games)} {r.pass_at_n:.2f}/10{published}",
+    table = Table(title=f"{label(r.model, r.quant)}: pass@{len(r.games)} {r.pass_at_n:.2f}/10{published}",
                   box=box.SIMPLE_HEAD)
     table.add_column("item")
     for g in r.games:

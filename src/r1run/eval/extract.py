@@ -27,6 +27,14 @@ def last_python_block(text: str) -> str | None:
     return bare[-1] if bare else None
 
 
+def why_no_game(text: str) -> str:
+    """What an answer without a python block to play holds instead, in a few words."""
+    tail = after_thinking(text)
+    if re.search(r"^[ \t]*```[ \t]*(python|py|python3)?[ \t]*$", tail, re.M | re.I):
+        return "no complete python block in the answer (the last one is never closed: cut off?)"
+    return "no python block in the answer"
+
+
 def game_source(text: str, *, is_python_file: bool) -> str | None:
     """The code to score: a .py file as it is, a markdown answer's last python block."""
     return text if is_python_file else last_python_block(text)

@@ -19,6 +19,7 @@ class Generated:
     tokens: int | None
     seconds: float
     log_path: Path | None
+    interrupted: bool = False  # Ctrl-C: the text is partial
 
 
 def with_k_cache(prepared: Prepared) -> Prepared:
@@ -45,4 +46,4 @@ def answer_once(prepared: Prepared, seed: int, *, logs: Path, events: oneshot.Ev
     text = f"<think>{result.reasoning}</think>\n{result.answer}" if result.reasoning else result.answer
     ev = result.summary.eval if result.summary is not None else None
     return Generated(seed, text, ev.tps if ev else None, ev.tokens if ev else None, time.monotonic() - start,
-                     result.log_path)
+                     result.log_path, result.interrupted)

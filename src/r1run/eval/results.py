@@ -51,6 +51,11 @@ class QuantResult:
                           for g in self.games]}
 
 
+def label(name: str, quant: str) -> str:
+    """A model and quant in a few words: "DeepSeek-R1 UD-IQ1_S"; a file's name alone when it names the quant."""
+    return name if not quant or quant in name else f"{name} {quant}"
+
+
 def stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 

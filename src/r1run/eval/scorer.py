@@ -51,11 +51,12 @@ def require_pygame() -> None:
         raise ToolMissing("pygame is not installed, so r1run cannot play the games: pip install 'r1run[eval]'")
 
 
-def score_source(code: str | None, limits: Limits | None = None, parallel: int | None = None) -> Scorecard:
-    """Play the game (None: the answer held no python block) and score the ten items."""
+def score_source(code: str | None, limits: Limits | None = None, parallel: int | None = None, *,
+                 missing: str = "no python block in the answer") -> Scorecard:
+    """Play the game and score the ten items; None: the answer held no game, for the reason `missing`."""
     start = time.monotonic()
     if code is None:
-        return Scorecard([Item(n, 0.0, "no python block in the answer") for n in ITEMS], 0.0)
+        return Scorecard([Item(n, 0.0, missing) for n in ITEMS], 0.0)
     try:
         compile(code, "game.py", "exec")
     except SyntaxError as exc:
