@@ -26,12 +26,13 @@ from r1run.think import Piece
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Test what a model writes: `r1run eval flappy` (Unsloth's Flappy Bird test).",
                         no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
-    group.command("flappy")(flappy_cmd)
+    group.command("flappy", context_settings=o.EXTRA_ARGS)(flappy_cmd)
     app.add_typer(group, name="eval")
 
 
 @handle_errors
 def flappy_cmd(
+    ctx: typer.Context,
     model: o.ModelArg = None,
     quant: Annotated[Optional[list[str]], typer.Option(
         "--quant", "-q", help="Quant(s) of a catalog model to test; repeat for several.", show_default=False)] = None,
@@ -47,10 +48,11 @@ def flappy_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Generate Flappy Bird games with a model (seeds 3407-3409, temperature 0.6, context 8192) and score each on
-    Unsloth's ten items by playing it headless; or score an existing answer with --score FILE."""
+    Unsloth's ten items by playing it headless; or score an existing answer with --score FILE. Extra llama.cpp
+    flags go after --."""
     if score is not None:
-        if model is not None or quant:
-            raise BadInput("--score scores a file: give no MODEL or --quant with it")
+        if model is not None or quant or ctx.args:
+            raise BadInput("--score scores a file: give no MODEL, --quant or llama.cpp flags with it")
         _score_file(score, json_)
         return
     seed_list = _seeds(seeds)
@@ -61,7 +63,7 @@ def flappy_cmd(
     quants: list[str | None] = list(quant) if quant else [None]
     for q in quants:
         req = o.request(model=model, quant=q, gpu_layers=gpu_layers, ctx=flappy.CTX, threads=threads,
-                        n_predict=n_predict, temp=flappy.TEMPERATURE)
+                        n_predict=n_predict, temp=flappy.TEMPERATURE, extra=tuple(ctx.args))
         prepared = generate.with_k_cache(prepare(home, req, llama_bin, find_for_target))
         o.show_prepared(prepared)
         target, spec = prepared.target, prepared.config.spec
