@@ -4,6 +4,9 @@ bad input; the whole path on the real SmolLM2 with the real llama.cpp."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -97,6 +100,24 @@ def test_a_game_that_forks_and_sleeps_forever_is_killed_at_the_limit_with_nothin
     time.sleep(0.2)
     alive = [p for p in found if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == []
+
+
+def test_ctrl_c_while_scoring_kills_the_games_at_once_and_exits_130(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    game = tmp_path / "sleeper.py"
+    game.write_text((DATA / "forks_and_sleeps.py").read_text().replace("PIDS_FILE", str(pids)))
+    proc = subprocess.Popen([sys.executable, "-m", "r1run", "eval", "flappy", "--score", str(game)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while (not pids.exists() or len(pids.read_text().split()) < 4) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and "interrupted" in err and time.monotonic() - start < 5  # not the 30 s limit
+    time.sleep(0.2)
+    found = [int(p) for p in pids.read_text().split()]
+    assert [p for p in found if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE] == []
 
 
 def test_a_game_that_prints_without_end_stops_at_the_file_size_limit() -> None:

@@ -1,8 +1,10 @@
 """Runs INSIDE the game's process: limits, no network, pygame patched to record and to play.
 
-    python -I harness.py GAME.py SCENARIO.json OBSERVATIONS.json
+    python -E harness.py GAME.py SCENARIO.json OBSERVATIONS.json
 
-It imports nothing of r1run (the scorer starts it by path, with -I, in an empty temporary folder).
+It imports nothing of r1run (the scorer starts it by path, in an empty temporary folder; the game's folder,
+not the harness's, is first on sys.path, as for `python game.py`; the user's site-packages stay, where
+pygame may be installed).
 What it does before the game's first line runs:
 
 - resource limits on itself (address space, CPU seconds, file size, no core dumps), inherited by anything
@@ -475,6 +477,7 @@ def main(argv: list[str]) -> int:
 
     os._exit = guarded_exit
     sys.argv = [game]
+    sys.path[0] = os.path.dirname(os.path.abspath(game))
     try:
         runpy.run_path(game, run_name="__main__")
     except SystemExit as exc:

@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +59,8 @@ def game_env(workdir: Path) -> dict[str, str]:
             "PYGAME_HIDE_SUPPORT_PROMPT": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def run_game(code: str, scenario: Scenario, limits: Limits) -> RunResult:
-    """Play the scenario on the game in a fresh folder, removed afterwards whatever happened."""
+def run_game(code: str, scenario: Scenario, limits: Limits, cancel: threading.Event | None = None) -> RunResult:
+    """Play the scenario on the game in a fresh folder, removed afterwards whatever happened; `cancel` stops it."""
     workdir = Path(tempfile.mkdtemp(prefix="r1run-game-"))
     try:
         game, spec, out = workdir / "game.py", workdir / "scenario.json", workdir / "observations.json"
@@ -69,9 +70,9 @@ def run_game(code: str, scenario: Scenario, limits: Limits) -> RunResult:
             "presses": {str(f): keys for f, keys in scenario.presses.items()},
             "autopilot": scenario.autopilot, "probes": scenario.probes, "memory_bytes": limits.memory_bytes,
             "cpu_seconds": int(limits.seconds) + 1}), encoding="utf-8")
-        done = proc.run_contained([sys.executable, "-I", str(HARNESS), str(game), str(spec), str(out)],
+        done = proc.run_contained([sys.executable, "-E", str(HARNESS), str(game), str(spec), str(out)],
                                   cwd=workdir, env=game_env(workdir), timeout=limits.seconds,
-                                  output=workdir / "output.txt")
+                                  output=workdir / "output.txt", cancel=cancel)
         try:
             data = json.loads(out.read_text(encoding="utf-8"))
         except (OSError, ValueError):

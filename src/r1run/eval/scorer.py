@@ -12,6 +12,7 @@ import colorsys
 import importlib.util
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,8 +67,13 @@ def score_source(code: str | None, limits: Limits | None = None, parallel: int |
         return Scorecard(items, time.monotonic() - start)
     scenarios = FULL + LOOKS
     workers = parallel or max(1, min(len(scenarios), os.cpu_count() or 1))
+    cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda sc: run_game(code, sc, limits or Limits()), scenarios))
+        try:
+            results = list(pool.map(lambda sc: run_game(code, sc, limits or Limits(), cancel), scenarios))
+        except BaseException:  # Ctrl-C: the games still running are killed now, not at their time limit
+            cancel.set()
+            raise
     card = judge(code, results[: len(FULL)], results[len(FULL):])
     card.seconds = time.monotonic() - start
     return card
