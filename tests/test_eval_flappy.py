@@ -34,6 +34,8 @@ EXPECTED = {
     # globals and functions, colours by name, land by screen.fill(colour, rect), pipes timed by get_ticks(); an
     # orange ellipse bird (fixed, not dark), fixed light blue, fixed dark green pipes; "Score: 3  Best: 5" in one text
     "globals_named_colours.py": [1, 0.5, 1, 0.25, 1, 1, 0.75, 1, 1, 1],
+    # a black "Press SPACE to start" screen first: the background judged is the one the game is played on
+    "start_screen.md": [1] * 10,
     "q_does_nothing.md": [1, 1, 1, 1, 1, 1, 1, 1, 0.5, 1],
     # two python blocks after </think>: the last is the game, and it never draws the score
     "no_score.md": [1, 1, 1, 1, 1, 0, 1, 1, 1, 1],

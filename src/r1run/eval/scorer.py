@@ -142,19 +142,24 @@ def _size(r: RunResult) -> tuple[int, int] | None:
     return None
 
 
-def backgrounds(r: RunResult) -> list[list[int]]:
-    """The colour each frame starts from: a fill (or rect) covering the whole screen, in order of change."""
+def backgrounds(r: RunResult, lasting: int = 20) -> list[list[int]]:
+    """The colours frames start from (a fill or rect covering the screen), in order of change, leaving out those
+    that last fewer than `lasting` frames in a row (a start menu before the first SPACE, a flash on a hit)
+    unless nothing lasts that long."""
     size = _size(r)
     if size is None:
         return []
-    seen: list[list[int]] = []
+    runs: list[list] = []  # [colour, frames in a row]
     for ops in _frames(r):
         for op in ops:
             if op[0] in ("fill", "rect") and op[1] and op[2][2] >= size[0] * 0.95 and op[2][3] >= size[1] * 0.7:
-                if not seen or seen[-1] != op[1]:
-                    seen.append(op[1])
+                if runs and runs[-1][0] == op[1]:
+                    runs[-1][1] += 1
+                else:
+                    runs.append([op[1], 1])
                 break
-    return seen
+    kept = [c for c, n in runs if n >= lasting] or [c for c, _ in runs]
+    return [c for i, c in enumerate(kept) if i == 0 or kept[i - 1] != c]
 
 
 def bird_kinds(r: RunResult) -> tuple[str, list[int]] | None:
