@@ -53,14 +53,14 @@ COMMANDS = ["build", "doctor", "models", "download", "list", "rm", "ps", "stop",
             "bench", "perf", "worker", "quickstart"]
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", [*COMMANDS, "eval flappy"])
 def test_help_names_values_never_python_types(command: str) -> None:
-    res = invoke(command, "--help", env={"COLUMNS": "80"})
+    res = invoke(*command.split(), "--help", env={"COLUMNS": "80"})
     assert res.exit_code == 0
     leaks = [line for line in res.stdout.splitlines()
              if re.search(r"<(str|int|float|path|list\[.*\])>|\{[A-Za-z_]+\}|\bTEXT\b.*\bTEXT\b", line)]
     assert leaks == []
-    assert re.match(r"Usage: r1run \S+ \[OPTIONS\]( \[?[A-Z]+\]?(\.\.\.)?)?$", res.stdout.splitlines()[0])
+    assert re.match(r"Usage: r1run \S+( flappy)? \[OPTIONS\]( \[?[A-Z]+\]?(\.\.\.)?)?$", res.stdout.splitlines()[0])
 
 
 def test_the_command_list_is_not_cut_at_80_columns() -> None:

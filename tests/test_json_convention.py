@@ -19,7 +19,8 @@ from nethelp import free_port
 pytestmark = pytest.mark.llama
 
 DATA = Path(__file__).parent / "data" / "perf"
-SCHEMA = re.compile(r"r1run\.[a-z]+/\d+")
+FLAPPY = Path(__file__).parent / "data" / "flappy" / "correct.md"
+SCHEMA = re.compile(r"r1run\.[a-z]+(\.[a-z]+)?/\d+")
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 FORBIDDEN = {"eval", "schema_version", "seconds", "size", "mib", "fetched", "resumed_from"}
 
@@ -71,6 +72,7 @@ def test_every_command_follows_the_convention(env: dict[str, str]) -> None:
     for command in (("models",), ("list",), ("ps",), ("doctor",), ("inspect", path), ("plan",), ("build", "--list"),
                     ("perf", str(DATA / "b11434-server.err"), str(DATA / "b11434-cli-st-lv4.err"))):
         docs[command[0]] = _json(run_cli(*command, "--json", env=env))
+    docs["eval"] = _json(run_cli("eval", "flappy", "--score", str(FLAPPY), "--json", env=env))
     error = run_cli("chat", "no-such-model", "-p", "x", "--json", env=env)
     assert error.returncode == 2
     docs["error"] = json.loads(error.stdout)

@@ -54,6 +54,11 @@ class Home:
         return self.root / "results"
 
     @property
+    def evals(self) -> Path:
+        """`r1run eval` results and the answers they scored."""
+        return self.root / "evals"
+
+    @property
     def models(self) -> Path:
         return Path(os.environ["R1RUN_MODELS"]).expanduser() if os.environ.get("R1RUN_MODELS") else self.root / "models"
 

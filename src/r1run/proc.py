@@ -15,6 +15,7 @@ import subprocess
 import sys
 import termios
 import threading
+import time
 import tty
 from collections import deque
 from dataclasses import dataclass
@@ -104,6 +105,60 @@ def run(
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         return Completed(args, -9, out, err + f"\n(timed out after {timeout}s)")
     return Completed(args, proc.returncode, proc.stdout, proc.stderr)
+
+
+@dataclass(frozen=True)
+class Contained:
+    argv: list[str]
+    returncode: int  # negative: the signal that ended it (-9 when killed at the time limit)
+    tail: list[str]  # the last lines it wrote (stdout and stderr)
+    timed_out: bool
+    seconds: float
+
+
+def run_contained(
+    argv: Sequence[str | os.PathLike], *, cwd: Path, env: dict[str, str], timeout: float, output: Path,
+    cancel: threading.Event | None = None,
+) -> Contained:
+    """Run untrusted code to completion in its own session (process group), stdout and stderr into `output`.
+
+    At the time limit the whole group gets SIGKILL, and after a normal exit too, so a child that forked
+    and left something running (or sleeps forever) leaves nothing behind. A grandchild that starts a
+    session of its own escapes the group: this is containment for careless code, not a security boundary.
+    Output goes to a file, not a pipe, so a program that prints without end cannot fill r1run's memory (the
+    file's size is the program's own limit to set). Setting `cancel` (from another thread, e.g. after Ctrl-C)
+    kills the group within a fifth of a second.
+    """
+    args = [str(a) for a in argv]
+    log.debug("contained: %s (cwd %s, %.0fs)", quote(args), cwd, timeout)
+    start = time.monotonic()
+    with open(output, "wb") as sink:
+        try:
+            child = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=sink,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        except FileNotFoundError as exc:
+            raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
+    timed_out = False
+    deadline = start + timeout
+    try:
+        while child.poll() is None and not (cancel is not None and cancel.is_set()):
+            if time.monotonic() >= deadline:
+                timed_out = True
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+    finally:
+        _kill_group(child.pid)  # at the limit, on Ctrl-C, and whatever the program left running in its group
+        child.wait()
+    with open(output, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+        tail = f.read().decode(errors="replace").splitlines()[-20:]
+    return Contained(args, child.returncode, tail, timed_out, time.monotonic() - start)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def stop(proc: subprocess.Popen, grace: float = GRACE_SECONDS, first: int = signal.SIGINT) -> int:

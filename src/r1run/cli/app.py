@@ -14,6 +14,7 @@ from r1run.cli import build as build_cmd
 from r1run.cli import chat as chat_cmd
 from r1run.cli import doctor as doctor_cmd
 from r1run.cli import download as download_cmd
+from r1run.cli import eval as eval_cmd
 from r1run.cli import inspect as inspect_cmd
 from r1run.cli import mine as mine_cmd
 from r1run.cli import models as models_cmd
@@ -29,7 +30,8 @@ COMMANDS = {
     "build": build_cmd, "doctor": doctor_cmd, "models": models_cmd, "download": download_cmd,
     "list": mine_cmd, "ls": mine_cmd, "rm": mine_cmd,
     "inspect": inspect_cmd, "plan": plan_cmd, "chat": chat_cmd, "serve": serve_cmd, "bench": bench_cmd,
-    "perf": perf_cmd, "worker": worker_cmd, "ps": mine_cmd, "stop": mine_cmd, "quickstart": quickstart_cmd,
+    "perf": perf_cmd, "worker": worker_cmd, "ps": mine_cmd, "stop": mine_cmd, "eval": eval_cmd,
+    "quickstart": quickstart_cmd,
 }
 
 
@@ -56,7 +58,7 @@ METAVARS = {
     "--backend": "NAME", "--source": "SOURCE", "--device": "DEVICES", "--quant": "Q", "--batch-size": "N",
     "--ubatch-size": "N", "--parallel": "N", "--seed": "N", "--n-predict": "N", "--ref": "TAG", "--repo": "URL",
     "--ui": "auto|npm|prebuilt|none", "--cmake-arg": "-DNAME=VALUE", "--use": "ID", "--revision": "REV",
-    "--engine": "ENGINE",
+    "--engine": "ENGINE", "--seeds": "N,N,...",
 }
 BY_TYPE = {"int": "N", "float": "X", "path": "PATH", "str": "TEXT"}
 
@@ -106,6 +108,11 @@ def make_app(only: str | None = None) -> typer.Typer:
         if info.cls is TyperCommand:
             info.cls = _Command
         info.short_help = info.short_help or SHORT_HELP.get(info.name or "")
+    for group in application.registered_groups:  # commands with subcommands (eval)
+        group.short_help = group.short_help or SHORT_HELP.get(group.name or "")
+        for sub in group.typer_instance.registered_commands if group.typer_instance else ():
+            if sub.cls is TyperCommand:
+                sub.cls = _Command
     return application
 
 
@@ -126,12 +133,12 @@ SHORT_HELP = {
     "bench": "Measure speed with llama-bench; sweep and tune",
     "perf": "How fast llama.cpp ran, read from its output",
     "worker": "Lend this machine's memory to another r1run (RPC)",
-    "eval": "Is this quant good enough? The Flappy Bird test, scored",
+    "eval": "Is a quant good enough? The Flappy Bird test, played",
     "quickstart": "From nothing to an answer, in one command",
 }
 
 # Commands that choose llama.cpp's thread count from how busy the CPUs are.
-_TUNING = ("chat", "serve", "quickstart", "bench", "plan")
+_TUNING = ("chat", "serve", "quickstart", "bench", "plan", "eval")
 
 
 def main() -> None:

@@ -1,0 +1,5 @@
+import pygame
+
+pygame.init()
+print("Flappy Bird would start here")
+pygame.quit()
