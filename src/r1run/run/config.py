@@ -158,6 +158,13 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
     if profile is not None:
         spec, note = profile.apply(spec, req)
         notes.append(note)
+    if spec.parallel and spec.parallel > 1:  # llama-server splits the context between its slots
+        each = spec.ctx // spec.parallel
+        notes.append(f"{spec.parallel} slots share the context {spec.ctx}: {each} tokens each "
+                     f"(-c {spec.parallel * spec.ctx} gives each {spec.ctx})")
+        if each < 512:
+            warnings.append(f"{spec.parallel} slots of {each} tokens: a prompt and its answer must fit in {each}; "
+                            f"raise -c (e.g. -c {spec.parallel * 2048})")
     return RunConfig(spec, plan, tuple(notes), tuple(warnings))
 
 
