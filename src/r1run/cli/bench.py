@@ -15,6 +15,7 @@ from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, print_json, status, warn
 from r1run.errors import BadInput
 from r1run.home import Home
+from r1run.run import engine as run_engine
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +70,7 @@ def bench(
     csv_: Annotated[bool, typer.Option("--csv", help="Print one CSV row per configuration.")] = False,
     md: Annotated[bool, typer.Option("--md", help="Print a Markdown table.")] = False,
     llama_bin: LlamaBinOpt = None,
+    engine: o.EngineOpt = "auto",
 ) -> None:
     """Measure prompt and generation speed with llama-bench: sweep settings, compare with the bandwidth bound, tune."""
 
@@ -82,7 +84,8 @@ def bench(
     opts = core.BenchRequest(model=model, quant=quant, gpu_layers=gpu_layers, threads=threads, ctx=ctx_size,
                         cache_type_k=cache_type_k, flash_attn=flash_attn, batch=batch_size, ubatch=ubatch_size,
                         n_prompt=prompt_tokens, n_gen=gen_tokens, repetitions=repetitions, bandwidth=bandwidth,
-                        rpc=o.split_rpc(rpc), llama_bin=llama_bin, llama_defaults=llama_defaults)
+                        rpc=o.split_rpc(rpc), llama_bin=llama_bin, llama_defaults=llama_defaults,
+                        engine=run_engine.parse(engine))
     fmt = "json" if json_ else "csv" if csv_ else "md" if md else "table"
     if tune:
         if any(v is not None for v in (gpu_layers, threads, cache_type_k, flash_attn, batch_size, ubatch_size)):

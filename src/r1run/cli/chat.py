@@ -60,6 +60,7 @@ def chat(
     no_retry: o.NoRetryOpt = False,
     dry_run: o.DryRunOpt = False,
     no_profile: o.NoProfileOpt = False,
+    engine: o.EngineOpt = "auto",
     llama_bin: LlamaBinOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -71,7 +72,7 @@ def chat(
                     cache_type_v=cache_type_v, flash_attn_=flash_attn, batch=batch_size, ubatch=ubatch_size,
                     rpc_=rpc, gpu_memory=gpu_memory, gpu_name=gpu_name, ram=ram, unified=unified,
                     bandwidth=bandwidth, device_memory=device_memory, extra=tuple(ctx.args),
-                    profile=not no_profile)
+                    profile=not no_profile, engine=engine)
     run = prepare(home, req, llama_bin, find_for_target)
     spec, target = run.config.spec, run.target
 

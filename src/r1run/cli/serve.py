@@ -58,6 +58,7 @@ def serve(
     device_memory: o.DeviceMemoryOpt = None,
     dry_run: o.DryRunOpt = False,
     no_profile: o.NoProfileOpt = False,
+    engine: o.EngineOpt = "auto",
     llama_bin: LlamaBinOpt = None,
 ) -> None:
     """Serve a model over an OpenAI-compatible API and web UI (llama-server) with r1run's tuning.
@@ -70,7 +71,7 @@ def serve(
                     cache_type_v=cache_type_v, flash_attn_=flash_attn, batch=batch_size, ubatch=ubatch_size,
                     parallel=parallel, rpc_=rpc, gpu_memory=gpu_memory, gpu_name=gpu_name, ram=ram,
                     unified=unified, bandwidth=bandwidth, device_memory=device_memory, extra=tuple(ctx.args),
-                    profile=not no_profile)
+                    profile=not no_profile, engine=engine)
     if not core.is_loopback(host) and not api_key and not insecure:
         core.check_bind(host, port, api_key, insecure)  # raises the clear refusal before anything loads
     run = prepare(home, req, llama_bin, find_for_target)

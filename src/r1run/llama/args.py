@@ -50,6 +50,7 @@ class RunSpec:
     batch: int | None = None
     ubatch: int | None = None
     parallel: int | None = None  # llama-server's slots (-np)
+    repack: bool = False  # ik_llama.cpp `-rtr`: repack weights to interleaved types at load (turns mmap off)
     rpc: tuple[str, ...] = ()
     extra: tuple[str, ...] = ()  # passed through verbatim, last so they win
 
@@ -108,6 +109,10 @@ def run_flags(spec: RunSpec, caps: Capabilities) -> list[str]:
             argv += ["-fa", spec.flash_attn]
         elif spec.flash_attn == "on":
             argv += ["-fa"]  # older releases: a bare switch
+    if spec.repack:
+        if not caps.run_time_repack:
+            raise BadInput("this llama.cpp cannot repack weights at load (-rtr)", "drop -rtr, or use ik_llama.cpp")
+        argv += ["-rtr"]
     if spec.batch is not None:
         argv += ["-b", str(spec.batch)]
     if spec.ubatch is not None:

@@ -19,7 +19,6 @@ names (`ngl`, `fa`, `threads`); they are mapped back to the field names of the o
 from __future__ import annotations
 
 import csv
-import io
 import re
 from typing import Any
 
@@ -88,8 +87,42 @@ def build_of(rec: dict[str, Any]) -> str | None:
 
 
 def parse_csv(text: str) -> list[dict[str, str]]:
-    """`-o csv`: a header of field names, then one quoted row per test."""
-    return [row for row in csv.DictReader(io.StringIO(text)) if row.get("avg_ts")]
+    """`-o csv`: a header of field names, then one quoted row per test (other lines before the header skipped)."""
+    table = CsvRows()
+    return [row for line in text.splitlines() if (row := table.feed(line)) is not None]
+
+
+class CsvRows:
+    """`-o csv` read line by line. ik_llama.cpp's llama-bench prints other lines on stdout first, and more fields
+    (mla_attn, fused_moe, repack, ...), e.g.
+
+        Computed blk.0.attn_kv_b.weight as 512 x 512 and stored in buffer CPU
+        build_commit,build_number,cuda,vulkan,...,flash_attn,mla_attn,...,n_prompt,n_gen,test_time,avg_ns,stddev_ns,avg_ts,stddev_ts,test
+        "ik-llama-cpp-python-0.1.5","0","0","0",...,"1","3",...,"128","0","2026-11-30T23:20:01Z","245137640","3409183","522.210000","7.271000","pp128"
+    """
+
+    def __init__(self) -> None:
+        self.fields: list[str] | None = None
+
+    @staticmethod
+    def _is_header(line: str) -> bool:
+        return line.startswith("build_commit,") and "avg_ts" in line
+
+    def header_seen(self, line: str) -> bool:
+        return self._is_header(line.strip())
+
+    def feed(self, line: str) -> dict[str, str] | None:
+        s = line.strip()
+        if self._is_header(s):
+            self.fields = next(csv.reader([s]))
+            return None
+        if self.fields is None or not s.startswith('"'):
+            return None
+        values = next(csv.reader([s]))
+        if len(values) != len(self.fields):
+            return None
+        row = dict(zip(self.fields, values, strict=True))
+        return row if row.get("avg_ts") else None
 
 
 _SQL_ROW = re.compile(r"INSERT INTO llama_bench \((?P<fields>[^)]*)\) VALUES \((?P<values>.*)\);\s*$")

@@ -55,6 +55,7 @@ class Request:
     machine: MachineDescription = field(default_factory=MachineDescription)
     extra: tuple[str, ...] = ()  # after `--`, verbatim to llama.cpp
     profile: bool = True  # apply the `r1run bench --tune` profile for this model and machine, if any
+    engine: str = "auto"  # auto | llama.cpp | ik_llama.cpp (r1run.run.engine)
 
 
 class Profile(Protocol):
@@ -143,6 +144,11 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
         warnings.append(f"the model does not fit RAM + VRAM: {units.size(plan.streams_from_disk)} of weights will be "
                         "read from disk as needed (slow)" if plan.streams_from_disk else
                         "this configuration does not fit the memory r1run sees: expect an out-of-memory error")
+    if caps.run_time_repack and plan.fits_memory and not plan.streams_from_disk and "-rtr" not in req.extra:
+        # Repacking copies the weights out of the mapped file into RAM: only when they fit there.
+        spec = replace(spec, repack=True)
+        notes.append("run-time repack on (-rtr: the weights fit in RAM; repacked to interleaved types at load, "
+                     "no mmap)")
     if profile is not None:
         spec, note = profile.apply(spec, req)
         notes.append(note)
