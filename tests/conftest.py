@@ -65,6 +65,24 @@ def llama_home(test_cache: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ik_home(test_cache: Path) -> Path:
+    """An R1RUN_HOME holding a real CPU build of ik_llama.cpp from the PyPI sdist (`ik-llama-cpp-python`),
+    built by `r1run build --engine ik_llama.cpp --source pypi` (about 7-15 min on 2 cores, once per cache)."""
+    home = test_cache / "ik-home"
+    log = test_cache / "ik-build.log"
+    env = {**os.environ, "R1RUN_HOME": str(home)}
+    env.pop("R1RUN_LLAMA_BIN", None)
+    with open(log, "a") as f:
+        res = subprocess.run(
+            [sys.executable, "-m", "r1run", "build", "--engine", "ik_llama.cpp", "--source", "pypi", "--backend",
+             "cpu", "--json"], env=env, stdout=subprocess.PIPE, stderr=f, text=True,
+        )
+    if res.returncode != 0:
+        pytest.fail(f"r1run build --engine ik_llama.cpp failed (exit {res.returncode}); see {log}")
+    return home
+
+
+@pytest.fixture(scope="session")
 def llama_bin(llama_home: Path) -> Path:
     """The folder holding the built llama.cpp programs (llama-cli, llama-server, ...)."""
     from r1run.home import Home

@@ -64,6 +64,7 @@ class Setup:
     default_plan: RunPlan | None
     machine: MachineSpec
     bandwidth_source: str
+    engine_note: str = ""
 
 
 @dataclass
@@ -118,7 +119,8 @@ def prepare(o: BenchRequest) -> Setup:
     default = sweep.from_run_spec(run.config.spec, run.target.info.hparams.block_count)
     source = "--bandwidth" if o.bandwidth else "measured (numpy copy, one thread; R1RUN_HOME/cache/bandwidth.json)"
     plan = run.config.plan if run.machine.devices or o.rpc else None
-    return Setup(home, run.install, run.caps, program, run.target, default, plan, run.machine, source)
+    return Setup(home, run.install, run.caps, program, run.target, default, plan, run.machine, source,
+                 run.engine_note)
 
 
 def invocations(setup: Setup, lists: dict[str, list], *, profile: sweep.Config | None = None,
@@ -226,7 +228,8 @@ def to_record(report: BenchReport, *, sha256: str | None = None, kind: str = "sw
         "seconds": round(report.seconds, 1),
         "machine": {**identity, "fingerprint": store.fingerprint(identity),
                     "ram_bandwidth_bytes_per_s": s.machine.cpu_bandwidth, "bandwidth_source": s.bandwidth_source},
-        "llama_cpp": {"build": report.build, "origin": s.install.origin, "llama_bench": str(s.program)},
+        "llama_cpp": {"build": report.build, "origin": s.install.origin, "llama_bench": str(s.program),
+                      "engine": s.install.engine},
         "model": {"name": s.target.name, "path": str(s.target.path), "sha256": sha256,
                   "bytes": sum(sh.file_bytes for sh in info.shards), "architecture": info.architecture,
                   "file_type": info.file_type},

@@ -53,7 +53,9 @@ class Progress:
 def show_setup(setup, invs) -> None:
     if setup.target.chosen_because:
         status(f"model: {setup.target.chosen_because}")
-    status(f"model: {setup.target.name} ({setup.target.path}); llama.cpp: {setup.install.origin}")
+    status(f"model: {setup.target.name} ({setup.target.path}); {setup.install.engine}: {setup.install.origin}")
+    if setup.engine_note:
+        status(setup.engine_note)
     status(f"r1run default (what `r1run chat` runs): {setup.default.describe()}")
     if invs is not None:
         n = sum(len(i.configs()) for i in invs)

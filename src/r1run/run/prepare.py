@@ -36,6 +36,7 @@ class Prepared:
     target: Target
     machine: MachineSpec
     config: RunConfig
+    engine_note: str = ""  # which engine and why (also the first of config.notes), "" when there was no choice
 
 
 # Finds the tuned profile for a model on this machine (r1run.bench.profile.find_for_target), given by the
@@ -56,7 +57,7 @@ def prepare(home: Home, req: Request, llama_bin: Path | None, find_profile: Prof
     config = decide(target, req, caps, machine, default_threads=threads_for(req), profile=profile)
     if engine_note:
         config = replace(config, notes=(engine_note, *config.notes))
-    return Prepared(install, caps, target, machine, config)
+    return Prepared(install, caps, target, machine, config, engine_note)
 
 
 def find_engine(home: Home, requested: str, target: Target, llama_bin: Path | None) -> tuple[LlamaInstall, str]:

