@@ -11,8 +11,9 @@ import pytest
 from clihelp import invoke
 from r1run.errors import BadInput, ToolMissing
 from r1run.home import Home
-from r1run.llama import engines, ik_source, manifest
+from r1run.llama import engines, ik_source, manifest, probe
 from r1run.llama.cmake import Backend
+from r1run.perf import bench as perf_bench
 from r1run.run import engine
 
 # --- building --------------------------------------------------------------------------------------------
@@ -159,3 +160,69 @@ def test_an_engine_asked_for_must_be_built() -> None:
 def test_run_commands_refuse_an_unknown_engine(r1run_home: Path, command: str) -> None:
     res = invoke(command, "some-model", "--engine", "foo")
     assert res.exit_code == 2 and "unknown engine 'foo'" in res.stderr
+
+
+# --- reading ik_llama.cpp's programs (recorded from the real ik build: tests/data/help, tests/data/perf) ------
+
+HELP = Path(__file__).parent / "data" / "help"
+PERF = Path(__file__).parent / "data" / "perf"
+
+
+def _recorded(role: str, name: str) -> probe.ProgramProbe:
+    text = (HELP / name).read_text()
+    return probe.ProgramProbe(f"/ik/{role}", True, None, None, probe.parse_help_flags(text),
+                              **probe.help_details(text))
+
+
+def test_ik_help_gives_its_capabilities() -> None:
+    caps = probe.derive({"chat": _recorded("chat", "ik-0.1.5-llama-cli.txt"),
+                         "server": _recorded("server", "ik-0.1.5-llama-server.txt"),
+                         "bench": _recorded("bench", "ik-0.1.5-llama-bench.txt")})
+    assert (caps.oneshot_role, caps.oneshot_flags, caps.chat_single_turn) == ("chat", [], False)
+    assert caps.mla and caps.fused_moe and caps.run_time_repack and caps.attn_max_batch and caps.smart_expert_reduction
+    assert caps.fit and caps.fit_switch and caps.flash_attn_values  # `-fa (auto|on|off|0|1)`, bare `--fit`
+    assert (caps.bench_output, caps.bench_progress, caps.bench_flash_attn_numeric) == ("csv", False, True)
+
+
+def test_mainline_help_has_none_of_iks_knobs() -> None:
+    caps = probe.derive({"chat": _recorded("chat", "llama-cli.txt"), "bench": _recorded("bench", "llama-bench.txt")})
+    assert not (caps.mla or caps.run_time_repack or caps.fused_moe or caps.fit_switch)
+    assert (caps.bench_output, caps.bench_flash_attn_numeric) == ("jsonl", False)
+
+
+def test_ik_bench_csv_rows_come_after_its_other_stdout_lines() -> None:
+    text = (PERF / "ik-0.1.5-bench-r1tiny.csv").read_text()
+    assert text.splitlines()[1].startswith("Computed blk.")  # recorded as printed: not CSV between header and rows
+    rows = perf_bench.parse_csv(text)
+    assert [(r["n_prompt"], r["n_gen"]) for r in rows] == [("16", "0"), ("0", "4")]
+    tests = [perf_bench.from_record(r) for r in rows]
+    assert tests[0].test == "pp16" and tests[1].test == "tg4" and all(t.avg_ts > 0 for t in tests)
+    assert tests[0].params["mla_attn"] == 3 and tests[0].params["repack"] == 1 and tests[0].params["flash_attn"] == 1
+
+
+
+def test_ik_cli_log_gives_its_speeds_and_memory() -> None:
+    from r1run.perf import parse_file
+
+    (r,) = parse_file(PERF / "ik-0.1.5-cli-smollm2.err")
+    assert (r.format, r.prompt.tps, r.prompt.tokens, r.eval.tps, r.eval.tokens) == (
+        "llama_print_timings", 214.27, 5, 99.87, 15)
+    assert r.kv_cache.mib == 45.0 and ("model", "CPU", 120.79) in [(b.kind, b.name, b.mib) for b in r.buffers]
+    (mla,) = parse_file(PERF / "ik-0.1.5-cli-r1tiny.err")
+    assert mla.kv_cache.mib == 2.66 and mla.eval.tokens > 0  # the MLA cache: `c^KV (q8_0):    2.66 MiB`
+
+
+@pytest.mark.parametrize("step", [1, 7, 4096])
+def test_ik_load_lines_on_stdout_are_not_part_of_the_answer(step: int) -> None:
+    from r1run.run.oneshot import LoadLines
+
+    text = (PERF / "ik-0.1.5-cli-r1tiny.out").read_text(errors="replace")  # random weights: not UTF-8
+    answer = text.split("stored in buffer CPU\n")[-1]
+    assert answer and "Computed" not in answer
+    lines = LoadLines()
+    got = "".join(lines.feed(text[i:i + step]) for i in range(0, len(text), step)) + lines.close()
+    assert got == answer
+    plain = LoadLines()
+    assert plain.feed(" Paris.") + plain.close() == " Paris."  # mainline's stdout passes untouched
+    early = LoadLines()
+    assert early.feed("Comp") == "" and early.feed("lete the sentence") == "Complete the sentence"

@@ -82,7 +82,7 @@ def test_oneshot_chat_on_ik_answers_smollm2(both: Path, smollm2: Path) -> None:
     argv = attempt["argv"]
     assert Path(argv[0]).parent == Path(manifest.default_build(Home(both), "ik_llama.cpp").path) / "bin"
     assert Path(argv[0]).name == "llama-cli" and "-no-cnv" not in argv and "-cnv" not in argv
-    assert "-rtr" in argv  # 98 MB of weights fit in RAM
+    assert "--run-time-repack" in argv  # 98 MB of weights fit in RAM
     s = data["summary"]
     assert s["status"] == "ok" and s["format"] == "llama_print_timings"
     assert s["eval"]["tps"] > 0 and s["prompt"]["tokens"] > 5
@@ -93,11 +93,13 @@ def test_auto_runs_the_r1_shaped_model_on_ik_and_says_why(both: Path, r1_tiny) -
     data = _json(res)
     assert "engine ik_llama.cpp (deepseek2 model and an ik_llama.cpp build for cpu" in res.stderr
     assert "run-time repack on (-rtr" in res.stderr
+    assert "K cache q8_0" in res.stderr  # q4_0 with ik's MLA cache aborts ("Failed to sample token")
+    assert "Computed blk" not in data["answer"] + data["reasoning"]  # ik's load lines on stdout are dropped
     argv = data["attempts"][0]["argv"]
     assert "ik-0.1.5-cpu" in argv[0] and data["summary"]["eval"]["tokens"] > 0
     # the same model on mainline when asked
     main = _json(invoke("chat", str(r1_tiny.path), "-p", "Hello", "-n", "8", "--engine", "llama.cpp", "--json"))
-    assert "b11434" in main["attempts"][0]["argv"][0] and "-rtr" not in main["attempts"][0]["argv"]
+    assert "b11434" in main["attempts"][0]["argv"][0] and "--run-time-repack" not in main["attempts"][0]["argv"]
 
 
 def test_auto_keeps_llama_cpp_for_smollm2(both: Path, smollm2: Path) -> None:

@@ -112,7 +112,7 @@ def run_flags(spec: RunSpec, caps: Capabilities) -> list[str]:
     if spec.repack:
         if not caps.run_time_repack:
             raise BadInput("this llama.cpp cannot repack weights at load (-rtr)", "drop -rtr, or use ik_llama.cpp")
-        argv += ["-rtr"]
+        argv += ["--run-time-repack"]  # the spelling ik_llama.cpp's run programs list in --help (0.1.5: no -rtr)
     if spec.batch is not None:
         argv += ["-b", str(spec.batch)]
     if spec.ubatch is not None:

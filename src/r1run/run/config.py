@@ -126,7 +126,8 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
         temp=pick(req.temp, s.temperature, "temperature", "--temp"),
         min_p=pick(req.min_p, s.min_p, "min-p", "--min-p"),
         seed=req.seed,
-        cache_type_k=pick(req.cache_type_k, s.cache_type_k, "K cache", "-ctk"),
+        cache_type_k=pick(req.cache_type_k, _mla_cache_type(s.cache_type_k, caps, target.info.architecture),
+                          "K cache", "-ctk"),
         cache_type_v=pick(req.cache_type_v, s.cache_type_v, "V cache", "-ctv"),
         flash_attn=req.flash_attn, batch=req.batch, ubatch=req.ubatch, parallel=req.parallel,
         rpc=req.rpc, extra=req.extra,
@@ -144,7 +145,8 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
         warnings.append(f"the model does not fit RAM + VRAM: {units.size(plan.streams_from_disk)} of weights will be "
                         "read from disk as needed (slow)" if plan.streams_from_disk else
                         "this configuration does not fit the memory r1run sees: expect an out-of-memory error")
-    if caps.run_time_repack and plan.fits_memory and not plan.streams_from_disk and "-rtr" not in req.extra:
+    if (caps.run_time_repack and plan.fits_memory and not plan.streams_from_disk
+            and not {"-rtr", "--run-time-repack"} & set(req.extra)):
         # Repacking copies the weights out of the mapped file into RAM: only when they fit there.
         spec = replace(spec, repack=True)
         notes.append("run-time repack on (-rtr: the weights fit in RAM; repacked to interleaved types at load, "
@@ -153,6 +155,14 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
         spec, note = profile.apply(spec, req)
         notes.append(note)
     return RunConfig(spec, plan, tuple(notes), tuple(warnings))
+
+
+def _mla_cache_type(recommended: str | None, caps: Capabilities, architecture: str) -> str | None:
+    """The K cache for a recommendation: ik_llama.cpp's MLA cache (c^KV, `-mla`) with flash attention failed to
+    sample at q4_0 on an R1-shaped model here ("Failed to sample token", abort), and ran at q8_0."""
+    if recommended == "q4_0" and caps.mla and architecture == "deepseek2":
+        return "q8_0"
+    return recommended
 
 
 def shrink(spec: RunSpec, offloaded: int | None) -> tuple[RunSpec, str] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +143,40 @@ class _Try:
             self.ev.on_piece(piece)
 
 
+class LoadLines:
+    """Drops the lines ik_llama.cpp prints on stdout while it loads an original-layout DeepSeek file, before the
+    answer (recorded from ik_llama.cpp 0.1.5's llama-cli):
+
+        Computed blk.0.attn_k_b.weight as 128 x 256 x 2 of type q8_0 and stored in buffer CPU
+
+    Text passes through unchanged from the first character that cannot start such a line.
+    """
+
+    PREFIX = "Computed blk."
+    LINE = re.compile(r"^Computed blk\.\S+ as .* stored in buffer \S+\s*$")
+
+    def __init__(self) -> None:
+        self.buf = ""
+        self.done = False
+
+    def feed(self, text: str) -> str:
+        if self.done:
+            return text
+        self.buf += text
+        while True:
+            head = self.buf[: len(self.PREFIX)]
+            newline = self.buf.find("\n")
+            if head != self.PREFIX[: len(head)] or (newline >= 0 and not self.LINE.match(self.buf[:newline])):
+                return self.close()
+            if newline < 0:
+                return ""  # wait for the rest of the line
+            self.buf = self.buf[newline + 1:]
+
+    def close(self) -> str:
+        rest, self.buf, self.done = self.buf, "", True
+        return rest
+
+
 # llama-completion prints this after the answer when the model ends it (an end-of-generation token).
 END_MARKER = " [end of text]"
 
@@ -155,11 +190,13 @@ def _pump(child: proc.Child, splitter: ThinkSplitter, ev: Events) -> None:
     assert child.proc.stdout is not None
     fd = child.proc.stdout.fileno()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    load_lines = LoadLines()
     held = ""
     hold = len(END_MARKER) + 8  # the marker is followed by a few newlines
     while True:
         chunk = os.read(fd, 4096)
-        text = held + decoder.decode(chunk, final=not chunk)
+        new = load_lines.feed(decoder.decode(chunk, final=not chunk))
+        text = held + (new if chunk else new + load_lines.close())
         if not chunk:
             break
         held = text[-hold:]
