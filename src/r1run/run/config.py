@@ -126,8 +126,7 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
         temp=pick(req.temp, s.temperature, "temperature", "--temp"),
         min_p=pick(req.min_p, s.min_p, "min-p", "--min-p"),
         seed=req.seed,
-        cache_type_k=pick(req.cache_type_k, _mla_cache_type(s.cache_type_k, caps, target.info.architecture),
-                          "K cache", "-ctk"),
+        cache_type_k=_cache_type_k(req, s.cache_type_k, target, caps, notes, pick),
         cache_type_v=pick(req.cache_type_v, s.cache_type_v, "V cache", "-ctv"),
         flash_attn=req.flash_attn, batch=req.batch, ubatch=req.ubatch, parallel=req.parallel,
         rpc=req.rpc, extra=req.extra,
@@ -157,12 +156,16 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
     return RunConfig(spec, plan, tuple(notes), tuple(warnings))
 
 
-def _mla_cache_type(recommended: str | None, caps: Capabilities, architecture: str) -> str | None:
-    """The K cache for a recommendation: ik_llama.cpp's MLA cache (c^KV, `-mla`) with flash attention failed to
-    sample at q4_0 on an R1-shaped model here ("Failed to sample token", abort), and ran at q8_0."""
-    if recommended == "q4_0" and caps.mla and architecture == "deepseek2":
+def _cache_type_k(req: Request, recommended: str | None, target: Target, caps: Capabilities, notes: list[str],
+                  pick) -> str | None:
+    """The K cache: the user's, else the recommendation. ik_llama.cpp's MLA cache (c^KV, `-mla`) with flash
+    attention failed to sample at the recommended q4_0 on an R1-shaped model here ("Failed to sample token",
+    abort) and ran at q8_0, so a program with -mla gets q8_0 for deepseek2."""
+    if req.cache_type_k is None and recommended == "q4_0" and caps.mla and target.info.architecture == "deepseek2":
+        notes.append("K cache q8_0 (the MLA cache of this engine, instead of the recommended q4_0, which failed to "
+                     "sample; -ctk to change)")
         return "q8_0"
-    return recommended
+    return pick(req.cache_type_k, recommended, "K cache", "-ctk")
 
 
 def shrink(spec: RunSpec, offloaded: int | None) -> tuple[RunSpec, str] | None:
