@@ -192,7 +192,9 @@ def server_argv(spec: RunSpec, caps: Capabilities, *, host: str, port: int, api_
         argv += ["--api-key", api_key]
     if reasoning_format and caps.reasoning_format:
         argv += ["--reasoning-format", reasoning_format]
-    if caps.jinja and caps.programs["server"].has("--jinja"):
+    # ik_llama.cpp 0.1.5's server (the one with -mla) answered SmolLM2 with an empty message (1 token, then stop)
+    # under --jinja, and "The capital of France is Paris." without it; its built-in templates cover DeepSeek's.
+    if caps.jinja and caps.programs["server"].has("--jinja") and not caps.mla:
         argv += ["--jinja"]
     argv += _verbosity(caps, "server")
     return argv + list(spec.extra)
