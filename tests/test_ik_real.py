@@ -4,12 +4,16 @@ fixture), probed, and run by chat and bench on SmolLM2 and a generated R1-shaped
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from clihelp import invoke, run_cli
+from clihelp import invoke, run_cli, serving
+from nethelp import free_port
 from r1run.home import Home
 from r1run.llama import discover, manifest
 from r1run.llama.manifest import BuildManifest
@@ -129,29 +133,13 @@ def test_an_ik_build_missing_a_program_names_it(r1run_home: Path, ik_build: Buil
 
 
 def test_serve_on_ik_answers_the_openai_api(both: Path, smollm2: Path) -> None:
-    # SmolLM2 (the R1-shaped test model's random weights make text that is not UTF-8, which ik's server answers
-    # with a 500)
-    import os
-    import signal
-    import subprocess
-    import sys
-    import urllib.request
-
-    from nethelp import free_port
-
+    # SmolLM2: the R1-shaped test model's random weights make text that is not UTF-8 (ik's server answers 500)
     port = free_port()
     env = {**os.environ, "R1RUN_HOME": str(both)}
     env.pop("R1RUN_LLAMA_BIN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "r1run", "serve", str(smollm2), "--port", str(port), "-c", "2048",
-                             "--engine", "ik_llama.cpp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        while not any(line.startswith("example:") for line in lines):
-            line = proc.stdout.readline()
-            assert line, f"serve ended early: {proc.stderr.read() if proc.stderr else ''}"
-            lines.append(line)
-        body = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 16}
+    with serving(str(smollm2), "--port", str(port), "-c", "2048", "--engine", "ik_llama.cpp", env=env) as (proc, _):
+        body = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 16,
+                "temperature": 0}
         req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=120) as resp:
@@ -159,10 +147,6 @@ def test_serve_on_ik_answers_the_openai_api(both: Path, smollm2: Path) -> None:
         assert "paris" in data["choices"][0]["message"]["content"].lower(), data
         assert data["timings"]["predicted_per_second"] > 0
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    stderr = proc.stderr.read() if proc.stderr else ""
-    assert proc.returncode == 0, stderr
+        assert proc.wait(timeout=30) == 0
+        stderr = proc.stderr.read() if proc.stderr else ""
     assert "engine ik_llama.cpp (--engine)" in stderr and "ik-0.1.5-cpu" in stderr
