@@ -22,6 +22,15 @@ from testkit.cache import register_builds
 pytestmark = pytest.mark.llama
 
 
+@pytest.fixture(autouse=True)
+def _elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ik_llama.cpp 0.1.5's llama-cli and llama-server write main.log / llama.log into the working directory
+    (opened before they read their arguments; `--log-disable` also silences their stderr): run in a scratch one."""
+    scratch = tmp_path / "cwd"
+    scratch.mkdir()
+    monkeypatch.chdir(scratch)
+
+
 def _register(home: Path, build: BuildManifest) -> None:
     """Make `build` (from the test cache) one of `home`'s builds and its engine's default."""
     manifest.save(Home(home), build)
@@ -150,3 +159,4 @@ def test_serve_on_ik_answers_the_openai_api(both: Path, smollm2: Path) -> None:
         assert proc.wait(timeout=30) == 0
         stderr = proc.stderr.read() if proc.stderr else ""
     assert "engine ik_llama.cpp (--engine)" in stderr and "ik-0.1.5-cpu" in stderr
+
