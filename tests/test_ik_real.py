@@ -160,3 +160,32 @@ def test_serve_on_ik_answers_the_openai_api(both: Path, smollm2: Path) -> None:
         stderr = proc.stderr.read() if proc.stderr else ""
     assert "engine ik_llama.cpp (--engine)" in stderr and "ik-0.1.5-cpu" in stderr
 
+
+
+def test_bench_measures_both_engines_and_auto_follows_the_measurement(both: Path, r1_tiny) -> None:
+    res = invoke("bench", str(r1_tiny.path), "--engine", "llama.cpp,ik_llama.cpp", "-p", "16", "-n", "4", "-r", "2",
+                 "--json")
+    rec = _json(res)
+    assert rec["schema"] == "r1run.engines/1" and set(rec["engines"]) == {"llama.cpp", "ik_llama.cpp"}
+    for name, got in rec["engines"].items():
+        assert len(got["prompt"]) == len(got["gen"]) == 2 and min(got["gen"]) > 0, name
+    ik_flags = rec["engines"]["ik_llama.cpp"]["flags"]
+    assert ik_flags[ik_flags.index("-fa") + 1] == "1" and "-rtr" in ik_flags
+    assert rec["faster"] in rec["engines"] and rec["gen_ratio"] >= 1.0
+    stored = list((both / "results" / "engines").glob("*.json"))
+    assert len(stored) == 1 and json.loads(stored[0].read_text())["faster"] == rec["faster"]
+    # chat with --engine auto now follows the measurement, whichever engine won it
+    chat = invoke("chat", str(r1_tiny.path), "-p", "Hello", "-n", "4", "--dry-run")
+    assert chat.exit_code == 0, chat.stderr
+    assert f"engine {rec['faster']} ({rec['gen_ratio']:.2f}x generation on this model, measured" in chat.stderr
+    # an engine asked for by name still wins
+    other = ({"llama.cpp", "ik_llama.cpp"} - {rec["faster"]}).pop()
+    named = invoke("chat", str(r1_tiny.path), "-p", "Hello", "-n", "4", "--engine", other, "--dry-run")
+    assert f"engine {other} (--engine)" in named.stderr
+
+
+def test_bench_engine_lists_are_checked(both: Path, r1_tiny) -> None:
+    res = invoke("bench", str(r1_tiny.path), "--engine", "llama.cpp,llama.cpp")
+    assert res.exit_code == 2 and "give distinct engines to compare" in res.stderr
+    res = invoke("bench", str(r1_tiny.path), "--engine", "llama.cpp,ik_llama.cpp", "--threads", "1,2")
+    assert res.exit_code == 2 and "measures each engine's r1run default" in res.stderr

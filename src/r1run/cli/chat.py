@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from r1run import proc, usage
+from r1run.bench import engines
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, err, handle_errors, out, print_json, status, warn
@@ -73,7 +74,7 @@ def chat(
                     rpc_=rpc, gpu_memory=gpu_memory, gpu_name=gpu_name, ram=ram, unified=unified,
                     bandwidth=bandwidth, device_memory=device_memory, extra=tuple(ctx.args),
                     profile=not no_profile, engine=engine)
-    run = prepare(home, req, llama_bin, find_for_target)
+    run = prepare(home, req, llama_bin, find_for_target, engines.find_for_target)
     spec, target = run.config.spec, run.target
 
     if text is None:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from r1run import proc, rpc, usage
+from r1run.bench import engines
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, status, warn
@@ -74,7 +75,7 @@ def serve(
                     profile=not no_profile, engine=engine)
     if not core.is_loopback(host) and not api_key and not insecure:
         core.check_bind(host, port, api_key, insecure)  # raises the clear refusal before anything loads
-    run = prepare(home, req, llama_bin, find_for_target)
+    run = prepare(home, req, llama_bin, find_for_target, engines.find_for_target)
     o.show_prepared(run)
     caps, target, spec = run.caps, run.target, run.config.spec
     name = core.model_name(target, alias)

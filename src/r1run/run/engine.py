@@ -19,6 +19,15 @@ IK_ARCHITECTURES = ("deepseek2",)
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """`r1run bench MODEL --engine llama.cpp,ik_llama.cpp` stored for this model on this machine."""
+
+    faster: str
+    gen_ratio: float | None  # the faster engine's generation speed over the other's
+    measured_at: str
+
+
+@dataclass(frozen=True)
 class EngineChoice:
     name: str
     note: str  # what was chosen and why, printed with the other choices of the run ("" when there was no choice)
@@ -31,14 +40,20 @@ def parse(text: str) -> str:
     return value
 
 
-def choose(requested: str, architecture: str | None, built: dict[str, str]) -> EngineChoice:
+def choose(requested: str, architecture: str | None, built: dict[str, str],
+           measured: Measurement | None = None) -> EngineChoice:
     """`requested` (auto or an engine) for a model of `architecture`, given the engines built here
-    (engine -> the backend its default build has)."""
+    (engine -> the backend its default build has) and what a measurement on this machine found, if any."""
     if requested != "auto":
         if requested not in built and requested != "llama.cpp":
             raise ToolMissing(f"--engine {requested}: no {requested} build here",
                               f"run `r1run build --engine {requested}`")
         return EngineChoice(requested, f"engine {requested} (--engine)")
+    if measured is not None and measured.faster in built and len(built) > 1:
+        ratio = f"{measured.gen_ratio:.2f}x generation" if measured.gen_ratio else "faster generation"
+        return EngineChoice(measured.faster, f"engine {measured.faster} ({ratio} on this model, measured "
+                            f"{measured.measured_at} by `r1run bench --engine llama.cpp,ik_llama.cpp`; --engine to "
+                            "change)")
     ik, main = built.get("ik_llama.cpp"), built.get("llama.cpp")
     if ik is None:
         return EngineChoice("llama.cpp", "")  # nothing to choose from: mainline's output stays as it was

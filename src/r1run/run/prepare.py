@@ -42,13 +42,16 @@ class Prepared:
 # Finds the tuned profile for a model on this machine (r1run.bench.profile.find_for_target), given by the
 # commands that apply one; run/ itself knows nothing of benchmarks.
 ProfileFinder = Callable[[Home, Target, tuple[str, ...]], "Profile | None"]
+# Finds the stored engine comparison for a model on this machine (r1run.bench.engines.find_for_target).
+MeasurementFinder = Callable[[Home, Target], "engine.Measurement | None"]
 
 
-def prepare(home: Home, req: Request, llama_bin: Path | None, find_profile: ProfileFinder | None = None) -> Prepared:
+def prepare(home: Home, req: Request, llama_bin: Path | None, find_profile: ProfileFinder | None = None,
+            find_measurement: MeasurementFinder | None = None) -> Prepared:
     """Find llama.cpp and the model, check RPC workers, see the machine, and decide the run (with the tuned
     profile `find_profile` finds, unless the request says --no-profile)."""
     target = resolve(home, req.model, req.quant)
-    install, engine_note = find_engine(home, req.engine, target, llama_bin)
+    install, engine_note = find_engine(home, req.engine, target, llama_bin, find_measurement)
     caps = discover.capabilities(install, home)
     # A worker that is down or of another release: a clear error before any model loads.
     found = rpc.check_workers(req.rpc, caps) if req.rpc else []
@@ -60,13 +63,16 @@ def prepare(home: Home, req: Request, llama_bin: Path | None, find_profile: Prof
     return Prepared(install, caps, target, machine, config, engine_note)
 
 
-def find_engine(home: Home, requested: str, target: Target, llama_bin: Path | None) -> tuple[LlamaInstall, str]:
+def find_engine(home: Home, requested: str, target: Target, llama_bin: Path | None,
+                find_measurement: MeasurementFinder | None = None) -> tuple[LlamaInstall, str]:
     """The programs to run `target` with (r1run.run.engine decides which engine), and the note saying why.
     Programs the user pointed at (--llama-bin) are used as they are."""
     if llama_bin is not None:
         return discover.find(home, llama_bin), ""
     built = {name: m.backend for name, m in discover.built_engines(home).items()}
-    choice = engine.choose(requested, target.info.architecture, built)
+    measured = (find_measurement(home, target) if find_measurement is not None and requested == "auto"
+                and len(built) > 1 else None)
+    choice = engine.choose(requested, target.info.architecture, built, measured)
     return discover.find(home, None, choice.name), choice.note
 
 
