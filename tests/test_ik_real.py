@@ -24,8 +24,8 @@ pytestmark = pytest.mark.llama
 
 @pytest.fixture(autouse=True)
 def _elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """ik_llama.cpp 0.1.5's llama-cli and llama-server write main.log / llama.log into the working directory
-    (opened before they read their arguments; `--log-disable` also silences their stderr): run in a scratch one."""
+    """ik_llama.cpp 0.1.5's llama-cli and llama-server write main.log / llama.log into their working directory
+    (r1run starts them in its log folder): tests run in an empty one, to see that it stays empty."""
     scratch = tmp_path / "cwd"
     scratch.mkdir()
     monkeypatch.chdir(scratch)
@@ -99,6 +99,12 @@ def test_oneshot_chat_on_ik_answers_smollm2(both: Path, smollm2: Path) -> None:
     s = data["summary"]
     assert s["status"] == "ok" and s["format"] == "llama_print_timings"
     assert s["eval"]["tps"] > 0 and s["prompt"]["tokens"] > 5
+    assert list(Path.cwd().iterdir()) == []  # no main.log here: it went to r1run's log folder
+    assert (Path(data["log"]).parent / "main.log").is_file()
+    # `r1run perf` reads the run's log as it was written
+    perf = _json(invoke("perf", data["log"], "--json"))
+    (run,) = perf["runs"]
+    assert run["format"] == "llama_print_timings" and run["eval"]["tps"] == s["eval"]["tps"]
 
 
 def test_auto_runs_the_r1_shaped_model_on_ik_and_says_why(both: Path, r1_tiny) -> None:
@@ -133,6 +139,13 @@ def test_bench_on_ik_reads_its_csv(both: Path, r1_tiny) -> None:
     assert "ik-0.1.5-cpu" in data["llama_cpp"]["llama_bench"]
 
 
+def test_perf_reads_iks_bench_csv_with_its_load_lines() -> None:
+    res = invoke("perf", str(Path(__file__).parent / "data" / "perf" / "ik-0.1.5-bench-r1tiny.csv"), "--json")
+    runs = _json(res)["runs"]
+    assert [(r["prompt"] or {}).get("tokens") for r in runs] == [16, None]
+    assert runs[1]["eval"]["tokens"] == 4 and runs[1]["eval"]["tps"] > 0
+
+
 def test_an_ik_build_missing_a_program_names_it(r1run_home: Path, ik_build: BuildManifest, r1_tiny) -> None:
     partial = ik_build.model_copy(update={"binaries": {k: v for k, v in ik_build.binaries.items() if k != "bench"}})
     _register(r1run_home, partial)
@@ -159,6 +172,7 @@ def test_serve_on_ik_answers_the_openai_api(both: Path, smollm2: Path) -> None:
         assert proc.wait(timeout=30) == 0
         stderr = proc.stderr.read() if proc.stderr else ""
     assert "engine ik_llama.cpp (--engine)" in stderr and "ik-0.1.5-cpu" in stderr
+    assert list(Path.cwd().iterdir()) == [] and (both / "logs" / "llama.log").is_file()
 
 
 

@@ -180,6 +180,7 @@ class Child:
         stdin=None,
         env: dict[str, str] | None = None,
         keep: int = 60,
+        cwd: Path | None = None,
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.log_path = log_path
@@ -193,7 +194,7 @@ class Child:
             self.proc = subprocess.Popen(
                 self.argv, stdout=stdout, stderr=subprocess.PIPE,
                 stdin=stdin if stdin is not None else subprocess.DEVNULL, env=env, text=True, errors="replace",
-                bufsize=1,
+                bufsize=1, cwd=cwd,
             )
         except FileNotFoundError as exc:
             self._sink.close()

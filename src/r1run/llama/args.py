@@ -141,6 +141,15 @@ def _verbosity(caps: Capabilities, role: str) -> list[str]:
     return ["-lv", "4"] if probe is not None and probe.has("-lv", "--log-verbosity") else []
 
 
+def writes_trace_log(caps: Capabilities, role: str | None) -> bool:
+    """Programs with 2024's trace log (`--log-enable`; ik_llama.cpp 0.1.5) open `main.log` / `llama.log` in their
+    working directory before they read their arguments (`--log-disable` would also silence their stderr): r1run
+    starts them in its log folder instead. Their model path is absolute; a relative path after `--` is then read
+    from there."""
+    probe = caps.programs.get(role) if role else None
+    return probe is not None and probe.has("--log-enable")
+
+
 def oneshot_argv(spec: RunSpec, caps: Capabilities, prompt_text: str) -> list[str]:
     """One answer to a raw, already-formatted prompt, then exit (llama-completion -no-cnv, or 2025's llama-cli)."""
     if caps.oneshot_role is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -82,9 +83,11 @@ class ProgramProbe:
 
 
 def probe_program(path: Path) -> ProgramProbe:
-    ver = proc.run([path, "--version"], timeout=30)
+    # In a scratch folder: ik_llama.cpp's programs write llama.log into their working directory even for --help.
+    with tempfile.TemporaryDirectory(prefix="r1run-probe-") as scratch:
+        ver = proc.run([path, "--version"], timeout=30, cwd=Path(scratch))
+        helped = proc.run([path, "--help"], timeout=30, cwd=Path(scratch))
     number, commit = parse_version(ver.stdout + "\n" + ver.stderr)
-    helped = proc.run([path, "--help"], timeout=30)
     flags = parse_help_flags(helped.stdout + "\n" + helped.stderr)
     if not flags:
         last = (helped.stderr.strip().splitlines() or helped.stdout.strip().splitlines() or ["no output"])[-1]

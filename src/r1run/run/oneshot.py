@@ -63,7 +63,8 @@ def answer(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, e
     attempts: list[Attempt] = []
     while True:
         argv = args.oneshot_argv(spec, caps, prompt_text)
-        t = _Try(argv, spec.rpc, log_path, ev, starts_thinking)
+        t = _Try(argv, spec.rpc, log_path, ev, starts_thinking,
+                 cwd=logs if args.writes_trace_log(caps, caps.oneshot_role) else None)
         t.run(announce=not attempts)
         off = t.watcher.offload
         attempt = Attempt(argv, t.code, oom=t.watcher.oom.describe() if t.watcher.oom else None,
@@ -100,8 +101,8 @@ class _Try:
     """One run of llama.cpp: its log read live, its answer streamed, RPC workers watched."""
 
     def __init__(self, argv: list[str], workers: tuple[str, ...], log_path: Path, ev: Events,
-                 starts_thinking: bool) -> None:
-        self.argv, self.log_path, self.ev = argv, log_path, ev
+                 starts_thinking: bool, cwd: Path | None = None) -> None:
+        self.argv, self.log_path, self.ev, self.cwd = argv, log_path, ev, cwd
         self.watcher = LogWatcher(str(log_path))
         self.splitter = ThinkSplitter(starts_thinking)
         # With RPC workers: a lost worker stops the run within a bounded time (r1run.rpc.Watch).
@@ -124,7 +125,7 @@ class _Try:
     def run(self, *, announce: bool) -> None:
         try:
             self.child = proc.Child(self.argv, log_path=self.log_path, on_line=self._on_line, stdout=subprocess.PIPE,
-                                    env=rpc.run_env() if self.workers else None)
+                                    env=rpc.run_env() if self.workers else None, cwd=self.cwd)
             if announce:
                 self.ev.on_started()  # after the start, so printing costs llama.cpp no time
             try:
