@@ -144,9 +144,10 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
         warnings.append(f"the model does not fit RAM + VRAM: {units.size(plan.streams_from_disk)} of weights will be "
                         "read from disk as needed (slow)" if plan.streams_from_disk else
                         "this configuration does not fit the memory r1run sees: expect an out-of-memory error")
-    if (caps.run_time_repack and plan.fits_memory and not plan.streams_from_disk
-            and not {"-rtr", "--run-time-repack"} & set(req.extra)):
-        # Repacking copies the weights out of the mapped file into RAM: only when they fit there.
+    if (caps.run_time_repack and plan.fits_memory and not plan.streams_from_disk and plan.strategy == "cpu-only"
+            and not req.gpu_layers and not req.rpc and not {"-rtr", "--run-time-repack"} & set(req.extra)):
+        # Repacking copies the weights out of the mapped file into RAM: only when they fit there. CPU-only runs
+        # only: with `-ngl 31 --rpc ...` ik_llama.cpp 0.1.5 kept every weight on the CPU under -rtr.
         spec = replace(spec, repack=True)
         notes.append("run-time repack on (-rtr: the weights fit in RAM; repacked to interleaved types at load, "
                      "no mmap)")
