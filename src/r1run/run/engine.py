@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from r1run.errors import BadInput, ToolMissing
+from r1run.llama.engines import ENGINES
 
-ENGINE_CHOICES = ("auto", "llama.cpp", "ik_llama.cpp")
+ENGINE_CHOICES = ("auto", *ENGINES)
 IK_ARCHITECTURES = ("deepseek2",)
 
 
