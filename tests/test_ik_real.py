@@ -130,8 +130,9 @@ def test_auto_keeps_llama_cpp_for_smollm2(both: Path, smollm2: Path) -> None:
 
 def test_bench_on_ik_reads_its_csv(both: Path, r1_tiny) -> None:
     data = _json(invoke("bench", str(r1_tiny.path), "--engine", "ik_llama.cpp", "-p", "16", "-n", "4", "-r", "1",
-                        "-t", "1", "--json"))
-    (row,) = data["rows"]
+                        "--json"))
+    (row,) = data["rows"]  # r1run's default alone
+    assert row["labels"] == ["r1run default"]
     assert row["prompt"]["median"] > 0 and row["gen"]["median"] > 0
     flags = row["flags"]
     assert flags[flags.index("-o") + 1] == "csv" and flags[flags.index("-fa") + 1] == "1"
