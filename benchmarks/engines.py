@@ -54,6 +54,9 @@ def main() -> None:
     ap.add_argument("-n", "--gen-tokens", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache-type", help="K and V cache type for both engines instead of r1run's defaults (mainline "
+                    "b11434 refuses an MLA-layout file with K q4_0 and V f16: 'model does not support different K and V "
+                    "cache types')")
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()
 
@@ -69,7 +72,10 @@ def main() -> None:
     setups, configs = {}, {}
     for engine in ENGINES:
         s = core.prepare(core.BenchRequest(model=str(model), engine=engine))
-        setups[engine], configs[engine] = s, replace(s.default, threads=args.threads)
+        cfg = replace(s.default, threads=args.threads)
+        if args.cache_type:
+            cfg = replace(cfg, cache_type_k=args.cache_type, cache_type_v=args.cache_type)
+        setups[engine], configs[engine] = s, cfg
     info = setups["llama.cpp"].target.info
     print(f"model: {model} ({info.architecture}, {sum(sh.file_bytes for sh in info.shards) / 2**30:.2f} GiB); "
           f"pp{args.prompt_tokens} / tg{args.gen_tokens}, {args.rounds} rounds, {args.threads} threads; "
