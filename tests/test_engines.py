@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from clihelp import invoke
-from r1run.errors import BadInput, ToolMissing
+from r1run.errors import BadInput, SourceUnavailable, ToolMissing
 from r1run.home import Home
 from r1run.llama import engines, ik_source, manifest, probe
 from r1run.llama.cmake import Backend
+from r1run.llama.source import SourceSpec
 from r1run.perf import bench as perf_bench
 from r1run.run import engine
 
@@ -226,3 +227,27 @@ def test_ik_load_lines_on_stdout_are_not_part_of_the_answer(step: int) -> None:
     assert plain.feed(" Paris.") + plain.close() == " Paris."  # mainline's stdout passes untouched
     early = LoadLines()
     assert early.feed("Comp") == "" and early.feed("lete the sentence") == "Complete the sentence"
+
+
+def test_the_git_source_fetches_one_commit_and_supplies_the_build_info(tmp_path: Path) -> None:
+    # A local repository stands in for GitHub (unreachable here); the same commands run against it.
+    repo = _sdist_like_tree(tmp_path / "repo")
+    (repo / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.14)\n")
+    (repo / "ggml").mkdir()
+    (repo / "ggml" / "CMakeLists.txt").write_text("\n")
+    (repo / "include").mkdir()
+    (repo / "include" / "llama.h").write_text("\n")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "tree"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    spec = SourceSpec("git", commit, True, str(repo), engine="ik_llama.cpp")
+    src = ik_source.fetch(spec, tmp_path / "sources")
+    assert (src.kind, src.release, src.digest) == ("git", commit, f"git:{commit}")
+    assert src.tree == tmp_path / "sources" / f"ik-git-{commit[:12]}"
+    script = (src.tree / "common" / "cmake" / "build-info-gen-cpp.cmake").read_text()
+    assert f'set(BUILD_COMMIT "{commit[:12]}")' in script
+    missing = SourceSpec("git", "0" * 40, True, str(repo), engine="ik_llama.cpp")
+    with pytest.raises(SourceUnavailable, match="git fetch of .* failed"):
+        ik_source.fetch(missing, tmp_path / "sources")
