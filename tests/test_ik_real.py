@@ -204,3 +204,11 @@ def test_bench_engine_lists_are_checked(both: Path, r1_tiny) -> None:
     assert res.exit_code == 2 and "give distinct engines to compare" in res.stderr
     res = invoke("bench", str(r1_tiny.path), "--engine", "llama.cpp,ik_llama.cpp", "--threads", "1,2")
     assert res.exit_code == 2 and "measures each engine's r1run default" in res.stderr
+
+
+def test_doctor_shows_the_ik_build_beside_llama_cpp(both: Path) -> None:
+    data = _json(invoke("doctor", "--json"))
+    checks = {c["name"]: c for c in data["checks"]}
+    assert checks["llama.cpp"]["status"] == "ok" and "b11434-cpu" in checks["llama.cpp"]["detail"]
+    ik = checks["ik_llama.cpp"]
+    assert ik["status"] == "ok" and ik["detail"].startswith("build ik-0.1.5-cpu: release 0.1.5, 7 programs")
