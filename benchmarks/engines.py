@@ -60,7 +60,12 @@ def main() -> None:
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="r1run-engines-"))
+    with tempfile.TemporaryDirectory(prefix="r1run-engines-") as scratch:
+        run(args, Path(scratch))
+
+
+def run(args: argparse.Namespace, home: Path) -> None:
+    """Both builds registered in the scratch R1RUN_HOME `home`, then the rounds."""
     os.environ["R1RUN_HOME"] = str(home)
     os.environ.pop("R1RUN_LLAMA_BIN", None)
     built = register_builds(home)
