@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import _paths  # noqa: F401  (puts tests/ on sys.path)
 import psutil
 
+import _paths  # noqa: F401  (puts tests/ on sys.path)
 from nethelp import free_port
 from testkit.cache import NoLlamaBuild, cache_root, llama_bin
 from testkit.load import Load

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from typing import Iterator
 
 from typer.testing import CliRunner
 
@@ -79,3 +81,23 @@ class PtySession:
             os.waitpid(self.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+
+
+@contextlib.contextmanager
+def serving(*args: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen, list[str]]]:
+    """`python -m r1run serve ARGS` as a real process, once it has printed its addresses (up to `example:`);
+    yields the process and those lines, and ends it (SIGTERM) if the test has not."""
+    proc = subprocess.Popen([sys.executable, "-m", "r1run", "serve", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not any(line.startswith("example:") for line in lines):
+            line = proc.stdout.readline()
+            assert line, f"serve ended early: {proc.stderr.read() if proc.stderr else ''}"
+            lines.append(line)
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -54,24 +54,34 @@ def home(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch) -> 
     return r1run_home
 
 
+def _cached_build(test_cache: Path, folder: str, log_name: str, *args: str) -> Path:
+    """`r1run build ARGS` into the R1RUN_HOME test_cache/folder (a no-op once built); its home."""
+    home = test_cache / folder
+    log = test_cache / log_name
+    env = {**os.environ, "R1RUN_HOME": str(home)}
+    env.pop("R1RUN_LLAMA_BIN", None)
+    with open(log, "a") as f:
+        res = subprocess.run([sys.executable, "-m", "r1run", "build", *args, "--backend", "cpu", "--json"],
+                             env=env, stdout=subprocess.PIPE, stderr=f, text=True)
+    if res.returncode != 0:
+        pytest.fail(f"r1run build {' '.join(args)} failed (exit {res.returncode}); see {log}")
+    return home
+
+
 @pytest.fixture(scope="session")
 def llama_home(test_cache: Path) -> Path:
     """An R1RUN_HOME holding a real CPU build of the pinned llama.cpp, built by `r1run build --source pypi`.
 
     Built once per cache; later runs find it up to date (r1run build is a no-op then).
     """
-    home = test_cache / "llama-home"
-    log = test_cache / "llama-build.log"
-    env = {**os.environ, "R1RUN_HOME": str(home)}
-    env.pop("R1RUN_LLAMA_BIN", None)
-    with open(log, "a") as f:
-        res = subprocess.run(
-            [sys.executable, "-m", "r1run", "build", "--source", "pypi", "--backend", "cpu", "--json"],
-            env=env, stdout=subprocess.PIPE, stderr=f, text=True,
-        )
-    if res.returncode != 0:
-        pytest.fail(f"r1run build failed (exit {res.returncode}); see {log}")
-    return home
+    return _cached_build(test_cache, "llama-home", "llama-build.log", "--source", "pypi")
+
+
+@pytest.fixture(scope="session")
+def ik_home(test_cache: Path) -> Path:
+    """An R1RUN_HOME holding a real CPU build of ik_llama.cpp from the PyPI sdist (`ik-llama-cpp-python`),
+    built by `r1run build --engine ik_llama.cpp --source pypi` (about 12 min on 2 busy cores, once per cache)."""
+    return _cached_build(test_cache, "ik-home", "ik-build.log", "--engine", "ik_llama.cpp", "--source", "pypi")
 
 
 @pytest.fixture(scope="session")

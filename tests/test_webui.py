@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from clihelp import run_cli
+from clihelp import run_cli, serving
 from nethelp import free_port
 
 pytestmark = pytest.mark.llama
@@ -37,19 +35,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, llama_bin: Path, smollm2_wh
     assert got.returncode == 0, got.stderr
     port = free_port()
     # -n 48: a 135M model may otherwise talk until its context is full (half a minute here).
-    proc = subprocess.Popen([sys.executable, "-m", "r1run", "serve", "smollm2", "--port", str(port), "-n", "48"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        while not any(line.startswith("example:") for line in lines):
-            line = proc.stdout.readline()
-            assert line, f"serve ended early: {proc.stderr.read() if proc.stderr else ''}"
-            lines.append(line)
+    with serving("smollm2", "--port", str(port), "-n", "48", env=env) as (_proc, lines):
         yield f"http://127.0.0.1:{port}", lines
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_serve_names_the_model_after_the_catalog_and_advertises_its_web_ui(served) -> None:

@@ -88,6 +88,25 @@ def _token_check() -> list[Check]:
     return checks
 
 
+def _other_engines(home: Home) -> list[Check]:
+    """A line for each other engine r1run has built (ik_llama.cpp): its programs, as probed."""
+    out = []
+    for name, build in discover.built_engines(home).items():
+        if name == "llama.cpp":
+            continue
+        inst = discover.find(home, None, name)
+        caps = discover.capabilities(inst, home)
+        missing = [r for r in ("chat", "server", "bench") if r not in inst.programs]
+        broken = [r for r, p in caps.programs.items() if not p.ok]
+        detail = f"{inst.origin}: release {build.release}, {len(inst.programs)} programs"
+        detail += f"; missing {', '.join(missing)}" if missing else ""
+        detail += f"; not runnable: {', '.join(broken)}" if broken else ""
+        status = "fail" if broken or caps.oneshot_role is None else ("warn" if missing else "ok")
+        hint = f"run `r1run build --engine {name} --force`" if status != "ok" else None
+        out.append(Check(name, status, detail, hint))
+    return out
+
+
 def check(home: Home, llama_bin: Path | None = None) -> Report:
     checks: list[Check] = []
     machine = hardware.detect()
@@ -128,6 +147,7 @@ def check(home: Home, llama_bin: Path | None = None) -> Report:
                     list_devices = res.stdout if res.returncode == 0 else None
     if not installs and not any(c.name == "llama.cpp" for c in checks):
         checks.append(Check("llama.cpp", "fail", "not found", "run `r1run build`"))
+    checks += _other_engines(home)
 
     gpus = hardware.detect_gpus(list_devices) if list_devices else machine.gpus
     if gpus:

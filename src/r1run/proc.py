@@ -271,6 +271,7 @@ class Child:
         stdin=None,
         env: dict[str, str] | None = None,
         keep: int = 60,
+        cwd: Path | None = None,
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.log_path = log_path
@@ -284,7 +285,7 @@ class Child:
             self.proc = subprocess.Popen(
                 self.argv, stdout=stdout, stderr=subprocess.PIPE,
                 stdin=stdin if stdin is not None else subprocess.DEVNULL, env=env, text=True, errors="replace",
-                bufsize=1, preexec_fn=_die_with_parent(os.getpid()),
+                bufsize=1, cwd=cwd, preexec_fn=_die_with_parent(os.getpid()),
             )
         except FileNotFoundError as exc:
             self._sink.close()

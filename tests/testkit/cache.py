@@ -34,3 +34,20 @@ def llama_bin(explicit: str | Path | None = None) -> Path:
     if m is None:
         raise NoLlamaBuild("no llama.cpp build found: pass --llama-bin DIR or run the test suite once to build one")
     return Path(m.path) / "bin"
+
+
+def register_builds(home: Path) -> dict[str, Path]:
+    """Make the test cache's builds (llama.cpp in `llama-home`, ik_llama.cpp in `ik-home`) the builds of the
+    R1RUN_HOME `home`, each its engine's default; engine -> its programs' folder, for those that exist."""
+    from r1run.home import Home
+    from r1run.llama import manifest
+
+    found: dict[str, Path] = {}
+    for engine, folder in (("llama.cpp", "llama-home"), ("ik_llama.cpp", "ik-home")):
+        m = manifest.default_build(Home(cache_root() / folder), engine)
+        if m is None or m.missing_binaries():
+            continue
+        manifest.save(Home(home), m)
+        manifest.set_default(Home(home), m.id, engine)
+        found[engine] = Path(m.path) / "bin"
+    return found

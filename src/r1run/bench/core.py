@@ -48,6 +48,7 @@ class BenchRequest:
     rpc: tuple[str, ...] = ()
     llama_bin: Path | None = None
     llama_defaults: bool = False  # also measure llama-bench with none of r1run's flags
+    engine: str = "auto"  # r1run.run.engine
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Setup:
     default_plan: RunPlan | None
     machine: MachineSpec
     bandwidth_source: str
+    engine_note: str = ""
 
 
 @dataclass
@@ -108,16 +110,17 @@ def prepare(o: BenchRequest) -> Setup:
     """Find llama-bench and the model; the configuration `r1run chat` would use is r1run's default row."""
     home = Home.from_env()
     req = Request(model=o.model, quant=o.quant, ctx=o.ctx, rpc=o.rpc,
-                  machine=MachineDescription(bandwidth=o.bandwidth), profile=False)
+                  machine=MachineDescription(bandwidth=o.bandwidth), profile=False, engine=o.engine)
     run = run_prepare(home, req, o.llama_bin)
     program = run.caps.path("bench")
     if program is None:
-        raise ToolMissing(f"this llama.cpp ({run.install.origin}) has no llama-bench",
+        raise ToolMissing(f"this {run.install.engine} ({run.install.origin}) has no llama-bench",
                           "run `r1run build` (it builds llama-bench) or point --llama-bin at a folder holding it")
     default = sweep.from_run_spec(run.config.spec, run.target.info.hparams.block_count)
     source = "--bandwidth" if o.bandwidth else "measured (numpy copy, one thread; R1RUN_HOME/cache/bandwidth.json)"
     plan = run.config.plan if run.machine.devices or o.rpc else None
-    return Setup(home, run.install, run.caps, program, run.target, default, plan, run.machine, source)
+    return Setup(home, run.install, run.caps, program, run.target, default, plan, run.machine, source,
+                 run.engine_note)
 
 
 def invocations(setup: Setup, lists: dict[str, list], *, profile: sweep.Config | None = None,
@@ -161,9 +164,9 @@ def measure(setup: Setup, invs: list[sweep.Invocation], *, n_prompt: int, n_gen:
     for i, inv in enumerate(invs, 1):
         log = log_path_for(setup.home.ensure(setup.home.logs), "bench", detail=str(i), stamp=stamp)
         argv = sweep.argv(setup.program, Path(setup.target.path), inv, n_prompt=n_prompt, n_gen=n_gen,
-                          repetitions=repetitions, rpc=rpc)
+                          repetitions=repetitions, rpc=rpc, **bench_format(setup.caps))
         cb = (lambda p, i=i: on_progress(i, len(invs), p)) if on_progress else None
-        result = runner.run_llama_bench(inv, argv, log, cb)
+        result = runner.run_llama_bench(inv, argv, log, cb, output=setup.caps.bench_output or "jsonl")
         logs.append(log)
         build = build or result.build
         for row in result.rows:
@@ -171,6 +174,13 @@ def measure(setup: Setup, invs: list[sweep.Invocation], *, n_prompt: int, n_gen:
                 row.labels.append(DEFAULT_LABEL)
             rows.append(row)
     return rows, build, logs
+
+
+def bench_format(caps: Capabilities) -> dict:
+    """How this llama-bench is asked for results: JSON lines with progress, or CSV where it has no jsonl
+    (ik_llama.cpp, whose -fa also takes 0|1 only)."""
+    output = caps.bench_output or "jsonl"
+    return {"output": output, "progress": output == "jsonl", "fa_numeric": caps.bench_flash_attn_numeric}
 
 
 def run_sweep(o: BenchRequest, on_progress: Callable[[int, int, Progress], None] | None = None,
@@ -218,7 +228,8 @@ def to_record(report: BenchReport, *, sha256: str | None = None, kind: str = "sw
         "took_s": round(report.seconds, 1),
         "machine": {**identity, "fingerprint": store.fingerprint(identity),
                     "ram_bandwidth_bytes_per_s": s.machine.cpu_bandwidth, "bandwidth_source": s.bandwidth_source},
-        "llama_cpp": {"build": report.build, "origin": s.install.origin, "llama_bench": str(s.program)},
+        "llama_cpp": {"build": report.build, "origin": s.install.origin, "llama_bench": str(s.program),
+                      "engine": s.install.engine},
         "model": {"name": s.target.name, "path": str(s.target.path), "sha256": sha256,
                   "bytes": sum(sh.file_bytes for sh in info.shards), "architecture": info.architecture,
                   "file_type": info.file_type},
@@ -235,7 +246,7 @@ def _row_record(report: BenchReport, i: int) -> dict:
     prog = report.setup.program
     inv = sweep.Invocation(row.config)
     flags = sweep.argv(prog, Path(report.setup.target.path), inv, n_prompt=report.n_prompt, n_gen=report.n_gen,
-                       repetitions=report.repetitions, progress=False)[1:]
+                       repetitions=report.repetitions, **{**bench_format(report.setup.caps), "progress": False})[1:]
     return {
         "labels": row.labels,
         "config": row.config.to_dict(),

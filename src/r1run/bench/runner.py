@@ -90,12 +90,21 @@ class BenchFailed(R1runError):
 
 
 def run_llama_bench(inv: Invocation, argv: list[str], log_path: Path,
-        on_progress: Callable[[Progress], None] | None = None) -> BenchRun:
+        on_progress: Callable[[Progress], None] | None = None, *, output: str = "jsonl") -> BenchRun:
+    """Run one llama-bench invocation, reading its `-o jsonl` (or `-o csv`) records as they come."""
     records: list[dict] = []
     other: list[str] = []
+    table = perf_bench.CsvRows()
 
     def on_line(line: str) -> None:
         s = line.strip()
+        if output == "csv":
+            row = table.feed(s)
+            if row is not None:
+                records.append(row)
+                return
+            if table.header_seen(s):
+                return
         if s.startswith("{"):
             try:
                 rec = json.loads(s)

@@ -38,20 +38,23 @@ class Config:
     cache_type_v: str | None = None
     batch: int | None = None
     ubatch: int | None = None
+    repack: bool | None = None  # ik_llama.cpp `-rtr 1`
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     def describe(self) -> str:
         names = {"threads": "t", "gpu_layers": "ngl", "n_cpu_moe": "ncmoe", "overrides": "ot", "tensor_split": "ts",
-                 "flash_attn": "fa", "cache_type_k": "ctk", "cache_type_v": "ctv", "batch": "b", "ubatch": "ub"}
+                 "flash_attn": "fa", "cache_type_k": "ctk", "cache_type_v": "ctv", "batch": "b", "ubatch": "ub",
+                 "repack": "rtr"}
         return " ".join(f"{names[k]}={v}" for k, v in self.to_dict().items()) or "llama-bench defaults"
 
 
 KNOBS = tuple(f.name for f in fields(Config))
 # knob -> llama-bench flag; every one of these takes a comma list in llama-bench (except -ot, which uses ';')
 FLAGS = {"threads": "-t", "gpu_layers": "-ngl", "n_cpu_moe": "-ncmoe", "overrides": "-ot", "tensor_split": "-ts",
-         "flash_attn": "-fa", "cache_type_k": "-ctk", "cache_type_v": "-ctv", "batch": "-b", "ubatch": "-ub"}
+         "flash_attn": "-fa", "cache_type_k": "-ctk", "cache_type_v": "-ctv", "batch": "-b", "ubatch": "-ub",
+         "repack": "-rtr"}
 # What every llama.cpp program (llama-bench included) uses when -b / -ub are not given.
 LLAMA_BATCH, LLAMA_UBATCH = 2048, 512
 LISTABLE = ("threads", "gpu_layers", "n_cpu_moe", "flash_attn", "cache_type_k", "cache_type_v", "batch", "ubatch")
@@ -72,6 +75,7 @@ def from_run_spec(spec: RunSpec, n_layers: int) -> Config:
         tensor_split=p.tensor_split.replace(",", "/") if p.tensor_split else None,
         flash_attn=spec.flash_attn or "auto", cache_type_k=spec.cache_type_k or "f16",
         cache_type_v=spec.cache_type_v or "f16", batch=spec.batch or LLAMA_BATCH, ubatch=spec.ubatch or LLAMA_UBATCH,
+        repack=True if spec.repack else None,
     )
 
 
@@ -161,11 +165,17 @@ def expand(base: Config, sweep: dict[str, list]) -> Invocation:
     return Invocation(replace(base, **fixed), lists)
 
 
+# llama-bench `-fa 0|1` (ik_llama.cpp): its run programs read `auto` as on
+FA_NUMERIC = {"on": "1", "off": "0", "auto": "1"}
+
+
 def argv(program: Path, model: Path, inv: Invocation, *, n_prompt: int, n_gen: int, repetitions: int,
-         rpc: tuple[str, ...] = (), progress: bool = True) -> list[str]:
-    """llama-bench's command line for one invocation, results as JSON lines on stdout."""
+         rpc: tuple[str, ...] = (), progress: bool = True, output: str = "jsonl",
+         fa_numeric: bool = False) -> list[str]:
+    """llama-bench's command line for one invocation, results on stdout as JSON lines (or CSV, where this
+    llama-bench has no jsonl: ik_llama.cpp)."""
     cmd = [str(program), "-m", str(model), "-p", str(n_prompt), "-n", str(n_gen), "-r", str(repetitions),
-           "-o", "jsonl"]
+           "-o", output]
     listed = dict(inv.lists)
     for knob in KNOBS:
         values = listed.get(knob)
@@ -174,6 +184,10 @@ def argv(program: Path, model: Path, inv: Invocation, *, n_prompt: int, n_gen: i
             if value is None:
                 continue
             values = (value,)
+        if knob == "flash_attn" and fa_numeric:
+            values = tuple(unique([FA_NUMERIC[v] for v in values]))
+        elif knob == "repack":
+            values = tuple("1" if v else "0" for v in values)
         cmd += [FLAGS[knob], ",".join(str(v) for v in values)]
     if rpc:
         cmd += ["-rpc", ",".join(rpc)]

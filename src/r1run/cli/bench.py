@@ -9,12 +9,13 @@ from typing import Annotated, Optional
 import typer
 
 from r1run import usage
-from r1run.bench import core, store, tune
+from r1run.bench import core, engines, store, tune
 from r1run.cli import bench_render as render
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, print_json, status, warn
 from r1run.errors import BadInput
 from r1run.home import Home
+from r1run.run import engine as run_engine
 
 
 def register(app: typer.Typer) -> None:
@@ -70,6 +71,7 @@ def bench(
     csv_: Annotated[bool, typer.Option("--csv", help="Print one CSV row per configuration.")] = False,
     md: Annotated[bool, typer.Option("--md", help="Print a Markdown table.")] = False,
     llama_bin: LlamaBinOpt = None,
+    engine: o.EngineOpt = "auto",
 ) -> None:
     """Measure prompt and generation speed with llama-bench: sweep settings, compare with the bandwidth bound, tune."""
 
@@ -83,10 +85,19 @@ def bench(
             raise BadInput("--history only reads saved results", "run it without --tune / --save")
         _history(model, json_)
         return
+    compared = engines.parse_list(engine)
+    if compared is not None:
+        if any(v is not None for v in (gpu_layers, threads, cache_type_k, flash_attn, batch_size, ubatch_size)) or tune:
+            raise BadInput("--engine A,B measures each engine's r1run default", "drop the lists and --tune")
+        _compare(core.BenchRequest(model=model, quant=quant, ctx=ctx_size, n_prompt=prompt_tokens, n_gen=gen_tokens,
+                                   repetitions=repetitions, bandwidth=bandwidth, rpc=o.split_rpc(rpc)),
+                 compared, json_)
+        return
     opts = core.BenchRequest(model=model, quant=quant, gpu_layers=gpu_layers, threads=threads, ctx=ctx_size,
                         cache_type_k=cache_type_k, flash_attn=flash_attn, batch=batch_size, ubatch=ubatch_size,
                         n_prompt=prompt_tokens, n_gen=gen_tokens, repetitions=repetitions, bandwidth=bandwidth,
-                        rpc=o.split_rpc(rpc), llama_bin=llama_bin, llama_defaults=llama_defaults)
+                        rpc=o.split_rpc(rpc), llama_bin=llama_bin, llama_defaults=llama_defaults,
+                        engine=run_engine.parse(engine))  # one engine (or auto): a sweep as usual
     fmt = "json" if json_ else "csv" if csv_ else "md" if md else "table"
     if tune:
         if any(v is not None for v in (gpu_layers, threads, cache_type_k, flash_attn, batch_size, ubatch_size)):
@@ -112,6 +123,21 @@ def _save(report, kind: str, record: dict | None = None) -> Path:
     path = store.save(s.home, rec)
     status(f"saved to {path}")
     return path
+
+
+def _compare(opts: core.BenchRequest, names: list[str], json_: bool) -> None:
+    with render.Progress():
+        comparison = engines.compare(opts, names)
+    first = next(iter(comparison.setups.values()))
+    status("hashing the model to store the comparison (once per file; cached)")
+    record = engines.to_record(comparison, store.model_sha256(first.home, [Path(sh.path) for sh in
+                                                                          first.target.info.shards]))
+    path = engines.save(first.home, record)
+    status(f"saved to {path}; `--engine auto` now runs {record['faster']} for this model on this machine")
+    if json_:
+        print_json(json.dumps(record, indent=2))
+    else:
+        render.show_engines(comparison)
 
 
 def _tune(opts, fmt: str, save: bool) -> None:

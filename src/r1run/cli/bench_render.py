@@ -51,10 +51,27 @@ class Progress:
         self.update(run, runs, p, prefix=f"tuning {knob}: ")
 
 
+def show_engines(c) -> None:
+    """`r1run bench --engine A,B`: medians over the rounds, and the faster engine's lead."""
+    table = Table(title=f"engines, each in r1run's default (pp{c.n_prompt} / tg{c.n_gen}, {c.rounds} rounds)")
+    for col in ("engine", "prompt t/s", "gen t/s", "llama-bench flags"):
+        table.add_column(col)
+    for name in c.setups:
+        p, g = c.median("prompt", name), c.median("gen", name)
+        table.add_row(name + (" *" if name == c.faster else ""), "-" if p is None else f"{p:,.1f}",
+                      "-" if g is None else f"{g:,.1f}", c.configs[name].describe())
+    out().print(table)
+    gen, prompt = c.ratio("gen"), c.ratio("prompt")
+    if gen and prompt:
+        out().print(f"{c.faster}: {gen:.2f}x generation, {prompt:.2f}x prompt")
+
+
 def show_setup(setup, invs) -> None:
     if setup.target.chosen_because:
         status(f"model: {setup.target.chosen_because}")
-    status(f"model: {setup.target.name} ({setup.target.path}); llama.cpp: {setup.install.origin}")
+    status(f"model: {setup.target.name} ({setup.target.path}); {setup.install.engine}: {setup.install.origin}")
+    if setup.engine_note:
+        status(setup.engine_note)
     status(f"r1run default (what `r1run chat` runs): {setup.default.describe()}")
     if invs is not None:
         n = sum(len(i.configs()) for i in invs)

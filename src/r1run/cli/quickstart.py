@@ -9,6 +9,7 @@ import typer
 
 from r1run import catalog as cat
 from r1run import usage
+from r1run.bench import engines
 from r1run.bench.profile import find_for_target
 from r1run.cli import build as build_cli
 from r1run.cli import chat as chat_cli
@@ -71,7 +72,8 @@ def quickstart(
             fetched = dl.download(dl.DownloadRequest(model=entry.key, quant=q.name), home, progress.events())
 
     status("step 3/4: plan")
-    run = prepare(home, Request(model=entry.key, quant=q.name, n_predict=n_predict), llama_bin, find_for_target)
+    run = prepare(home, Request(model=entry.key, quant=q.name, n_predict=n_predict), llama_bin, find_for_target,
+                  engines.find_for_target)
     o.show_prepared(run)
 
     status("step 4/4: one answer")

@@ -11,6 +11,7 @@ from r1run import rpc
 from r1run.cli.common import status, warn
 from r1run.errors import BadInput
 from r1run.planner.machine import MachineDescription
+from r1run.run import engine as run_engine
 from r1run.run.config import Request
 from r1run.run.prepare import Prepared
 
@@ -47,6 +48,8 @@ RpcOpt = Annotated[Optional[str], typer.Option(
     "--rpc", help="RPC workers host:port,... to spread the model over.", show_default=False)]
 NoRetryOpt = Annotated[bool, typer.Option("--no-retry", help="Do not retry with less after an out-of-memory.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the exact llama.cpp command and exit.")]
+EngineOpt = Annotated[str, typer.Option(
+    "--engine", help="auto (ik_llama.cpp for DeepSeek when it is built, else llama.cpp), llama.cpp or ik_llama.cpp.")]
 NoProfileOpt = Annotated[bool, typer.Option(
     "--no-profile", help="Ignore the settings `r1run bench --tune` stored for this model.")]
 
@@ -120,7 +123,8 @@ def show_prepared(prepared: Prepared) -> None:
         warn(w)
     if prepared.target.chosen_because:
         status(f"model: {prepared.target.chosen_because}")
-    status(f"model: {prepared.target.name} ({prepared.target.path}); llama.cpp: {prepared.install.origin}")
+    status(f"model: {prepared.target.name} ({prepared.target.path}); {prepared.install.engine}: "
+           f"{prepared.install.origin}")
     for note in prepared.config.notes:
         status(note)
 
@@ -132,7 +136,7 @@ def request(*, model: str | None, quant: str | None, gpu_layers: str = "auto", c
             ubatch: int | None = None, parallel: int | None = None, rpc_: str | None = None,
             gpu_memory: str | None = None, gpu_name: str | None = None, ram: str | None = None,
             unified: bool | None = None, bandwidth: str | None = None, device_memory: str | None = None,
-            extra: tuple[str, ...] = (), profile: bool = True) -> Request:
+            extra: tuple[str, ...] = (), profile: bool = True, engine: str = "auto") -> Request:
     """The run Request from the options chat, serve, plan and bench share, each read and checked here once."""
     # --n-predict is llama.cpp's own: -1 means "until the model ends", as it always passed through.
     for flag, value in (("--ctx-size", ctx), ("--batch-size", batch), ("--ubatch-size", ubatch),
@@ -147,4 +151,4 @@ def request(*, model: str | None, quant: str | None, gpu_layers: str = "auto", c
         ubatch=ubatch, parallel=parallel, rpc=split_rpc(rpc_),
         machine=MachineDescription(gpu_memory=gpu_memory, gpu_name=gpu_name, ram=ram, unified=unified,
                                    bandwidth=bandwidth, device_memory=device_memory),
-        extra=extra, profile=profile)
+        extra=extra, profile=profile, engine=run_engine.parse(engine))

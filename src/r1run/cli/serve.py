@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from r1run import proc, rpc, running, usage
+from r1run.bench import engines
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, print_json, status, warn
@@ -61,6 +62,7 @@ def serve(
     device_memory: o.DeviceMemoryOpt = None,
     dry_run: o.DryRunOpt = False,
     no_profile: o.NoProfileOpt = False,
+    engine: o.EngineOpt = "auto",
     llama_bin: LlamaBinOpt = None,
     json_: Annotated[bool, typer.Option("--json", help="Print events as JSON lines: ready (with the URLs), stopped.")]
         = False,
@@ -75,10 +77,10 @@ def serve(
                     cache_type_v=cache_type_v, flash_attn_=flash_attn, batch=batch_size, ubatch=ubatch_size,
                     parallel=parallel, rpc_=rpc, gpu_memory=gpu_memory, gpu_name=gpu_name, ram=ram,
                     unified=unified, bandwidth=bandwidth, device_memory=device_memory, extra=tuple(ctx.args),
-                    profile=not no_profile)
+                    profile=not no_profile, engine=engine)
     if not core.is_loopback(host) and not api_key and not insecure:
         core.check_bind(host, port, api_key, insecure)  # raises the clear refusal before anything loads
-    run = prepare(home, req, llama_bin, find_for_target)
+    run = prepare(home, req, llama_bin, find_for_target, engines.find_for_target)
     o.show_prepared(run)
     caps, target, spec = run.caps, run.target, run.config.spec
     name = core.model_name(target, alias)

@@ -50,6 +50,7 @@ class RunSpec:
     batch: int | None = None
     ubatch: int | None = None
     parallel: int | None = None  # llama-server's slots (-np)
+    repack: bool = False  # ik_llama.cpp `-rtr`: repack weights to interleaved types at load (turns mmap off)
     rpc: tuple[str, ...] = ()
     extra: tuple[str, ...] = ()  # passed through verbatim, last so they win
 
@@ -108,6 +109,10 @@ def run_flags(spec: RunSpec, caps: Capabilities) -> list[str]:
             argv += ["-fa", spec.flash_attn]
         elif spec.flash_attn == "on":
             argv += ["-fa"]  # older releases: a bare switch
+    if spec.repack:
+        if not caps.run_time_repack:
+            raise BadInput("this llama.cpp cannot repack weights at load (-rtr)", "drop -rtr, or use ik_llama.cpp")
+        argv += ["--run-time-repack"]  # the spelling ik_llama.cpp's run programs list in --help (0.1.5: no -rtr)
     if spec.batch is not None:
         argv += ["-b", str(spec.batch)]
     if spec.ubatch is not None:
@@ -134,6 +139,15 @@ def _verbosity(caps: Capabilities, role: str) -> list[str]:
     """Ask for the load and memory lines (`load_tensors: offloaded ...`, buffer sizes): debug level in b11434."""
     probe = caps.programs.get(role)
     return ["-lv", "4"] if probe is not None and probe.has("-lv", "--log-verbosity") else []
+
+
+def writes_trace_log(caps: Capabilities, role: str | None) -> bool:
+    """Programs with 2024's trace log (`--log-enable`; ik_llama.cpp 0.1.5) open `main.log` / `llama.log` in their
+    working directory before they read their arguments (`--log-disable` would also silence their stderr): r1run
+    starts them in its log folder instead. Their model path is absolute; a relative path after `--` is then read
+    from there."""
+    probe = caps.programs.get(role) if role else None
+    return probe is not None and probe.has("--log-enable")
 
 
 def oneshot_argv(spec: RunSpec, caps: Capabilities, prompt_text: str) -> list[str]:
@@ -187,7 +201,9 @@ def server_argv(spec: RunSpec, caps: Capabilities, *, host: str, port: int, api_
         argv += ["--api-key", api_key]
     if reasoning_format and caps.reasoning_format:
         argv += ["--reasoning-format", reasoning_format]
-    if caps.jinja and caps.programs["server"].has("--jinja"):
+    # ik_llama.cpp 0.1.5's server (the one with -mla) answered SmolLM2 with an empty message (1 token, then stop)
+    # under --jinja, and "The capital of France is Paris." without it; its built-in templates cover DeepSeek's.
+    if caps.jinja and caps.programs["server"].has("--jinja") and not caps.mla:
         argv += ["--jinja"]
     argv += _verbosity(caps, "server")
     return argv + list(spec.extra)

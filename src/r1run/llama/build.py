@@ -16,8 +16,9 @@ from r1run import __version__, hub, proc
 from r1run.errors import BuildFailed
 from r1run.fsutil import locked
 from r1run.home import Home, log_path_for
-from r1run.llama import cmake, manifest, source, toolchain, ui
+from r1run.llama import cmake, engines, ik_source, manifest, source, toolchain, ui
 from r1run.llama.cmake import Backend, Toolchain
+from r1run.llama.engines import LLAMA_CPP, Engine
 from r1run.llama.manifest import BuildManifest, SourceInfo
 from r1run.llama.ui import UiChoice, UiMode
 from r1run.units import utc_now
@@ -31,6 +32,7 @@ class BuildRequest:
     force: bool = False
     extra_cmake: tuple[str, ...] = ()
     ui: UiMode = UiMode.AUTO
+    engine: Engine = LLAMA_CPP
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,8 @@ def default_jobs() -> int:
     return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 
-def build_id(release: str, backend: Backend, extra: tuple[str, ...]) -> str:
-    bid = f"{release}-{backend.value}"
+def build_id(release: str, backend: Backend, extra: tuple[str, ...], engine: Engine = LLAMA_CPP) -> str:
+    bid = f"{engine.id_prefix}{release[:12]}-{backend.value}"
     if extra:
         bid += "-" + hashlib.sha256("\0".join(extra).encode()).hexdigest()[:8]
     return bid
@@ -79,20 +81,24 @@ def make_plan(req: BuildRequest, home: Home, tc: Toolchain) -> BuildPlan:
         backend, reason = cmake.detect_backend(tc)
     else:
         backend, reason = req.backend, "requested"
+    engines.check_backend(req.engine, backend)
     cmake.check_backend(backend, tc)
     jobs = cmake.validate_jobs(req.jobs) if req.jobs is not None else default_jobs()
     # A local tree is only labelled with a release when the user says which (`--ref`).
     known = req.source.kind != "path" or req.source.release_explicit
     release = req.source.release if known else "local"
-    bid = build_id(release, backend, req.extra_cmake)
+    bid = build_id(release, backend, req.extra_cmake, req.engine)
     bdir = home.builds / bid
-    ui_choice = ui.choose(req.ui, tc, offline=hub.offline())
+    mainline = req.engine is LLAMA_CPP
+    ui_choice = (ui.choose(req.ui, tc, offline=hub.offline()) if mainline else
+                 UiChoice("none", f"{req.engine.name} builds its server's own web UI"))
     flags = cmake.cmake_flags(backend, ccache=bool(tc.ccache),
-                              release_number=source.release_number(release) if known else None,
+                              release_number=source.release_number(release) if known and mainline else None,
                               extra=req.extra_cmake, gpu_present=tc.nvidia_gpu, ui=ui_choice.source)
     cdir = bdir / "cmake"
-    commands = source.fetch_commands(req.source, home.sources) if req.source.kind != "path" else []
-    tree = "<llama.cpp source>" if req.source.kind != "path" else str(req.source.path)
+    fetch_commands = source.fetch_commands if mainline else ik_source.fetch_commands
+    commands = fetch_commands(req.source, home.sources) if req.source.kind != "path" else []
+    tree = f"<{req.engine.name} source>" if req.source.kind != "path" else str(req.source.path)
     commands += [
         ["cmake", "-S", tree, "-B", str(cdir), *flags],
         ["cmake", "--build", str(cdir), "--target", "help"],
@@ -106,11 +112,14 @@ def _up_to_date(existing: BuildManifest | None, req: BuildRequest, plan: BuildPl
     if existing is None or existing.missing_binaries():
         return False
     flags = [f for f in existing.cmake_flags if f not in cmake.OLD_LAYOUT_FLAGS]
-    if flags != plan.flags or existing.backend != plan.backend.value:
+    if flags != plan.flags or existing.backend != plan.backend.value or existing.engine != req.engine.name:
         return False
     if req.source.kind == "path":
         return digest is not None and existing.source.digest == digest
-    return existing.release == req.source.release and req.source.kind in ("auto", existing.source.kind)
+    releases = {req.source.release}
+    if req.engine is not LLAMA_CPP and not req.source.release_explicit:
+        releases.add(engines.IK_PINNED_COMMIT)  # `--source auto` got the pinned commit from git
+    return existing.release in releases and req.source.kind in ("auto", existing.source.kind)
 
 
 _FAILURE_HINTS = (
@@ -152,21 +161,21 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
         digest = None
         fetched: source.Source | None = None
         if req.source.kind == "path" and existing is not None and not req.force:
-            fetched = source.fetch(req.source, home.sources)
+            fetched = _fetch(req, home)
             digest = fetched.digest
         if not req.force and _up_to_date(existing, req, plan, digest):
             assert existing is not None
-            if manifest.default_id(home) is None:
-                manifest.set_default(home, existing.id)
+            if manifest.default_id(home, existing.engine) is None:
+                manifest.set_default(home, existing.id, existing.engine)
             return BuildResult(existing, True, "already built", None)
 
         cmake_bin = toolchain.require_cmake()
         ev.on_status(f"backend: {plan.backend.value} ({plan.backend_reason})")
         ev.on_status(f"web UI: {plan.ui.source} ({plan.ui.reason})")
         if fetched is None:
-            ev.on_status(f"getting llama.cpp {req.source.release} (source: {req.source.kind})"
-                         if req.source.kind != "path" else f"using llama.cpp from {req.source.path}")
-            fetched = source.fetch(req.source, home.sources)
+            ev.on_status(f"getting {req.engine.name} {req.source.release} (source: {req.source.kind})"
+                         if req.source.kind != "path" else f"using {req.engine.name} from {req.source.path}")
+            fetched = _fetch(req, home)
         flags = plan.flags + cmake.layout_flags((fetched.tree / "tools" / "server").is_dir(),
                                                 (fetched.tree / "examples" / "main").is_dir())
         ev.on_status(f"source: {fetched.kind} {fetched.location} ({fetched.note})")
@@ -189,7 +198,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
         help_out = proc.run([cmake_bin, "--build", str(cdir), "--target", "help"])
         targets = cmake.choose_targets(cmake.parse_target_help(help_out.stdout))
         if "completion" not in targets and "chat" not in targets:
-            raise BuildFailed("this llama.cpp tree has neither llama-completion nor llama-cli",
+            raise BuildFailed(f"this {req.engine.name} tree has neither llama-completion nor llama-cli",
                               "use a llama.cpp release from 2025 or later (`--ref`)", log_path=log_path,
                               tail=help_out.stdout.splitlines()[-30:])
         ev.on_status(f"building {len(targets)} programs with {plan.jobs} jobs: {' '.join(targets.values())}")
@@ -206,7 +215,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
                     ev.on_status("web UI: " + line.split("UI: ", 1)[1].strip())
 
         step([cmake_bin, "--build", str(cdir), "--config", "Release", "-j", str(plan.jobs), "--target",
-              *targets.values()], "building llama.cpp", on_line)
+              *targets.values()], f"building {req.engine.name}", on_line)
         binaries = _install(cdir, plan.dir / "bin", targets)
         ui_info = _ui_outcome(plan.ui, cdir, fetched.tree, said_ui, has_server="server" in binaries)
         shutil.rmtree(cdir / ui.NODE_MODULES, ignore_errors=True)
@@ -217,6 +226,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
         compiler_path = _read_cache_value(cdir / "CMakeCache.txt", "CMAKE_CXX_COMPILER")
         result = BuildManifest(
             id=plan.id,
+            engine=req.engine.name,
             release=fetched.release,
             source=SourceInfo(kind=fetched.kind, location=fetched.location, digest=fetched.digest),
             backend=plan.backend.value,
@@ -234,8 +244,19 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
             ui=ui_info,
         )
         manifest.save(home, result)
-        manifest.set_default(home, result.id)
+        manifest.set_default(home, result.id, result.engine)
         return BuildResult(result, False, fetched.note, log_path)
+
+
+def _fetch(req: BuildRequest, home: Home) -> source.Source:
+    if req.engine is LLAMA_CPP:
+        return source.fetch(req.source, home.sources)
+    if req.source.kind == "path":
+        fetched = source.fetch(req.source, home.sources)
+        # A local ik tree without git (an extracted sdist) needs the build info r1run writes for the sdist.
+        ik_source.supply_build_info(fetched.tree, number=0, commit=fetched.release)
+        return fetched
+    return ik_source.fetch(req.source, home.sources)
 
 
 def _ui_outcome(choice: UiChoice, cdir: Path, tree: Path, said: list[str], *, has_server: bool) -> manifest.UiInfo:

@@ -31,6 +31,7 @@ class BuildManifest(BaseModel):
 
     schema_version: int = 1
     id: str
+    engine: str = "llama.cpp"  # r1run.llama.engines; builds made before ik_llama.cpp support are llama.cpp
     release: str
     source: SourceInfo
     backend: str
@@ -67,20 +68,25 @@ def save(home: Home, manifest: BuildManifest) -> None:
     write_atomic(manifest_path(home, manifest.id), manifest.model_dump_json(indent=2) + "\n")
 
 
-def default_id(home: Home) -> str | None:
+def _default_file(home: Home, engine: str) -> Path:
+    # Each engine has its own default build, so building ik_llama.cpp never changes which llama.cpp runs.
+    return home.default_build_file if engine == "llama.cpp" else home.builds / f"default-{engine}"
+
+
+def default_id(home: Home, engine: str = "llama.cpp") -> str | None:
     try:
-        text = home.default_build_file.read_text(encoding="utf-8").strip()
+        text = _default_file(home, engine).read_text(encoding="utf-8").strip()
     except OSError:
         return None
     return text or None
 
 
-def set_default(home: Home, build_id: str) -> None:
-    write_atomic(home.default_build_file, build_id + "\n")
+def set_default(home: Home, build_id: str, engine: str = "llama.cpp") -> None:
+    write_atomic(_default_file(home, engine), build_id + "\n")
 
 
-def default_build(home: Home) -> BuildManifest | None:
-    build_id = default_id(home)
+def default_build(home: Home, engine: str = "llama.cpp") -> BuildManifest | None:
+    build_id = default_id(home, engine)
     return load(home, build_id) if build_id else None
 
 

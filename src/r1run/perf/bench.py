@@ -19,7 +19,6 @@ names (`ngl`, `fa`, `threads`); they are mapped back to the field names of the o
 from __future__ import annotations
 
 import csv
-import io
 import re
 from typing import Any
 
@@ -88,8 +87,46 @@ def build_of(rec: dict[str, Any]) -> str | None:
 
 
 def parse_csv(text: str) -> list[dict[str, str]]:
-    """`-o csv`: a header of field names, then one quoted row per test."""
-    return [row for row in csv.DictReader(io.StringIO(text)) if row.get("avg_ts")]
+    """`-o csv`: a header of field names, then one quoted row per test (other lines before the header skipped)."""
+    table = CsvRows()
+    return [row for line in text.splitlines() if (row := table.feed(line)) is not None]
+
+
+class CsvRows:
+    """`-o csv` read line by line. ik_llama.cpp's llama-bench (0.1.5) prints other lines on stdout between its
+    header and its rows (when it computes MLA tensors of an original-layout DeepSeek file), has more fields
+    (mla_attn, fused_moe, repack, ...) and no samples (tests/data/perf/ik-0.1.5-bench-r1tiny.csv):
+
+        build_commit,build_number,cuda,vulkan,kompute,metal,sycl,rpc,gpu_blas,blas,cpu_info,gpu_info,model_filename,model_type,model_size,model_n_params,n_batch,n_ubatch,n_threads,type_k,type_v,n_gpu_layers,split_mode,main_gpu,no_kv_offload,flash_attn,mla_attn,attn_max_batch,ser,reuse,tensor_split,use_mmap,embeddings,repack,mqkv,muge,fused_moe,grouped_er,no_fused_up_gate,use_thp,no_ooae,rcache,sas,max_gpu,cuda_params,override_tensor,n_prompt,n_gen,test_time,avg_ns,stddev_ns,avg_ts,stddev_ts,test
+        Computed blk.0.attn_k_b.weight as 128 x 256 x 2 of type q8_0 and stored in buffer CPU
+        Computed blk.0.attn_v_b.weight as 256 x 128 x 2 of type q4_K and stored in buffer CPU
+        "ik-llama-cpp-python-0.1.5","0","0",...,"deepseek2 ?B Q4_K - Medium","8315206","13150000","2048","512","2","f16","f16","999","layer","0","0","1","3","0","-1,0","1","0.00","1","0","1",...,"16","0","2026-11-30T23:15:00Z","859331","0","18619.135118","0.000000","pp16"
+
+    Mainline's rows follow its header directly (tests/data/perf/b11434-bench.csv).
+    """
+
+    def __init__(self) -> None:
+        self.fields: list[str] | None = None
+
+    @staticmethod
+    def _is_header(line: str) -> bool:
+        return line.startswith("build_commit,") and "avg_ts" in line
+
+    def header_seen(self, line: str) -> bool:
+        return self._is_header(line.strip())
+
+    def feed(self, line: str) -> dict[str, str] | None:
+        s = line.strip()
+        if self._is_header(s):
+            self.fields = next(csv.reader([s]))
+            return None
+        if self.fields is None or not s.startswith('"'):
+            return None
+        values = next(csv.reader([s]))
+        if len(values) != len(self.fields):
+            return None
+        row = dict(zip(self.fields, values, strict=True))
+        return row if row.get("avg_ts") else None
 
 
 _SQL_ROW = re.compile(r"INSERT INTO llama_bench \((?P<fields>[^)]*)\) VALUES \((?P<values>.*)\);\s*$")

@@ -57,6 +57,7 @@ class Request:
     machine: MachineDescription = field(default_factory=MachineDescription)
     extra: tuple[str, ...] = ()  # after `--`, verbatim to llama.cpp
     profile: bool = True  # apply the `r1run bench --tune` profile for this model and machine, if any
+    engine: str = "auto"  # auto | llama.cpp | ik_llama.cpp (r1run.run.engine)
 
 
 class Profile(Protocol):
@@ -127,7 +128,7 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
         temp=pick(req.temp, s.temperature, "temperature", "--temp"),
         min_p=pick(req.min_p, s.min_p, "min-p", "--min-p"),
         seed=req.seed,
-        cache_type_k=pick(req.cache_type_k, s.cache_type_k, "K cache", "-ctk"),
+        cache_type_k=_cache_type_k(req, s.cache_type_k, target, caps, notes, pick),
         cache_type_v=pick(req.cache_type_v, s.cache_type_v, "V cache", "-ctv"),
         flash_attn=req.flash_attn, batch=req.batch, ubatch=req.ubatch, parallel=req.parallel,
         rpc=req.rpc, extra=req.extra,
@@ -155,6 +156,13 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
         warnings.append(f"the model does not fit RAM + VRAM: {units.size(plan.streams_from_disk)} of weights will be "
                         "read from disk as needed (slow)" if plan.streams_from_disk else
                         "this configuration does not fit the memory r1run sees: expect an out-of-memory error")
+    if (caps.run_time_repack and plan.fits_memory and not plan.streams_from_disk and plan.strategy == "cpu-only"
+            and not req.gpu_layers and not req.rpc and not {"-rtr", "--run-time-repack"} & set(req.extra)):
+        # Repacking copies the weights out of the mapped file into RAM: only when they fit there. CPU-only runs
+        # only: with `-ngl 31 --rpc ...` ik_llama.cpp 0.1.5 kept every weight on the CPU under -rtr.
+        spec = replace(spec, repack=True)
+        notes.append("run-time repack on (-rtr: the weights fit in RAM; repacked to interleaved types at load, "
+                     "no mmap)")
     if profile is not None:
         spec, note = profile.apply(spec, req)
         notes.append(note)
@@ -166,6 +174,18 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
             warnings.append(f"{spec.parallel} slots of {each} tokens: a prompt and its answer must fit in {each}; "
                             f"raise -c (e.g. -c {spec.parallel * 2048})")
     return RunConfig(spec, plan, tuple(notes), tuple(warnings))
+
+
+def _cache_type_k(req: Request, recommended: str | None, target: Target, caps: Capabilities, notes: list[str],
+                  pick) -> str | None:
+    """The K cache: the user's, else the recommendation. ik_llama.cpp's MLA cache (c^KV, `-mla`) with flash
+    attention failed to sample at the recommended q4_0 on an R1-shaped model here ("Failed to sample token",
+    abort) and ran at q8_0, so a program with -mla gets q8_0 for deepseek2."""
+    if req.cache_type_k is None and recommended == "q4_0" and caps.mla and target.info.architecture == "deepseek2":
+        notes.append("K cache q8_0 (the MLA cache of this engine, instead of the recommended q4_0, which failed to "
+                     "sample; -ctk to change)")
+        return "q8_0"
+    return pick(req.cache_type_k, recommended, "K cache", "-ctk")
 
 
 def shrink(spec: RunSpec, offloaded: int | None) -> tuple[RunSpec, str] | None:

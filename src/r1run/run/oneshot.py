@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,8 @@ def answer(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, e
     attempts: list[Attempt] = []
     while True:
         argv = args.oneshot_argv(spec, caps, prompt_text)
-        t = _Try(argv, spec.rpc, log_path, ev, starts_thinking)
+        t = _Try(argv, spec.rpc, log_path, ev, starts_thinking,
+                 cwd=logs if args.writes_trace_log(caps, caps.oneshot_role) else None)
         t.run(announce=not attempts)
         off = t.watcher.offload
         attempt = Attempt(argv, t.code, oom=t.watcher.oom.describe() if t.watcher.oom else None,
@@ -99,8 +101,8 @@ class _Try:
     """One run of llama.cpp: its log read live, its answer streamed, RPC workers watched."""
 
     def __init__(self, argv: list[str], workers: tuple[str, ...], log_path: Path, ev: Events,
-                 starts_thinking: bool) -> None:
-        self.argv, self.log_path, self.ev = argv, log_path, ev
+                 starts_thinking: bool, cwd: Path | None = None) -> None:
+        self.argv, self.log_path, self.ev, self.cwd = argv, log_path, ev, cwd
         self.watcher = LogWatcher(str(log_path))
         self.splitter = ThinkSplitter(starts_thinking)
         # With RPC workers: a lost worker stops the run within a bounded time (r1run.rpc.Watch).
@@ -123,7 +125,7 @@ class _Try:
     def run(self, *, announce: bool) -> None:
         try:
             self.child = proc.Child(self.argv, log_path=self.log_path, on_line=self._on_line, stdout=subprocess.PIPE,
-                                    env=rpc.run_env() if self.workers else None)
+                                    env=rpc.run_env() if self.workers else None, cwd=self.cwd)
             if announce:
                 self.ev.on_started()  # after the start, so printing costs llama.cpp no time
             try:
@@ -142,6 +144,40 @@ class _Try:
             self.ev.on_piece(piece)
 
 
+class LoadLines:
+    """Drops the lines ik_llama.cpp prints on stdout while it loads an original-layout DeepSeek file, before the
+    answer (recorded from ik_llama.cpp 0.1.5's llama-cli):
+
+        Computed blk.0.attn_k_b.weight as 128 x 256 x 2 of type q8_0 and stored in buffer CPU
+
+    Text passes through unchanged from the first character that cannot start such a line.
+    """
+
+    PREFIX = "Computed blk."
+    LINE = re.compile(r"^Computed blk\.\S+ as .* stored in buffer \S+\s*$")
+
+    def __init__(self) -> None:
+        self.buf = ""
+        self.done = False
+
+    def feed(self, text: str) -> str:
+        if self.done:
+            return text
+        self.buf += text
+        while True:
+            head = self.buf[: len(self.PREFIX)]
+            newline = self.buf.find("\n")
+            if head != self.PREFIX[: len(head)] or (newline >= 0 and not self.LINE.match(self.buf[:newline])):
+                return self.close()
+            if newline < 0:
+                return ""  # wait for the rest of the line
+            self.buf = self.buf[newline + 1:]
+
+    def close(self) -> str:
+        rest, self.buf, self.done = self.buf, "", True
+        return rest
+
+
 # llama-completion prints this after the answer when the model ends it (an end-of-generation token).
 END_MARKER = " [end of text]"
 
@@ -155,11 +191,13 @@ def _pump(child: proc.Child, splitter: ThinkSplitter, ev: Events) -> None:
     assert child.proc.stdout is not None
     fd = child.proc.stdout.fileno()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    load_lines = LoadLines()
     held = ""
     hold = len(END_MARKER) + 8  # the marker is followed by a few newlines
     while True:
         chunk = os.read(fd, 4096)
-        text = held + decoder.decode(chunk, final=not chunk)
+        new = load_lines.feed(decoder.decode(chunk, final=not chunk))
+        text = held + (new if chunk else new + load_lines.close())
         if not chunk:
             break
         held = text[-hold:]

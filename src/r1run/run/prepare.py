@@ -11,7 +11,7 @@ chat, serve, bench and quickstart call this; `r1run plan` builds the same pieces
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +24,7 @@ from r1run.llama.probe import Capabilities
 from r1run.planner import bandwidth as bw
 from r1run.planner.machine import MachineDescription, MachineSpec, from_hardware, with_overrides
 from r1run.rpc import WorkerDevice
+from r1run.run import engine
 from r1run.run.config import Profile, Request, RunConfig, decide
 from r1run.run.target import Target, resolve
 
@@ -35,6 +36,7 @@ class Prepared:
     target: Target
     machine: MachineSpec
     config: RunConfig
+    engine_note: str = ""  # which engine and why (also the first of config.notes), "" when there was no choice
 
     def record(self, kind: running.Kind, *, name: str = "", url: str = "", log: str = "") -> running.Record:
         """How `r1run ps` shows this run while it lasts."""
@@ -49,20 +51,38 @@ class Prepared:
 # Finds the tuned profile for a model on this machine (r1run.bench.profile.find_for_target), given by the
 # commands that apply one; run/ itself knows nothing of benchmarks.
 ProfileFinder = Callable[[Home, Target, tuple[str, ...]], "Profile | None"]
+# Finds the stored engine comparison for a model on this machine (r1run.bench.engines.find_for_target).
+MeasurementFinder = Callable[[Home, Target], "engine.Measurement | None"]
 
 
-def prepare(home: Home, req: Request, llama_bin: Path | None, find_profile: ProfileFinder | None = None) -> Prepared:
+def prepare(home: Home, req: Request, llama_bin: Path | None, find_profile: ProfileFinder | None = None,
+            find_measurement: MeasurementFinder | None = None) -> Prepared:
     """Find llama.cpp and the model, check RPC workers, see the machine, and decide the run (with the tuned
     profile `find_profile` finds, unless the request says --no-profile)."""
-    install = discover.find(home, llama_bin)
+    target = resolve(home, req.model, req.quant)
+    install, engine_note = find_engine(home, req.engine, target, llama_bin, find_measurement)
     caps = discover.capabilities(install, home)
     # A worker that is down or of another release: a clear error before any model loads.
     found = rpc.check_workers(req.rpc, caps) if req.rpc else []
-    target = resolve(home, req.model, req.quant)
     machine = machine_for(home, req.machine, req.rpc, found)
     profile = find_profile(home, target, req.rpc) if req.profile and find_profile is not None else None
     config = decide(target, req, caps, machine, default_threads=threads_for(req), profile=profile)
-    return Prepared(install, caps, target, machine, config)
+    if engine_note:
+        config = replace(config, notes=(engine_note, *config.notes))
+    return Prepared(install, caps, target, machine, config, engine_note)
+
+
+def find_engine(home: Home, requested: str, target: Target, llama_bin: Path | None,
+                find_measurement: MeasurementFinder | None = None) -> tuple[LlamaInstall, str]:
+    """The programs to run `target` with (r1run.run.engine decides which engine), and the note saying why.
+    Programs the user pointed at (--llama-bin) are used as they are."""
+    if llama_bin is not None:
+        return discover.find(home, llama_bin), ""
+    built = {name: m.backend for name, m in discover.built_engines(home).items()}
+    measured = (find_measurement(home, target) if find_measurement is not None and requested == "auto"
+                and len(built) > 1 else None)
+    choice = engine.choose(requested, target.info.architecture, built, measured)
+    return discover.find(home, None, choice.name), choice.note
 
 
 def threads_for(req: Request) -> tuple[int, str] | None:

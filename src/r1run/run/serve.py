@@ -114,7 +114,8 @@ def start(spec: RunSpec, caps: Capabilities, *, host: str, port: int, api_key: s
     argv = args.server_argv(spec, caps, host=host, port=port, api_key=None if key_file else api_key,
                             api_key_file=key_file, alias=alias)
     log_path = log_path_for(logs, "serve")
-    child = proc.Child(argv, log_path=log_path, on_line=on_line)
+    child = proc.Child(argv, log_path=log_path, on_line=on_line,
+                       cwd=log_path.parent if args.writes_trace_log(caps, "server") else None)
     shown = f"[{host}]" if ":" in host else host
     return Server(child, f"http://{shown}:{port}", log_path, key_file)
 

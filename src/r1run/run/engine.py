@@ -1,0 +1,70 @@
+"""Which engine runs a model: the one the user named, else a stated rule (pure).
+
+    choose("auto", "deepseek2", {"llama.cpp": "cpu", "ik_llama.cpp": "cpu"})
+      -> EngineChoice("ik_llama.cpp", "engine ik_llama.cpp (deepseek2 model, ik_llama.cpp built for cpu: ...)")
+
+ik_llama.cpp is faster for DeepSeek's architecture on CPU and CUDA (MLA with flash attention, fused MoE,
+run-time repacking: 1.47x prompt and 1.15x generation on an R1-shaped model here, FIELD_NOTES 12); for other
+architectures it is not known to win, so mainline stays the engine there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from r1run.errors import BadInput, ToolMissing
+from r1run.llama.engines import ENGINES
+
+ENGINE_CHOICES = ("auto", *ENGINES)
+IK_ARCHITECTURES = ("deepseek2",)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """`r1run bench MODEL --engine llama.cpp,ik_llama.cpp` stored for this model on this machine."""
+
+    faster: str
+    gen_ratio: float | None  # the faster engine's generation speed over the other's
+    measured_at: str
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    name: str
+    note: str  # what was chosen and why, printed with the other choices of the run ("" when there was no choice)
+
+
+def parse(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ENGINE_CHOICES:
+        raise BadInput(f"unknown engine {text!r}", f"choose one of: {', '.join(ENGINE_CHOICES)}")
+    return value
+
+
+def choose(requested: str, architecture: str | None, built: dict[str, str],
+           measured: Measurement | None = None) -> EngineChoice:
+    """`requested` (auto or an engine) for a model of `architecture`, given the engines built here
+    (engine -> the backend its default build has) and what a measurement on this machine found, if any."""
+    if requested != "auto":
+        if requested not in built and requested != "llama.cpp":
+            raise ToolMissing(f"--engine {requested}: no {requested} build here",
+                              f"run `r1run build --engine {requested}`")
+        return EngineChoice(requested, f"engine {requested} (--engine)")
+    if measured is not None and measured.faster in built and len(built) > 1:
+        ratio = f"{measured.gen_ratio:.2f}x generation" if measured.gen_ratio else "faster generation"
+        return EngineChoice(measured.faster, f"engine {measured.faster} ({ratio} on this model, measured "
+                            f"{measured.measured_at} by `r1run bench --engine llama.cpp,ik_llama.cpp`; --engine to "
+                            "change)")
+    ik, main = built.get("ik_llama.cpp"), built.get("llama.cpp")
+    if ik is None:
+        return EngineChoice("llama.cpp", "")  # nothing to choose from: mainline's output stays as it was
+    if architecture in IK_ARCHITECTURES and (main is None or main == ik):
+        return EngineChoice("ik_llama.cpp", f"engine ik_llama.cpp ({architecture} model and an ik_llama.cpp build "
+                            f"for {ik}: the faster engine for DeepSeek; --engine llama.cpp to change)")
+    if main is None:
+        return EngineChoice("ik_llama.cpp", "engine ik_llama.cpp (the only engine built here)")
+    if architecture in IK_ARCHITECTURES:
+        return EngineChoice("llama.cpp", f"engine llama.cpp (its build is for {main}, ik_llama.cpp's for {ik}; "
+                            "--engine ik_llama.cpp to change)")
+    return EngineChoice("llama.cpp", f"engine llama.cpp ({architecture or 'this'} model: ik_llama.cpp is not "
+                        "known to be faster for it; --engine ik_llama.cpp to change)")

