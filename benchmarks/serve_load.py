@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import psutil
 
 import _paths  # noqa: F401  (puts tests/ on sys.path)
+from clihelp import serving
 from nethelp import free_port
 from testkit.cache import NoLlamaBuild, cache_root, llama_bin
 from testkit.load import Load
@@ -47,14 +47,8 @@ def main() -> int:
         return 2
     port = free_port()
     env = {**os.environ, "R1RUN_HOME": tempfile.mkdtemp(prefix="r1run-load-"), "R1RUN_LLAMA_BIN": str(bin_dir)}
-    server = subprocess.Popen([sys.executable, "-m", "r1run", "serve", str(a.model), "--port", str(port),
-                               "--parallel", str(a.clients), "-c", str(a.ctx), "-t", str(a.threads), "--alias", "m"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        for line in server.stdout:
-            if line.startswith("example:"):
-                break
+    with serving(str(a.model), "--port", str(port), "--parallel", str(a.clients), "-c", str(a.ctx), "-t",
+                 str(a.threads), "--alias", "m", env=env) as (server, _):
         llama = [c for c in psutil.Process(server.pid).children(recursive=True) if "llama-server" in c.name()]
         url = f"http://127.0.0.1:{port}/v1"
         print(f"{a.clients} clients (client 0 drops every stream after 3 chunks), {a.seconds:.0f} s, "
@@ -83,10 +77,6 @@ def main() -> int:
         print(f"SIGTERM with {a.clients} streams in flight: r1run exit {server.returncode}, all ended in "
               f"{took:.1f} s ({', '.join(ends)}); clients left waiting: {len(hung)}; llama-server left: {len(alive)}")
         return 0 if not done.failures and not hung and not alive else 1
-    finally:
-        if server.poll() is None:
-            server.kill()
-
 
 if __name__ == "__main__":
     sys.exit(main())

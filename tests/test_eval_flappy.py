@@ -60,6 +60,20 @@ def test_each_game_of_the_corpus_gets_its_expected_item_scores(name: str) -> Non
     assert all(i.evidence for i in card.items)
 
 
+HUMAN = json.loads((DATA / "human" / "human_scores.json").read_text())["games"]
+
+
+@pytest.mark.parametrize("name", sorted(HUMAN))
+def test_six_games_a_person_scored_agree_within_a_point_and_exactly_on_runnable(name: str) -> None:
+    """Written and scored by hand by someone who had not seen the scorer (see human_scores.json's note)."""
+    card = _score(f"human/{name}")
+    human = HUMAN[name]
+    got = {i.name: i.score for i in card.items}
+    detail = "\n".join(f"{i.name}: {i.score} (person: {human['items'][i.name]}) {i.evidence}" for i in card.items)
+    assert abs(card.total - human["total"]) <= 1.0, detail
+    assert got["Runnable"] == human["items"]["Runnable"], detail
+
+
 def test_runnable_says_why_a_game_is_not_runnable() -> None:
     assert "NameError" in _score("crash_after_start.md").items[-1].evidence
     assert "SyntaxError line" in _score("syntax_error.md").items[-1].evidence

@@ -129,7 +129,7 @@ def test_auto_keeps_llama_cpp_for_smollm2(both: Path, smollm2: Path) -> None:
 
 
 def test_bench_on_ik_reads_its_csv(both: Path, r1_tiny) -> None:
-    data = _json(invoke("bench", str(r1_tiny.path), "--engine", "ik_llama.cpp", "-p", "16", "-n", "4", "-r", "1",
+    data = _json(invoke("bench", str(r1_tiny.path), "--engine", "ik_llama.cpp", "--prompt-tokens", "16", "-n", "4", "-r", "1",
                         "--json"))
     (row,) = data["rows"]  # r1run's default alone
     assert row["labels"] == ["r1run default"]
@@ -150,7 +150,7 @@ def test_perf_reads_iks_bench_csv_with_its_load_lines() -> None:
 def test_an_ik_build_missing_a_program_names_it(r1run_home: Path, ik_build: BuildManifest, r1_tiny) -> None:
     partial = ik_build.model_copy(update={"binaries": {k: v for k, v in ik_build.binaries.items() if k != "bench"}})
     _register(r1run_home, partial)
-    res = invoke("bench", str(r1_tiny.path), "--engine", "ik_llama.cpp", "-p", "8", "-n", "2", "-r", "1")
+    res = invoke("bench", str(r1_tiny.path), "--engine", "ik_llama.cpp", "--prompt-tokens", "8", "-n", "2", "-r", "1")
     assert res.exit_code != 0 and "this ik_llama.cpp (build ik-0.1.5-cpu) has no llama-bench" in res.stderr
     assert "Traceback" not in res.stderr
 
@@ -178,7 +178,7 @@ def test_serve_on_ik_answers_the_openai_api(both: Path, smollm2: Path) -> None:
 
 
 def test_bench_measures_both_engines_and_auto_follows_the_measurement(both: Path, r1_tiny) -> None:
-    res = invoke("bench", str(r1_tiny.path), "--engine", "llama.cpp,ik_llama.cpp", "-p", "16", "-n", "4", "-r", "2",
+    res = invoke("bench", str(r1_tiny.path), "--engine", "llama.cpp,ik_llama.cpp", "--prompt-tokens", "16", "-n", "4", "-r", "2",
                  "--json")
     rec = _json(res)
     assert rec["schema"] == "r1run.engines/1" and set(rec["engines"]) == {"llama.cpp", "ik_llama.cpp"}

@@ -8,7 +8,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Callable, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -73,6 +73,17 @@ def report_error(exc: R1runError) -> None:
         err().print(f"[cyan]hint:[/cyan] {escape(exc.hint)}", highlight=False)
 
 
+def _fail(exc: R1runError, json_: bool) -> NoReturn:
+    """Report an error (message + hint on stderr; with --json also on stdout) and exit with its code."""
+    if debug_enabled():
+        traceback.print_exc()
+    report_error(exc)
+    if json_:
+        print_json(json.dumps({"schema": "r1run.error/1", "error": exc.message, "hint": exc.hint,
+                               "exit_code": int(exc.exit_code)}))
+    raise typer.Exit(int(exc.exit_code)) from None
+
+
 def handle_errors(fn: F) -> F:
     """Turn r1run's errors into message + hint and an exit code; Ctrl-C into exit 130. With --json the error is
     also JSON on stdout, `{"schema": "r1run.error/1", "error": message, "hint": hint, "exit_code": N}`, so a script
@@ -83,24 +94,12 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except R1runError as exc:
-            if debug_enabled():
-                traceback.print_exc()
-            report_error(exc)
-            if kwargs.get("json_"):
-                print_json(json.dumps({"schema": "r1run.error/1", "error": exc.message, "hint": exc.hint,
-                                       "exit_code": int(exc.exit_code)}))
-            raise typer.Exit(int(exc.exit_code)) from None
+            _fail(exc, bool(kwargs.get("json_")))
         except OSError as exc:
             problem = _home_problem(exc)
             if problem is None:
                 raise
-            if debug_enabled():
-                traceback.print_exc()
-            report_error(problem)
-            if kwargs.get("json_"):
-                print_json(json.dumps({"schema": "r1run.error/1", "error": problem.message, "hint": problem.hint,
-                                       "exit_code": int(problem.exit_code)}))
-            raise typer.Exit(int(problem.exit_code)) from None
+            _fail(problem, bool(kwargs.get("json_")))
         except KeyboardInterrupt:
             if debug_enabled():
                 traceback.print_exc()

@@ -274,41 +274,56 @@ def item_background(ran: list[RunResult]) -> Item:
     every = [c for b in per_run for c in b]
     distinct = {tuple(c) for c in every}
     light = all(is_light(c) for c in every)
-    blue = any(is_light_blue(c) for c in starts)
+    blue_starts = sum(is_light_blue(c) for c in starts)
+    blue = blue_starts * 2 >= len(starts)  # "start with a light blue": most runs do, not one by chance
     random_ = len(distinct) > 1
     seen = ", ".join(fmt(c) for c in sorted(distinct)[:6])
     if not light:
         return Item("Background", 0.0 if not blue else 0.25, f"backgrounds {seen}: not all light")
     score = 1.0 if random_ and blue else 0.75 if random_ else 0.5 if blue else 0.25
+    started = ("starts light blue" if blue_starts == len(starts) else "never starts light blue" if not blue_starts
+               else f"starts light blue in {blue_starts} of {len(starts)} runs")
     return Item("Background", score, f"{len(distinct)} light background(s) over {len(ran)} runs ({seen}); "
-                f"{'starts light blue' if blue else 'never starts light blue'}; "
-                f"{'random' if random_ else 'never changes'}")
+                f"{started}; {'random' if random_ else 'never changes'}")
 
 
-def _probe(r: RunResult, frame: int) -> tuple[float, float] | None:
-    """Bird velocity just before a press and the fastest rise in the 8 frames after: (before, peak up-speed)."""
+TELEPORT = 20.0  # px in one frame: a restart or a new round moved the bird, not SPACE
+
+
+def _probe(r: RunResult, frame: int) -> list[float] | None:
+    """The bird's vertical speed (px/frame, + is down) from 2 frames before a press at `frame` to 8 after:
+    v[1] is the last speed before the press shows, v[2] the first after it (a second press of a two-press
+    probe shows at v[4]). None when the bird is missing, or jumps as when a round restarts."""
     ys = [b[1] + b[3] / 2 if b else None for b in (r.data or {}).get("bird", [])]
-    window = ys[frame - 1: frame + 9]
-    if len(window) < 10 or None in window:
+    window = ys[frame - 3: frame + 8] if frame >= 3 else []
+    if len(window) < 11 or None in window:
         return None
     vel = [window[i + 1] - window[i] for i in range(len(window) - 1)]  # type: ignore[operator]
-    return vel[0], max(0.0, -min(vel[1:]))
+    return None if any(abs(v) > TELEPORT for v in vel) else vel
 
 
 def item_accelerate(full: list[RunResult]) -> Item:
+    """Two quick presses must add up: judged by the change of speed the presses make (not how fast the bird ends
+    up rising, which depends on how fast it was falling), and by the second press speeding the bird up beyond the
+    first (a game that sets the speed on each press gives the same speed twice)."""
     verdicts = []
     for r in full:
         probes = {n: f for _, f, n in (r.data or {}).get("probes", [])}
         one, two = (_probe(r, probes[n]) if n in probes else None for n in (1, 2))
         if one is None or two is None:
             continue
-        if two[1] >= max(one[1] * 1.2, 1.0):
-            verdicts.append((1.0, f"one press: rise up to {one[1]:.1f} px/frame; two quick presses: {two[1]:.1f}"))
-        elif one[1] >= 0.5:
-            verdicts.append((0.5, f"a press lifts the bird ({one[1]:.1f} px/frame) but two quick presses no faster "
-                             f"({two[1]:.1f}): each press sets the speed"))
+        lift1 = one[1] - min(one[2:])  # the change one press makes
+        lift2 = two[1] - min(two[2:])  # the change two presses make
+        extra = two[3] - two[4]  # how much faster upwards the second press made the bird than the first
+        if lift1 < 0.5:
+            verdicts.append((0.0, f"SPACE does not lift the bird (speed {one[1]:+.0f} -> {min(one[2:]):+.0f} "
+                                  "px/frame)"))
+        elif lift2 >= 1.2 * lift1 and extra >= 1.5:
+            verdicts.append((1.0, f"one press changes the speed by {lift1:.0f} px/frame, two quick presses by "
+                                  f"{lift2:.0f} (the second adds {extra:.0f})"))
         else:
-            verdicts.append((0.0, "SPACE does not lift the bird"))
+            verdicts.append((0.5, f"a press lifts the bird ({lift1:.0f} px/frame) but a second quick press adds "
+                                  f"{max(extra, 0):.0f} (two presses: {lift2:.0f}): each press sets the speed"))
     if not verdicts:
         return Item("Accelerate SPACE", 0.0, "no bird seen moving around the SPACE presses")
     verdicts.sort(key=lambda v: v[0])
