@@ -150,7 +150,11 @@ def backgrounds(r: RunResult, lasting: int = 20) -> list[list[int]]:
     if size is None:
         return []
     runs: list[list] = []  # [colour, frames in a row]
-    for ops in _frames(r):
+    birds = (r.data or {}).get("bird", [])
+    playing = any(birds)  # judge the frames the game is played on: a game-over or menu screen has no bird
+    for i, ops in enumerate(_frames(r)):
+        if playing and not (i < len(birds) and birds[i]):
+            continue
         for op in ops:
             if op[0] in ("fill", "rect") and op[1] and op[2][2] >= size[0] * 0.95 and op[2][3] >= size[1] * 0.7:
                 if runs and runs[-1][0] == op[1]:
@@ -294,10 +298,13 @@ def _probe(r: RunResult, frame: int) -> list[float] | None:
     """The bird's vertical speed (px/frame, + is down) from 2 frames before a press at `frame` to 8 after:
     v[1] is the last speed before the press shows, v[2] the first after it (a second press of a two-press
     probe shows at v[4]). None when the bird is missing, or jumps as when a round restarts."""
-    ys = [b[1] + b[3] / 2 if b else None for b in (r.data or {}).get("bird", [])]
+    birds = (r.data or {}).get("bird", [])
+    ys = [b[1] + b[3] / 2 if b else None for b in birds]
     window = ys[frame - 3: frame + 8] if frame >= 3 else []
     if len(window) < 11 or None in window:
         return None
+    if len({(b[4], tuple(b[5] or ())) for b in birds[frame - 3: frame + 8]}) > 1:
+        return None  # another shape or colour: the bird died and a new round began inside the probe
     vel = [window[i + 1] - window[i] for i in range(len(window) - 1)]  # type: ignore[operator]
     return None if any(abs(v) > TELEPORT for v in vel) else vel
 
@@ -366,7 +373,8 @@ def item_score(code: str, full: list[RunResult]) -> Item:
             n = score_value(text)
             if n is None or size is None:
                 continue
-            placed.append(box[0] + box[2] / 2 > size[0] / 2 and box[1] + box[3] / 2 < size[1] / 4)
+            # right: clearly right of the middle (centred text is a pixel either side of it)
+            placed.append(box[0] + box[2] / 2 > size[0] * 0.6 and box[1] + box[3] / 2 < size[1] / 4)
             values.append(n)
     if not values:
         return Item("Top right score", 0.0, "no number drawn as text while playing")
