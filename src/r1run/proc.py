@@ -135,7 +135,8 @@ def run_contained(
     with open(output, "wb") as sink:
         try:
             child = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=sink,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent(os.getpid()))
         except FileNotFoundError as exc:
             raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
     timed_out = False

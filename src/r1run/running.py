@@ -75,12 +75,13 @@ def registered(home: Home, record: Record) -> Iterator[Record]:
     path = folder(home) / f"{me.pid}.json"
     try:
         write_atomic(path, json.dumps({"schema": SCHEMA, **asdict(record)}, indent=1))
+        written = True
     except OSError:
-        path = None  # type: ignore[assignment]
+        written = False
     try:
         yield record
     finally:
-        if path is not None:
+        if written:
             path.unlink(missing_ok=True)
 
 
