@@ -32,8 +32,9 @@ def _hub_offline_follows_the_environment() -> None:
     must not leave the next one offline (r1run itself reads the variable at each call)."""
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
-        value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-        constants.HF_HUB_OFFLINE = value.upper() in {"1", "ON", "YES", "TRUE"}
+        from r1run.hub import offline
+
+        constants.HF_HUB_OFFLINE = offline()
 
 
 @pytest.fixture()

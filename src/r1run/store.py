@@ -13,7 +13,6 @@ worker or chat is running is refused.
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,17 +92,12 @@ def _on_disk(m: mf.Manifest) -> int:
             continue
         except OSError:
             pass
-        for part in _partials(f.local_path):
+        for part in f.partials():
             try:
                 total += os.stat(part).st_size
             except OSError:
                 continue
     return total
-
-
-def _partials(local_path: str) -> list[str]:
-    """The partial downloads of one file (`<name>.<tag>.part`); the name is escaped, never a pattern."""
-    return glob.glob(glob.escape(local_path) + ".*.part")
 
 
 def _in_hf_cache(catalog: cat.Catalog, have: set[tuple[str, str]]) -> list[Installed]:
@@ -148,7 +142,7 @@ def removal(home: Home, model: str, quant: str | None, catalog: cat.Catalog | No
             keep.append(f.local_path)
             kept += _size(f.local_path)
             continue
-        for p in [f.local_path, *_partials(f.local_path)]:
+        for p in [f.local_path, *map(str, f.partials())]:
             if os.path.lexists(p):
                 delete.append(p)
                 free += _size(p)

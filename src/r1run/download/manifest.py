@@ -68,9 +68,14 @@ class FileRecord(BaseModel):
             return "verified"
         return "unverified"
 
-    def _has_partial(self) -> bool:
+    def partials(self) -> list[Path]:
+        """This file's partial downloads (`<name>.<tag>.part`); the name is the hub's, so it is escaped, never
+        a pattern."""
         target = Path(self.local_path)
-        for part in target.parent.glob(f"{glob.escape(target.name)}.*.part"):  # the name is the hub's: no pattern
+        return list(target.parent.glob(f"{glob.escape(target.name)}.*.part"))
+
+    def _has_partial(self) -> bool:
+        for part in self.partials():
             try:
                 if part.stat().st_size > 0:
                     return True
