@@ -2,7 +2,9 @@
 
 The bound is r1run's planner's: bytes a decode step reads from each place (GPU, RPC, RAM, disk)
 divided by that place's bandwidth (`r1run.planner.bandwidth`: measured RAM, vendor GPU figures,
-or `--bandwidth`). No run reaches it; the percentage says how much is left on the table.
+or `--bandwidth`). The percentage says how much is left on the table. A run can pass 100% when the
+bytes it reads are fewer than counted: a small model whose weights stay in the CPU's caches, an engine
+that reads less (ik_llama.cpp's MLA), or a bandwidth set too low; `r1run bench` says so.
 """
 
 from __future__ import annotations

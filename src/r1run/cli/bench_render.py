@@ -147,6 +147,12 @@ def table(report, title: str | None = None):
     return t
 
 
+def above_bound(report) -> list[int]:
+    """The rows faster than their bandwidth bound: the bound's byte count or bandwidth is off for them."""
+    return [i for i, row in enumerate(report.rows)
+            if (pct := report.bounds[i].percent(row.gen.median if row.gen else None)) is not None and pct > 100]
+
+
 def _longest_word(cells: list[str]) -> int:
     return max((len(w) for c in cells for w in c.split()), default=1)
 
@@ -176,6 +182,9 @@ def _summary(report) -> None:
         reads = ", ".join(f"{k} {size(v)}" for k, v in b.bytes_per_token.items() if v)
         say(f"bandwidth bound: {b.tps:,.1f} t/s ({reads} per token; RAM {s.machine.cpu_bandwidth / 1e9:.1f} GB/s, "
             f"{s.bandwidth_source})")
+        if above_bound(report):
+            say("some rows run above 100% of the bound: the bytes a token reads are fewer than r1run counts "
+                "(they fit in the CPU's caches, or the engine reads less), or the bandwidth is set too low")
     status(f"llama-bench logs: {report.logs[0].parent}" if report.logs else "no logs")
 
 
