@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Iterator
 
 from typer.testing import CliRunner
@@ -24,6 +25,22 @@ def invoke(*args: str, env: dict[str, str] | None = None):
     """Run `r1run ARGS` in-process; unexpected exceptions propagate (never hidden)."""
     result = CliRunner().invoke(make_app(), list(args), env=env, catch_exceptions=False)
     return result
+
+
+def tripwire(folder: Path, *programs: str) -> dict[str, str]:
+    """An environment whose PATH finds `programs` first as scripts that only note they were run (in
+    folder/ran) and fail: a no-op can then be told from a fast build by what ran, not by the clock."""
+    import stat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in programs:
+        script = folder / name
+        script.write_text(f"#!/bin/sh\necho {name} >> '{folder / 'ran'}'\nexit 97\n")
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return {"PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+BUILD_TOOLS = ("cmake", "make", "ninja", "cc", "c++", "gcc", "g++", "nvcc")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import gguf
@@ -167,12 +166,9 @@ def r1_headers(tmp_path_factory) -> list[Path]:
     return write_r1_headers(tmp_path_factory.mktemp("r1") / "DeepSeek-R1-UD-IQ1_S")
 
 
-def test_r1_sized_shard_set_reads_well_under_a_second(r1_headers):
-    read_model(r1_headers[0])  # warm imports and the page cache
-    t0 = time.perf_counter()
+def test_r1_sized_shard_set_reads_from_headers(r1_headers):
+    # how fast: benchmarks/inspect_speed.py (a clock in a test is flaky on a shared machine)
     info = read_model(r1_headers[0])
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 0.5, f"{elapsed:.3f} s"
     assert info.hparams.block_count == 61 and len(info.layers) == 61 and info.hparams.vocab_size == 129280
     assert 670e9 < info.parameter_count < 672e9
     assert info.hparams.leading_dense_block_count == 3 and sum(layer.moe for layer in info.layers) == 58
