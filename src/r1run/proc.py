@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import psutil
+
 from r1run.errors import ToolMissing
 
 log = logging.getLogger("r1run.proc")
@@ -37,10 +39,16 @@ if sys.platform.startswith("linux"):
         _prctl = None
 
 
+def _kernel_guards() -> bool:
+    """Whether the kernel stops r1run's children when r1run dies (Linux); elsewhere, or with
+    R1RUN_WATCHDOG=1 (how the tests exercise it on Linux), a `Watchdog` process does."""
+    return _prctl is not None and os.environ.get("R1RUN_WATCHDOG") != "1"
+
+
 def _die_with_parent(parent: int) -> Callable[[], None] | None:
     """A preexec function for Popen: SIGTERM this child when `parent` (r1run) dies. Note Linux ties it to the
     thread that started the child, so long-running children are started from threads that outlive them."""
-    if _prctl is None:
+    if not _kernel_guards():
         return None
     prctl = _prctl
 
@@ -50,6 +58,52 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return arm
+
+
+class Watchdog:
+    """Stops `child` when r1run dies where the kernel will not (see `r1run.watchdog`); nothing on Linux.
+
+    Started right after the child, released right after it is reaped. A child started in the instant
+    before its watchdog, by an r1run killed in that instant, can outlive it: the window is one fork.
+    """
+
+    def __init__(self, child: subprocess.Popen) -> None:
+        self._watch: subprocess.Popen | None = None
+        self._fd: int | None = None
+        if _kernel_guards():
+            return
+        try:
+            started = psutil.Process(child.pid).create_time()
+        except psutil.Error:  # it ended already
+            return
+        read, write = os.pipe()  # neither end is inherited by anything else r1run starts
+        try:
+            self._watch = subprocess.Popen([sys.executable, "-m", "r1run.watchdog", str(child.pid), repr(started)],
+                                           stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                           start_new_session=True)
+            self._fd = write
+        except OSError as exc:
+            os.close(write)
+            log.warning("no watchdog for pid %d (%s): it may outlive r1run if r1run is killed", child.pid, exc)
+        finally:
+            os.close(read)
+
+    @property
+    def pid(self) -> int | None:
+        return self._watch.pid if self._watch is not None else None
+
+    def release(self) -> None:
+        """The child is reaped: let the watchdog find it gone and end."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._watch is not None:
+            try:
+                self._watch.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._watch.kill()
+                self._watch.wait()
+            self._watch = None
 
 
 # Flags whose value is a secret: never logged or printed.
@@ -139,6 +193,7 @@ def run_contained(
                                      preexec_fn=_die_with_parent(os.getpid()))
         except FileNotFoundError as exc:
             raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
+    watchdog = Watchdog(child)
     timed_out = False
     deadline = start + timeout
     try:
@@ -151,6 +206,7 @@ def run_contained(
     finally:
         _kill_group(child.pid)  # at the limit, on Ctrl-C, and whatever the program left running in its group
         child.wait()
+        watchdog.release()
     with open(output, "rb") as f:
         f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
         tail = f.read().decode(errors="replace").splitlines()[-20:]
@@ -236,6 +292,7 @@ def stream(
             )
         except FileNotFoundError as exc:
             raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
+        watchdog = Watchdog(proc)
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -251,6 +308,7 @@ def stream(
         finally:
             if proc.stdout is not None:
                 proc.stdout.close()
+            watchdog.release()
             sink.write(f"# exit {proc.returncode}\n")
     return code, list(tail)
 
@@ -291,6 +349,7 @@ class Child:
         except FileNotFoundError as exc:
             self._sink.close()
             raise ToolMissing(f"{self.argv[0]} is not installed or not executable") from exc
+        self.watchdog = Watchdog(self.proc)
         self._on_line = on_line
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -323,6 +382,7 @@ class Child:
         return code
 
     def _finish(self) -> None:
+        self.watchdog.release()
         self._reader.join(timeout=5)
         if not self._sink.closed:
             # llama.cpp may lose its last log lines when it exits early: the exit code says what happened.
@@ -377,6 +437,7 @@ def run_pty(
         errlog.close()
         raise ToolMissing(f"{args[0]} is not installed or not executable") from exc
     os.close(slave)
+    watchdog = Watchdog(child)
     reader = None
     if on_line is not None:
         reader = threading.Thread(target=_tee_lines, args=(child.stderr, errlog, on_line), daemon=True)
@@ -418,6 +479,7 @@ def run_pty(
         os.close(master)
         if reader is not None:
             reader.join(timeout=5)
+        watchdog.release()
         errlog.write(f"# exit {child.returncode}\n".encode())
         errlog.close()
 

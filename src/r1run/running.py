@@ -124,7 +124,7 @@ def alive(home: Home) -> list[Process]:
 def _measure(record: Record, p: psutil.Process) -> Process:
     kids: list[psutil.Process] = []
     with contextlib.suppress(psutil.Error):
-        kids = p.children(recursive=True)
+        kids = [k for k in p.children(recursive=True) if not _watchdog(k)]
     rss, programs = 0, []
     for q in (p, *kids):
         with contextlib.suppress(psutil.Error):
@@ -132,6 +132,14 @@ def _measure(record: Record, p: psutil.Process) -> Process:
             if q is not p:
                 programs.append(q.name())
     return Process(record, tuple(k.pid for k in kids), rss, max(0.0, time.time() - record.created), tuple(programs))
+
+
+def _watchdog(p: psutil.Process) -> bool:
+    """r1run's own watchdog (macOS), not one of its llama.cpp programs."""
+    try:
+        return "r1run.watchdog" in p.cmdline()
+    except psutil.Error:
+        return False
 
 
 def using(home: Home, paths: list[str]) -> list[Process]:
