@@ -48,9 +48,9 @@ def _kernel_guards() -> bool:
 def _die_with_parent(parent: int) -> Callable[[], None] | None:
     """A preexec function for Popen: SIGTERM this child when `parent` (r1run) dies. Note Linux ties it to the
     thread that started the child, so long-running children are started from threads that outlive them."""
-    if not _kernel_guards():
-        return None
     prctl = _prctl
+    if prctl is None or not _kernel_guards():
+        return None
 
     def arm() -> None:
         prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
