@@ -60,3 +60,19 @@ def test_user_choices_reach_both_alike(home: Path, smollm2: Path) -> None:
     assert flags == ["-c", "2048", "-t", "2", "-ngl", "0", "-ctk", "q8_0", "-fa", "on", "-ub", "256",
                      "--temp", "0.3"]
     assert _chat_argv(smollm2, [], *given)[3:3 + len(flags)] == flags
+
+
+def test_an_mla_layout_file_runs_on_llama_cpp_with_one_cache_type(home: Path, r1_tiny_mla) -> None:
+    # llama.cpp b11434 refused r1run's default here: "model does not support different K (q4_0) and V (f16)
+    # cache types" (the MLA layout keeps V inside K); the default now brings V along, and it really runs
+    res = invoke("chat", str(r1_tiny_mla.path), "-p", "Hi", "-n", "4", "-t", "2", "-c", "512", "--json")
+    assert res.exit_code == 0, res.output
+    assert "V cache q4_0 too" in res.stderr
+    assert json.loads(res.stdout)["schema"] == "r1run.chat/2"  # llama.cpp loaded it and answered (exit 0)
+    # without flash attention a quantized V cannot be: both stay f16
+    off = _chat_argv(r1_tiny_mla.path, [], "-fa", "off")
+    assert "-ctk" not in off or off[off.index("-ctk") + 1] == "f16"
+    assert "-ctv" not in off
+    # a mismatch the user asked for is refused before anything loads, with what to pass instead
+    bad = invoke("chat", str(r1_tiny_mla.path), "-p", "Hi", "-ctk", "q4_0", "-ctv", "f16", "--dry-run")
+    assert bad.exit_code == 2 and "one type for K and V" in bad.stderr and "-ctv q4_0" in bad.stderr
