@@ -123,13 +123,14 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
             notes.append(f"{name} {rec} ({target.settings_source}; {flag} to change)")
         return rec
 
+    cache_k, cache_v = _mla_cache_types(req, target, caps, _cache_type_k(req, s.cache_type_k, target, caps, notes, pick),
+                                        pick(req.cache_type_v, s.cache_type_v, "V cache", "-ctv"), notes)
     spec = RunSpec(
         model=target.path, ctx=ctx, threads=threads, n_predict=req.n_predict,
         temp=pick(req.temp, s.temperature, "temperature", "--temp"),
         min_p=pick(req.min_p, s.min_p, "min-p", "--min-p"),
         seed=req.seed,
-        **_mla_cache_types(req, target, caps, _cache_type_k(req, s.cache_type_k, target, caps, notes, pick),
-                           pick(req.cache_type_v, s.cache_type_v, "V cache", "-ctv"), notes),
+        cache_type_k=cache_k, cache_type_v=cache_v,
         flash_attn=req.flash_attn, batch=req.batch, ubatch=req.ubatch, parallel=req.parallel,
         rpc=req.rpc, extra=req.extra,
     )
@@ -189,14 +190,14 @@ def _cache_type_k(req: Request, recommended: str | None, target: Target, caps: C
 
 
 def _mla_cache_types(req: Request, target: Target, caps: Capabilities, k: str | None, v: str | None,
-                     notes: list[str]) -> dict[str, str | None]:
+                     notes: list[str]) -> tuple[str | None, str | None]:
     """llama.cpp keeps V inside K for a file converted with the MLA layout and refuses K and V of different
     types there ("model does not support different K (q4_0) and V (f16) cache types"); a quantized V needs
     flash attention. So the recommended q4_0 K brings V along, and a user's mismatch is refused before a
     load. ik_llama.cpp (`-mla`) keeps its own MLA cache and is left alone."""
     kk, vv = k or "f16", v or "f16"
     if caps.mla or target.info.kv_layout != "mla" or kk == vv:
-        return {"cache_type_k": k, "cache_type_v": v}
+        return k, v
     both = f"-ctk {kk} -ctv {vv}"
     if req.cache_type_k is not None and req.cache_type_v is not None:
         raise BadInput(f"this model's MLA cache layout needs one type for K and V in llama.cpp ({both})",
@@ -207,12 +208,12 @@ def _mla_cache_types(req: Request, target: Target, caps: Capabilities, k: str | 
                            f"V needs flash attention ({both} with -fa off)", f"drop -fa off, or -ctk {vv}")
         notes.append(f"K cache {vv} (this model's MLA layout needs K and V of one type in llama.cpp, and a "
                      "quantized V needs flash attention, which is off)")
-        return {"cache_type_k": vv, "cache_type_v": v}
+        return vv, v
     if req.cache_type_v is None:
         notes.append(f"V cache {kk} too (this model's MLA layout needs K and V of one type in llama.cpp)")
-        return {"cache_type_k": k, "cache_type_v": kk}
+        return k, kk
     notes.append(f"K cache {vv} too (this model's MLA layout needs K and V of one type in llama.cpp)")
-    return {"cache_type_k": vv, "cache_type_v": v}
+    return vv, v
 
 
 def shrink(spec: RunSpec, offloaded: int | None) -> tuple[RunSpec, str] | None:
