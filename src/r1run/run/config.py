@@ -123,7 +123,8 @@ def decide(target: Target, req: Request, caps: Capabilities, machine: MachineSpe
             notes.append(f"{name} {rec} ({target.settings_source}; {flag} to change)")
         return rec
 
-    cache_k, cache_v = _mla_cache_types(req, target, caps, _cache_type_k(req, s.cache_type_k, target, caps, notes, pick),
+    cache_k = _cache_type_k(req, s.cache_type_k, target, caps, notes, pick)
+    cache_k, cache_v = _mla_cache_types(req, target, caps, cache_k,
                                         pick(req.cache_type_v, s.cache_type_v, "V cache", "-ctv"), notes)
     spec = RunSpec(
         model=target.path, ctx=ctx, threads=threads, n_predict=req.n_predict,
