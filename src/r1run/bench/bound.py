@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from r1run.bench.sweep import Config
 from r1run.planner import memory as mem
 from r1run.planner import placement as pl
+from r1run.planner import speed
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Bound:
     tps: float | None  # decode tokens/s upper bound; None when a bandwidth is unknown
     bytes_per_token: dict[str, int]
     strategy: str
+    expected_tps: float | None = None  # planner.speed's expectation, before any calibration on this machine
 
     def percent(self, gen_tps: float | None) -> float | None:
         if not self.tps or gen_tps is None:
@@ -28,7 +30,8 @@ class Bound:
         return 100.0 * gen_tps / self.tps
 
 
-def for_config(info, machine, caps, cfg: Config, default: Config, default_plan=None) -> Bound:
+def for_config(info, machine, caps, cfg: Config, default: Config, default_plan=None,
+               engine: str = "llama.cpp") -> Bound:
     """The bound for one configuration; `default_plan` (r1run's own placement) serves its own rows."""
 
     same_place = (cfg.gpu_layers, cfg.n_cpu_moe, cfg.overrides) == (default.gpu_layers, default.n_cpu_moe,
@@ -43,4 +46,6 @@ def for_config(info, machine, caps, cfg: Config, default: Config, default_plan=N
         spec = mem.ContextSpec(ctx=512, cache_type_k=cfg.cache_type_k or "f16", cache_type_v=cfg.cache_type_v or "f16",
                                flash_attn=cfg.flash_attn != "off")
         plan = pl.plan_run(info, machine, caps, spec, min(ngl, n_layers + 1))
-    return Bound(plan.decode_bound_tps, dict(plan.bytes_per_token), plan.strategy)
+    work = speed.Workload.from_plan(plan, engine, machine.cpu_bandwidth_measured)
+    return Bound(plan.decode_bound_tps, dict(plan.bytes_per_token), plan.strategy,
+                 speed.gen_tps(work, speed.shipped().params))

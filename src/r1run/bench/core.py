@@ -203,8 +203,8 @@ def run_sweep(o: BenchRequest, on_progress: Callable[[int, int, Progress], None]
 
 def finish(setup: Setup, rows: list[Row], build, logs, n_prompt, n_gen, repetitions, started) -> BenchReport:
     caps = pl.Caps.from_capabilities(setup.caps)
-    bounds = [bnd.for_config(setup.target.info, setup.machine, caps, r.config, setup.default, setup.default_plan)
-              for r in rows]
+    bounds = [bnd.for_config(setup.target.info, setup.machine, caps, r.config, setup.default, setup.default_plan,
+                             setup.install.engine) for r in rows]
     speeds = [(r.gen.median if r.gen else -1.0) for r in rows]
     fastest = max(range(len(rows)), key=lambda i: speeds[i]) if rows and max(speeds) > 0 else None
     return BenchReport(setup, rows, bounds, fastest, build, n_prompt, n_gen, repetitions, logs, started,
@@ -256,5 +256,6 @@ def _row_record(report: BenchReport, i: int) -> dict:
         "bound_tps": round(b.tps, 3) if b.tps else None,
         "bound_percent": round(b.percent(row.gen.median if row.gen else None) or 0, 2) if b.tps and row.gen else None,
         "bytes_per_token": b.bytes_per_token,
+        "expected_tps": round(b.expected_tps, 3) if b.expected_tps else None,
         "fastest": i == report.fastest,
     }

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from r1run.bench import calibration
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, out, print_json, status, warn
@@ -46,17 +47,21 @@ def plan(
     bandwidth: o.BandwidthOpt = None,
     device_memory: o.DeviceMemoryOpt = None,
     no_profile: o.NoProfileOpt = False,
+    no_calibration: Annotated[bool, typer.Option(
+        "--no-calibration", help="Expect speeds from the published runs only, not this machine's saved bench "
+        "results.")] = False,
     llama_bin: LlamaBinOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Which quant fits this machine, where its layers go, the exact llama.cpp flags chat runs, a decode-speed bound."""
+    """Which quant fits this machine, where its layers go, the exact llama.cpp flags chat runs, how fast it will be."""
     req = o.request(model=model, quant=None, gpu_layers=gpu_layers, ctx=ctx_size, threads=threads, temp=temp,
                     min_p=min_p, seed=seed, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
                     flash_attn_=flash_attn, batch=batch_size, ubatch=ubatch_size, parallel=parallel, rpc_=rpc,
                     gpu_memory=gpu_memory, gpu_name=gpu_name, ram=ram, unified=unified, bandwidth=bandwidth,
                     device_memory=device_memory, profile=not no_profile)
-    report = core.plan(Home.from_env(), core.PlanRequest(req, ["*"] if all_quants else quant, llama_bin),
-                       find_for_target)
+    home = Home.from_env()
+    report = core.plan(home, core.PlanRequest(req, ["*"] if all_quants else quant, llama_bin), find_for_target,
+                       None if no_calibration else lambda rpc_: calibration.for_this_machine(home, rpc_))
     if report.chosen_because:
         status(f"model: {report.chosen_because}")
     for w in report.warnings:

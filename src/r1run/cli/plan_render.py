@@ -27,9 +27,10 @@ def render(report, console) -> None:
     _header(report, console)
     console.print(_table(report))
     console.print("[dim]GiB: the weights; GPU / RAM / disk: GiB of weights on the GPUs, held in RAM, paged in from "
-                  "disk; t/s: decode-speed upper bound (bandwidth / bytes a token reads; real runs reach a fraction "
-                  "of it). from: file = read from the real file's GGUF header; pub = the publisher's size, layout "
+                  "disk; ~t/s: expected generation speed; <=t/s: its upper bound (bandwidth / bytes a token reads). "
+                  "from: file = read from the real file's GGUF header; pub = the publisher's size, layout "
                   "rebuilt from the quant's recipe (exact once downloaded).[/dim]", highlight=False, soft_wrap=False)
+    _speed_model(report, console)
     _details(report, console)
     _verdict(report, console)
 
@@ -57,7 +58,8 @@ def _device_label(d: dict) -> str:
 def _table(report) -> Table:
     t = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
     for col, just in (("quant", "left"), ("GiB", "right"), ("from", "left"), ("fits", "left"), ("-ngl", "right"),
-                      ("GPU", "right"), ("RAM", "right"), ("disk", "right"), ("ctx", "right"), ("t/s", "right")):
+                      ("GPU", "right"), ("RAM", "right"), ("disk", "right"), ("ctx", "right"), ("~t/s", "right"),
+                      ("<=t/s", "right")):
         t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for r in report.rows:
         fits = "[green]yes[/green]" if r.fits_memory else "[red]no[/red]"
@@ -65,8 +67,47 @@ def _table(report) -> Table:
         label = "the file" if r.origin == "local" else r.quant  # its name heads the report; it may be long
         t.add_row(escape(label), _gib(r.size_bytes), _FROM.get(r.size_from, r.size_from), fits, str(r.gpu_layers),
                   _gib(r.weights_on.get("gpu", 0) + r.weights_on.get("rpc", 0)), _gib(r.weights_on.get("cpu", 0)),
-                  _gib(r.weights_on.get("disk", 0)), str(r.ctx), bound)
+                  _gib(r.weights_on.get("disk", 0)), str(r.ctx), _tps(r.expected.gen_tps) if r.expected else "?",
+                  bound)
     return t
+
+
+def _tps(x: float) -> str:
+    """Two significant figures at least: 0.19, 3.3, 11, 135."""
+    return f"{x:.2f}" if x < 1 else f"{x:.1f}" if x < 10 else f"{x:.0f}"
+
+
+def _speed_model(report, console) -> None:
+    m = report.speed_model
+    if not m or not m.get("fitted_on"):
+        return
+    console.print(f"[dim]Expected speeds come from a model of where a token's time goes, fitted on {m['fitted_on']} "
+                  f"published runs; fitted without each run in turn it predicted that run within "
+                  f"{m['leave_one_out_median_factor']:.1f}x (median), {m['leave_one_out_worst_factor']:.1f}x at "
+                  f"worst; the range shown holds most of them (docs/speed.md).[/dim]", highlight=False,
+                  soft_wrap=False)
+
+
+def _expected_lines(r) -> list[str]:
+    e = r.expected
+    if e is None:
+        return []
+    prompt = f", prompt about {_tps(e.prompt_tps)} t/s" if e.prompt_tps else ""
+    bound = f"; bound {_tps(r.decode_bound_tps)} t/s" if r.decode_bound_tps else ""
+    lines = [f"expected: {_tps(e.gen_tps)} t/s generation ({_tps(e.low_tps)}-{_tps(e.high_tps)}){prompt}{bound}"]
+    total = sum(e.seconds_per_token.values())
+    if total > 0:
+        big = sorted(e.seconds_per_token.items(), key=lambda kv: -kv[1])
+        lines.append("a token's time: " + ", ".join(f"{name} {100 * t / total:.0f}%" for name, t in big
+                                                    if t / total >= 0.05))
+    if e.calibrated_on:
+        lines.append(f"calibrated on {e.calibrated_on} saved bench row(s) of this machine: x{e.calibration:.2f} "
+                     "(--no-calibration to ignore them)")
+    near = e.closest_published
+    if near:
+        lines.append(f"closest published run: {near['label']}: {_tps(near['gen_tps'])} t/s generation "
+                     f"({near['source']})")
+    return lines
 
 
 def _notes(r, verdict_quant: str | None) -> list[str]:
@@ -94,6 +135,9 @@ def _details(report, console) -> None:
         if shown and (len(r.devices) > 2 or any(d.kind == "rpc" for d in r.devices)):
             for d in r.devices:  # where each device's share goes (several GPUs, RPC workers), for the verdict's quant
                 console.print(f"  {escape(_device_line(d))}", highlight=False, soft_wrap=False)
+        if shown:
+            for line in _expected_lines(r):
+                console.print(f"  {escape(line)}", highlight=False, soft_wrap=False)
         for n in notes:
             if n not in common:
                 console.print(f"  [dim]- {escape(n)}[/dim]", highlight=False, soft_wrap=False)
@@ -126,13 +170,16 @@ def _verdict(report, console) -> None:
 def _fit_summary(r) -> str:
     where = " + ".join(f"{_WHERE.get(k, k)} {_gib(b)} GiB" for k, b in r.weights_on.items() if b and k != "disk")
     bound = f", <= {r.decode_bound_tps:.1f} t/s" if r.decode_bound_tps else ""
-    return f"{r.quant} with -c {r.ctx}, {where}{bound}"
+    expected = f", about {_tps(r.expected.gen_tps)} t/s" if r.expected else ""
+    return f"{r.quant} with -c {r.ctx}, {where}{expected}{bound}"
 
 
 _WHERE = {"gpu": "GPU", "rpc": "RPC", "cpu": "RAM"}
 
 
 def _disk_hint(r) -> str:
+    if r.streams_from_disk_bytes and r.expected:
+        return f" (it would run paging weights from disk, about {_tps(r.expected.gen_tps)} t/s)"
     if r.streams_from_disk_bytes and r.decode_bound_tps:
         return f" (it would run paging weights from disk, <= {r.decode_bound_tps:.2f} t/s)"
     return ""

@@ -18,6 +18,7 @@ from r1run.units import GiB, size
 if TYPE_CHECKING:
     from r1run.rpc import WorkerDevice
 
+MEASURED = "measured on this machine"   # a MachineSpec's cpu_bandwidth_source when r1run measured the RAM
 # For described RAM with no --bandwidth: dual-channel DDR5-5600 is 89.6 GB/s in theory, about 80 in practice.
 ASSUMED_RAM_BANDWIDTH = 80e9
 _SIZE = re.compile(r"\s*([\d.]+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
@@ -69,6 +70,11 @@ class MachineSpec:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def cpu_bandwidth_measured(self) -> bool:
+        """The RAM figure is r1run's own measurement here (what a program reaches), not a peak from a datasheet."""
+        return self.cpu_bandwidth_source == MEASURED
+
+    @property
     def vram(self) -> int:
         return sum(d.free for d in self.devices)
 
@@ -97,7 +103,7 @@ def from_hardware(machine, ram_bandwidth: float | None = None) -> MachineSpec:
     devices = tuple(Device(g.device or f"GPU{i}", "gpu", g.name, g.free_bytes, bw.known_bandwidth(g.name))
                     for i, g in enumerate(machine.gpus) if g.vendor != "rpc")
     cpu_bw = bw.known_bandwidth(machine.cpu.model) if unified else None
-    how = ("vendor figure" if cpu_bw else "measured on this machine" if ram_bandwidth else
+    how = ("vendor figure" if cpu_bw else MEASURED if ram_bandwidth else
            f"assumed {ASSUMED_RAM_BANDWIDTH / 1e9:.0f} GB/s; --bandwidth cpu=... to set")
     return MachineSpec(ram=machine.ram_available if not unified else machine.ram_total,
                        cpu_bandwidth=cpu_bw or ram_bandwidth or ASSUMED_RAM_BANDWIDTH, devices=devices,

@@ -64,6 +64,18 @@ class DeviceUse:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One place a decode step passes through, in order (GPUs and RPC devices, the CPU, the disk): the bytes of
+    weights it reads there per token and the repeating layers computed there (`planner.speed` times them)."""
+
+    kind: str                   # gpu | rpc | cpu | disk
+    label: str
+    bytes: int
+    bandwidth: float | None     # bytes/s; None when unknown
+    layers: int = 0             # the CPU counts a layer whose routed experts it keeps, too
+
+
+@dataclass(frozen=True)
 class RunPlan:
     placement: Placement                # -ngl, experts kept in RAM, tensor split (llama.args renders the flags)
     rpc: tuple[str, ...]                # RPC workers the plan places layers on
@@ -81,6 +93,7 @@ class RunPlan:
     notes: list[str]
     strategy: str                       # cpu-only | full-gpu | moe-experts-split | layers-split
     short_by: int = 0                   # bytes beyond RAM and the GPUs' memory (0 when it fits)
+    stages: tuple[Stage, ...] = ()      # the decode step's path, for the expected speed
     _inputs: tuple = field(default=(), repr=False, compare=False)
 
 
@@ -181,7 +194,7 @@ def _plan_core(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.Cont
         notes.append("the KV cache and buffers alone exceed RAM: lower the context")
     if any(u.free_after < 0 for u in uses):
         notes.append("the GPU layers asked for do not fit the GPU memory: expect an out-of-memory error")
-    reads, bound, speed_notes = _decode_bound(parts, machine, devs, uses, host, ngl)
+    reads, bound, speed_notes, stages = _decode_bound(parts, machine, devs, uses, host, ngl)
     notes += speed_notes
     if host.streams:
         speed = f"decode bound {bound:.2f} t/s" if bound is not None else "decode bound unknown"
@@ -199,6 +212,9 @@ def _plan_core(info: ModelInfo, machine: MachineSpec, caps: Caps, spec: mem.Cont
         streams_from_disk=host.streams, max_ctx=0, decode_bound_tps=bound, bytes_per_token=reads,
         early_guide_layers=early_guide(info, machine), notes=notes, strategy=parts.strategy(ngl, experts_gpu),
         short_by=host.over_ram + sum(max(0, -u.free_after) for u in uses),
+        stages=stages + ((Stage("cpu", "CPU", reads["cpu"], machine.cpu_bandwidth,
+                                len(host.use.layers) + len(cpu_moe_layers)),)
+                         + ((Stage("disk", "disk", reads["disk"], machine.disk_bandwidth),) if reads["disk"] else ())),
         _inputs=(info, machine, caps, gpu_layers, _experts_on_cpu),
     )
 
@@ -292,19 +308,21 @@ def _host(parts: _Parts, machine: MachineSpec, uses: list[DeviceUse], ngl: int, 
 
 
 def _decode_bound(parts: _Parts, machine: MachineSpec, devs: list[Device], uses: list[DeviceUse], host: _Host,
-                  ngl: int) -> tuple[dict[str, int], float | None, list[str]]:
+                  ngl: int) -> tuple[dict[str, int], float | None, list[str], tuple[Stage, ...]]:
     """Bytes one decode step reads from each place (non-expert weights, the active share of the routed experts)
-    over that place's bandwidth: (reads per place, tokens/s upper bound or None, notes)."""
+    over that place's bandwidth: (reads per place, tokens/s upper bound or None, notes, the GPU/RPC stages)."""
     frac = _active_fraction(parts.info)
     reads: dict[str, int] = {"gpu": 0, "rpc": 0, "cpu": 0, "disk": 0}
     times = 0.0
     unknown: list[str] = []
     notes: list[str] = []
+    stages: list[Stage] = []
     for u, d in zip(uses, devs, strict=True):
         b = sum(parts.ne[i] for i in u.layers) + int(sum(parts.ex[i] for i in u.expert_layers) * frac)
         b += parts.out_bytes if u is uses[-1] and ngl >= 1 else 0
         reads[d.kind] += b
         rate = d.bandwidth if d.kind == "gpu" else d.bandwidth or machine.cpu_bandwidth
+        stages.append(Stage(d.kind, d.label, b, rate, len(u.layers)))
         if rate is None:
             unknown.append(d.label)
         else:
@@ -322,7 +340,7 @@ def _decode_bound(parts: _Parts, machine: MachineSpec, devs: list[Device], uses:
     if any(d.kind == "rpc" for d in devs):
         notes.append("RPC devices: their memory bandwidth is taken as this machine's RAM bandwidth; network "
                      "latency per layer hop is not in the bound")
-    return reads, bound, notes
+    return reads, bound, notes, tuple(stages)
 
 
 def _gpu_layer_ids(n_layer: int, ngl: int) -> list[int]:

@@ -26,7 +26,7 @@ from r1run.gguf.remote import read_remote_model
 from r1run.planner import memory as mem
 from r1run.planner import placement as pl
 from r1run.planner import published as pub
-from r1run.planner import r1_quants
+from r1run.planner import r1_quants, speed
 from r1run.planner.machine import MachineSpec
 
 SCHEMA = "r1run.plan/1"
@@ -60,6 +60,23 @@ class FitComparison(BaseModel):
     message: str = ""
 
 
+class ExpectedRow(BaseModel):
+    """The expected speed (`planner.speed`): generation with the range most published runs fell in, prompt
+    processing from what similar published runs did, where a token's time goes, the published run closest."""
+
+    model_config = ConfigDict(frozen=True)
+    gen_tps: float
+    low_tps: float
+    high_tps: float
+    prompt_tps: Optional[float] = None
+    kind: str                              # cpu | gpu | hybrid | rpc | paging
+    engine: str
+    calibration: float = 1.0               # this machine's factor from its saved bench rows (1: none)
+    calibrated_on: int = 0
+    seconds_per_token: dict[str, float]
+    closest_published: Optional[dict] = None
+
+
 class QuantPlan(BaseModel):
     model_config = ConfigDict(frozen=True)
     quant: str
@@ -90,6 +107,7 @@ class QuantPlan(BaseModel):
     published_bytes: Optional[int] = None  # the publisher's size, when r1run ships it
     published_source: Optional[str] = None
     short_by_bytes: int = 0                # memory missing for this configuration (0 when it fits)
+    expected: Optional[ExpectedRow] = None
 
 
 class MachineRow(BaseModel):
@@ -123,6 +141,7 @@ class PlanReport(BaseModel):
     rows: list[QuantPlan]
     warnings: list[str] = []
     chosen_because: Optional[str] = None  # why this model, when the command named none
+    speed_model: Optional[dict] = None     # how well the expected speed did on published runs
     verdict: Optional[Verdict] = None
 
     def to_json(self) -> str:
@@ -133,7 +152,8 @@ class PlanReport(BaseModel):
 
 
 def row_for(src: ModelSource, p: pl.RunPlan, spec: mem.ContextSpec, flags: list[str],
-            fit: FitComparison | None = None, repo: str | None = None, extra_notes: Sequence[str] = ()) -> QuantPlan:
+            fit: FitComparison | None = None, repo: str | None = None, extra_notes: Sequence[str] = (),
+            expected: ExpectedRow | None = None) -> QuantPlan:
     """One row of the report: a quant's plan `p` at `spec`, with the flags that run it (pure)."""
     info = src.info
     kv = mem.kv_cache(info, spec)
@@ -157,8 +177,29 @@ def row_for(src: ModelSource, p: pl.RunPlan, spec: mem.ContextSpec, flags: list[
         size_from="published" if src.origin == "synthetic" else "header",
         published_bytes=published.bytes if published else None,
         published_source=published.source if published else None,
-        short_by_bytes=p.short_by,
+        short_by_bytes=p.short_by, expected=expected,
     )
+
+
+def expected_row(p: pl.RunPlan, machine: MachineSpec, engine: str, calibration=None) -> ExpectedRow | None:
+    """`planner.speed`'s expectation for a plan, calibrated by this machine's own bench rows when given (pure)."""
+    work = speed.Workload.from_plan(p, engine, machine.cpu_bandwidth_measured)
+    model = speed.shipped()
+    e = speed.expect(work, model, calibration.factor if calibration is not None else 1.0)
+    if e is None:
+        return None
+    ratio = model.prompt_ratio.get(work.kind)
+    near = speed.closest_published(model, work)
+    return ExpectedRow(gen_tps=round(e.gen_tps, 3), low_tps=round(e.low, 3), high_tps=round(e.high, 3),
+                       prompt_tps=round(e.gen_tps * ratio, 2) if ratio else None, kind=work.kind, engine=engine,
+                       calibration=round(e.calibration, 3), calibrated_on=calibration.rows if calibration else 0,
+                       seconds_per_token={x.name: round(x.seconds, 6) for x in e.parts}, closest_published=near)
+
+
+def speed_model_summary() -> dict:
+    m = speed.shipped()
+    return {"fitted_on": m.fitted_on, "leave_one_out_median_factor": m.loo_median,
+            "leave_one_out_worst_factor": m.loo_worst, "range_factor": m.spread}
 
 
 def verdict(rows: list[QuantPlan], model: str, catalog: bool) -> Verdict:

@@ -7,8 +7,10 @@ from `llama.args.run_flags`, the builder every run's argv is made with: what pla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from r1run import catalog as cat
 from r1run import rpc
@@ -18,7 +20,18 @@ from r1run.llama import args, discover
 from r1run.llama.probe import Capabilities
 from r1run.models import ModelNotReady, choose
 from r1run.planner.measure import fit_params
-from r1run.planner.plan import FitComparison, ModelSource, PlanReport, machine_row, row_for, sources, verdict
+from r1run.planner.plan import (
+    FitComparison,
+    ModelSource,
+    PlanReport,
+    expected_row,
+    machine_row,
+    row_for,
+    sources,
+    speed_model_summary,
+    verdict,
+)
+from r1run.planner.speed import Calibration
 from r1run.run.config import Request, context_spec, decide
 from r1run.run.prepare import ProfileFinder, machine_for, threads_for
 from r1run.run.target import Target, resolve
@@ -31,7 +44,12 @@ class PlanRequest:
     llama_bin: Path | None = None
 
 
-def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None) -> PlanReport:
+# this machine's correction to the expected speed, from its saved bench results (bench.calibration)
+Calibrator = Callable[[tuple[str, ...]], Optional[Calibration]]
+
+
+def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None,
+         calibrate: Calibrator | None = None) -> PlanReport:
     req = pr.run
     choice = choose(home, req.model, pr.quants[0] if pr.quants and pr.quants != ["*"] else None)
     quants = pr.quants or ([choice.quant] if choice.quant else None)
@@ -43,6 +61,9 @@ def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None)
         warnings.append("no GPU found: planning CPU-only (describe one with --gpu-name 'RTX 4090' or "
                         "--gpu-memory 24GiB)")
     threads = threads_for(req)
+    # a described machine is not this one: its own bench rows say nothing about it
+    calibration = calibrate(req.rpc) if calibrate is not None and machine.described == "detected" else None
+    engine = "ik_llama.cpp" if caps.mla else "llama.cpp"  # the probe says which engine's flags these are
     rows, specs = [], []
     for src in srcs:
         target = _target(home, choice.model, src)
@@ -55,11 +76,12 @@ def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None)
         specs.append(context_spec(config.spec))
         rows.append(row_for(src, config.plan, specs[-1], args.run_flags(config.spec, caps), fit,
                             repo=None if src.origin == "local" else _repo(home, choice.model),
-                            extra_notes=[n for n in config.notes if "does not fit" in n]))
+                            extra_notes=[n for n in config.notes if "does not fit" in n],
+                            expected=expected_row(config.plan, machine, engine, calibration)))
     catalog = any(src.origin != "local" for src in srcs)
     return PlanReport(model=label, machine=machine_row(machine), cache_type_k=specs[0].cache_type_k,
                       cache_type_v=specs[0].cache_type_v, rows=rows, warnings=warnings,
-                      chosen_because=choice.reason and choice.describe(),
+                      chosen_because=choice.reason and choice.describe(), speed_model=speed_model_summary(),
                       verdict=verdict(rows, label if catalog else str(req.model), catalog))
 
 

@@ -1,0 +1,228 @@
+"""How fast a run will go: an expected decode speed from where the time of one token goes, beside the bound.
+
+The bound (`placement`) divides the bytes a token reads on each device by that device's published (or
+measured) bandwidth. Real runs are slower, often by far, for reasons a few parameters capture:
+
+    seconds per token = sum over stages of  bytes / (efficiency x bandwidth)       memory traffic
+                      + layers on a GPU x gpu_layer_s                               kernel launches, syncs
+                      + layers on the CPU x cpu_layer_s                             threads meeting, routing
+                      + layers whose experts stay in RAM x split_s                  activations GPU <-> CPU
+                      + device boundaries x hop_s  (+ rpc_hop_s per RPC device)     copies, network round trips
+                      + bytes paged from disk / (disk_efficiency x disk bandwidth)
+
+Efficiencies are shares of the vendor's peak figure (a figure measured on this machine by r1run is
+converted with `measured_share`); ik_llama.cpp gets its own CPU efficiency. The parameters are fitted
+on published measurements (`data/published_runs.json`, fitted by `speed_fit`, stored in
+`data/speed_model.json` with the fit's own error) and refined per machine by its saved `r1run bench`
+results (`calibration`). Pure: no I/O beyond reading the shipped parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass, fields, replace
+from importlib import resources
+
+from r1run.planner.placement import RunPlan, Stage
+
+
+@dataclass(frozen=True)
+class Params:
+    gpu_eff: float = 0.6          # share of a GPU's peak bandwidth a decode step's reads reach
+    cpu_eff: float = 0.5          # share of the RAM's peak bandwidth (mainline llama.cpp)
+    ik_cpu_eff: float = 0.6       # the same with ik_llama.cpp
+    disk_eff: float = 0.3         # share of the disk's sequential speed that mmap page faults reach
+    gpu_layer_s: float = 50e-6    # per repeating layer computed on a GPU
+    cpu_layer_s: float = 30e-6    # per repeating layer computed on the CPU
+    split_s: float = 100e-6       # per layer whose routed experts run on the CPU while the rest runs on a GPU
+    hop_s: float = 100e-6         # per boundary between two devices (one more for each RPC device: rpc_hop_s)
+    rpc_hop_s: float = 1e-3
+    measured_share: float = 0.75  # a bandwidth r1run measured here, as a share of the peak the parameters use
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def to_dict(self) -> dict[str, float]:
+        return {n: getattr(self, n) for n in self.names()}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the model times: a decode step's stages, and what kind of run it is."""
+
+    stages: tuple[Stage, ...]
+    split_layers: int = 0          # layers on a GPU whose routed experts stay in RAM
+    engine: str = "llama.cpp"
+    cpu_measured: bool = False     # the CPU stage's bandwidth was measured on this machine, not a vendor figure
+
+    @classmethod
+    def from_plan(cls, plan: RunPlan, engine: str = "llama.cpp", cpu_measured: bool = False) -> "Workload":
+        return cls(plan.stages, len(plan.cpu_moe_layers), engine, cpu_measured)
+
+    @property
+    def kind(self) -> str:
+        """cpu | gpu | hybrid | rpc | paging: the class of run (for ranges and prompt ratios)."""
+        kinds = {s.kind for s in self.stages if s.bytes or s.layers}
+        if "disk" in kinds:
+            return "paging"
+        if "rpc" in kinds:
+            return "rpc"
+        if "gpu" in kinds:
+            cpu = next((s for s in self.stages if s.kind == "cpu"), None)
+            return "hybrid" if cpu is not None and cpu.bytes > 0.05 * sum(s.bytes for s in self.stages) else "gpu"
+        return "cpu"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """This machine's factor from its own saved bench rows (`bench.calibration` finds it)."""
+
+    factor: float                 # measured / expected generation speed, median over the rows
+    rows: int
+    models: tuple[str, ...]
+
+    def describe(self) -> str:
+        return (f"calibrated on {self.rows} saved bench row(s) of this machine ({', '.join(self.models)}): "
+                f"x{self.factor:.2f}; --no-calibration ignores them")
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    seconds: float      # per token
+    why: str
+
+
+@dataclass(frozen=True)
+class Expected:
+    gen_tps: float
+    low: float
+    high: float
+    parts: tuple[Part, ...]
+    calibration: float = 1.0    # this machine's factor from its own bench results (1: none)
+
+    def to_dict(self) -> dict:
+        return {"gen_tps": round(self.gen_tps, 3), "low_tps": round(self.low, 3), "high_tps": round(self.high, 3),
+                "calibration": round(self.calibration, 3),
+                "seconds_per_token": {p.name: round(p.seconds, 6) for p in self.parts}}
+
+
+def time_parts(w: Workload, p: Params) -> tuple[Part, ...] | None:
+    """Where one token's time goes; None when a stage's bandwidth is unknown."""
+    parts: list[Part] = []
+    accel = [s for s in w.stages if s.kind in ("gpu", "rpc") and (s.bytes or s.layers)]
+    for s in w.stages:
+        if not (s.bytes or s.layers) or s.kind == "disk":
+            continue
+        if s.bandwidth is None:
+            return None
+        if s.kind == "cpu":
+            eff = p.ik_cpu_eff if w.engine == "ik_llama.cpp" else p.cpu_eff
+            rate = s.bandwidth / p.measured_share * eff if w.cpu_measured else s.bandwidth * eff
+            parts.append(Part("CPU reads", s.bytes / rate, f"{s.bytes / 1e9:.2f} GB at {rate / 1e9:.0f} GB/s"))
+            parts.append(Part("CPU layers", s.layers * p.cpu_layer_s, f"{s.layers} layers"))
+        else:
+            rate = s.bandwidth * p.gpu_eff
+            name = s.kind.upper()
+            parts.append(Part(f"{name} reads", s.bytes / rate, f"{s.label}: {s.bytes / 1e9:.2f} GB at "
+                              f"{rate / 1e9:.0f} GB/s"))
+            parts.append(Part(f"{name} layers", s.layers * p.gpu_layer_s, f"{s.label}: {s.layers} layers"))
+    if w.split_layers:
+        parts.append(Part("experts on the CPU", w.split_layers * p.split_s, f"{w.split_layers} layers cross over"))
+    rpc = sum(1 for s in accel if s.kind == "rpc")
+    hops = max(0, len(accel) - 1) + (1 if accel and any(s.kind == "cpu" and s.layers for s in w.stages) else 0)
+    if hops:
+        parts.append(Part("device hops", hops * p.hop_s + rpc * p.rpc_hop_s,
+                          f"{hops} boundaries" + (f", {rpc} over the network" if rpc else "")))
+    for s in w.stages:
+        if s.kind == "disk" and s.bytes:
+            if s.bandwidth is None:
+                return None
+            rate = s.bandwidth * p.disk_eff
+            parts.append(Part("disk reads", s.bytes / rate,
+                              f"{s.bytes / 1e9:.2f} GB paged in at {rate / 1e9:.1f} GB/s"))
+    return _merged(parts)
+
+
+def _merged(parts: list[Part]) -> tuple[Part, ...]:
+    """Parts of the same name (two GPUs' reads) as one, in first-seen order; empty ones dropped."""
+    out: dict[str, Part] = {}
+    for x in parts:
+        if x.seconds <= 0:
+            continue
+        had = out.get(x.name)
+        out[x.name] = x if had is None else Part(x.name, had.seconds + x.seconds, f"{had.why}; {x.why}")
+    return tuple(out.values())
+
+
+def gen_tps(w: Workload, p: Params) -> float | None:
+    parts = time_parts(w, p)
+    if parts is None:
+        return None
+    total = sum(x.seconds for x in parts)
+    return 1.0 / total if total > 0 else None
+
+
+# --- the shipped model -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Model:
+    params: Params
+    spread: float                  # factor either side of the prediction that held most published runs
+    fitted_on: int                 # published runs
+    loo_median: float              # leave-one-out: the median row's error, as a factor (>= 1)
+    loo_worst: float               # the worst row's
+    prompt_ratio: dict[str, float]  # prompt t/s over generation t/s by kind of run (published medians)
+    runs: tuple[dict, ...] = ()     # each published run's summary: id, kind, bytes and bandwidth, speeds, source
+
+
+@functools.lru_cache(maxsize=1)
+def shipped() -> Model:
+    data = json.loads(resources.files("r1run.planner").joinpath("data/speed_model.json").read_text(encoding="utf-8"))
+    return Model(Params(**data["params"]), float(data["spread"]), int(data["fitted_on"]),
+                 float(data["leave_one_out"]["median_factor"]), float(data["leave_one_out"]["worst_factor"]),
+                 {k: float(v) for k, v in data["prompt_ratio"].items()}, tuple(data.get("runs", ())))
+
+
+def summary(w: Workload) -> dict:
+    """What `closest_published` compares: the kind of run, the bytes a token reads, the bandwidth of the place
+    that reads most."""
+    heavy = max(w.stages, key=lambda s: s.bytes, default=None)
+    return {"kind": w.kind, "bytes_per_token": sum(s.bytes for s in w.stages),
+            "bandwidth": heavy.bandwidth if heavy is not None and heavy.bandwidth else None}
+
+
+def closest_published(model: Model, w: Workload) -> dict | None:
+    """The published run most like this workload: the same kind of run first, then the nearest in bytes per
+    token and in the bandwidth of the place that reads most (both on a log scale)."""
+    me = summary(w)
+    if not me["bytes_per_token"] or not me["bandwidth"]:
+        return None
+
+    def distance(r: dict) -> tuple[int, float]:
+        return (0 if r["kind"] == me["kind"] else 1,
+                abs(math.log(r["bytes_per_token"] / me["bytes_per_token"])) + abs(math.log(r["bandwidth"] /
+                                                                                          me["bandwidth"])))
+    usable = [r for r in model.runs if r.get("bytes_per_token") and r.get("bandwidth")]
+    return min(usable, key=distance) if usable else None
+
+
+def expect(w: Workload, model: Model | None = None, calibration: float = 1.0) -> Expected | None:
+    """The expected generation speed with its range; None when a bandwidth is unknown."""
+    m = model or shipped()
+    parts = time_parts(w, m.params)
+    if parts is None:
+        return None
+    total = sum(x.seconds for x in parts)
+    if total <= 0:
+        return None
+    tps = calibration / total
+    spread = m.spread if calibration == 1.0 else math.sqrt(m.spread)  # a machine's own runs narrow it
+    return Expected(tps, tps / spread, tps * spread, parts, calibration)
+
+
+def with_params(model: Model, **changes: float) -> Model:
+    return replace(model, params=replace(model.params, **changes))
