@@ -23,6 +23,7 @@ from r1run.download import manifest as mf
 from r1run.download.select import SHARD, first_shards
 from r1run.errors import BadInput, R1runError
 from r1run.home import Home
+from r1run.planner import published as pub
 
 
 class ModelNotReady(R1runError):
@@ -204,7 +205,9 @@ def list_models(home: Home, catalog: cat.Catalog | None = None) -> list[Row]:
     rows = []
     for key, entry in catalog.models.items():
         for qname, q in entry.quants.items():
-            rows.append(_row(key, entry.name, qname, entry.repo, q.bits, q.approx_bytes, q.size_bytes is not None,
+            published = pub.lookup(entry.repo, qname) if q.approx_bytes is None else None
+            rows.append(_row(key, entry.name, qname, entry.repo, q.bits,
+                             q.approx_bytes if published is None else published.bytes, q.size_bytes is not None,
                              q.quality, manifests.pop((key, qname), None), qname == entry.default_quant, True,
                              entry.settings_for(qname)))
     for (key, qname), m in sorted(manifests.items()):

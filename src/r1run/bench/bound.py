@@ -46,6 +46,6 @@ def for_config(info, machine, caps, cfg: Config, default: Config, default_plan=N
         spec = mem.ContextSpec(ctx=512, cache_type_k=cfg.cache_type_k or "f16", cache_type_v=cfg.cache_type_v or "f16",
                                flash_attn=cfg.flash_attn != "off")
         plan = pl.plan_run(info, machine, caps, spec, min(ngl, n_layers + 1))
-    work = speed.Workload.from_plan(plan, engine, machine.cpu_bandwidth_measured)
+    work = speed.Workload.from_plan(plan, engine, machine.cpu_bandwidth_measured, cfg.threads)
     return Bound(plan.decode_bound_tps, dict(plan.bytes_per_token), plan.strategy,
                  speed.gen_tps(work, speed.shipped().params))

@@ -9,7 +9,7 @@ import typer
 
 from r1run import catalog as cat
 from r1run import usage
-from r1run.bench import engines
+from r1run.bench import calibration, engines
 from r1run.bench.profile import find_for_target
 from r1run.cli import build as build_cli
 from r1run.cli import chat as chat_cli
@@ -24,6 +24,7 @@ from r1run.llama import build as build_core
 from r1run.llama import source as src
 from r1run.models import ModelNotReady, resolve_local
 from r1run.perf.export import run_json
+from r1run.planner.plan import expected_row
 from r1run.run.config import Request
 from r1run.run.prepare import prepare
 
@@ -76,10 +77,19 @@ def quickstart(
                   engines.find_for_target)
     o.show_prepared(run)
 
+    expected = expected_row(run.config.plan, run.machine, run.install.engine, run.config.spec.threads,
+                            calibration.for_this_machine(home))
+    if expected is not None:
+        status(f"expected: {expected.gen_tps:.3g} t/s generation ({expected.low_tps:.3g}-{expected.high_tps:.3g}; "
+               "docs/speed.md)")
+
     status("step 4/4: one answer")
     result = chat_cli.stream_answer(run, home, run.target.render(prompt), announce=False, json_=json_)
     if not json_:
         chat_cli.finish(result, run, False)
+        gen = result.summary.gen if result.summary is not None else None
+        if expected is not None and gen is not None and gen.tps:
+            status(f"generation: {gen.tps:.3g} t/s measured, {expected.gen_tps:.3g} t/s expected")
     usage.record(home, entry.key, q.name, "ran")
 
     name = entry.key + ("" if q.name == entry.default_quant else f" --quant {q.name}")
@@ -96,6 +106,7 @@ def quickstart(
             "downloaded_bytes": fetched.fetched_bytes if fetched else 0,
             "answer": result.answer, "reasoning": result.reasoning,
             "summary": run_json(result.summary) if result.summary is not None else None,
+            "expected": expected.model_dump(mode="json") if expected is not None else None,
             "log": str(result.log_path),
             "next": [{"command": cmd, "what": what} for cmd, what in steps],
         }, indent=2))

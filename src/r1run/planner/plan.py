@@ -181,9 +181,10 @@ def row_for(src: ModelSource, p: pl.RunPlan, spec: mem.ContextSpec, flags: list[
     )
 
 
-def expected_row(p: pl.RunPlan, machine: MachineSpec, engine: str, calibration=None) -> ExpectedRow | None:
+def expected_row(p: pl.RunPlan, machine: MachineSpec, engine: str, threads: int | None,
+                 calibration: speed.Calibration | None = None) -> ExpectedRow | None:
     """`planner.speed`'s expectation for a plan, calibrated by this machine's own bench rows when given (pure)."""
-    work = speed.Workload.from_plan(p, engine, machine.cpu_bandwidth_measured)
+    work = speed.Workload.from_plan(p, engine, machine.cpu_bandwidth_measured, threads)
     model = speed.shipped()
     e = speed.expect(work, model, calibration.factor if calibration is not None else 1.0)
     if e is None:

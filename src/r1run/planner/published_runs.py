@@ -70,6 +70,8 @@ class PublishedRun:
     prompt_tps: Optional[float]
     gen_tps: float
     notes: str
+    n_layers: Optional[int] = None           # repeating layers (the model's config), for models r1run has no layout of
+    cpu_expert_layers: Optional[int] = None  # with experts_on_cpu: how many layers' routed experts (None: all)
 
 
 def _machine(m: dict[str, Any]) -> Machine:

@@ -4,6 +4,8 @@ The bound (`placement`) divides the bytes a token reads on each device by that d
 measured) bandwidth. Real runs are slower, often by far, for reasons a few parameters capture:
 
     seconds per token = sum over stages of  bytes / (efficiency x bandwidth)       memory traffic
+                        (on the CPU, combined with the arithmetic: active parameters there x cpu_param_s
+                        / threads, x iq_factor for i-quants, whichever is slower dominating)
                       + layers on a GPU x gpu_layer_s                               kernel launches, syncs
                       + layers on the CPU x cpu_layer_s                             threads meeting, routing
                       + layers whose experts stay in RAM x split_s                  activations GPU <-> CPU
@@ -34,11 +36,17 @@ class Params:
     cpu_eff: float = 0.5          # share of the RAM's peak bandwidth (mainline llama.cpp)
     ik_cpu_eff: float = 0.6       # the same with ik_llama.cpp
     disk_eff: float = 0.3         # share of the disk's sequential speed that mmap page faults reach
-    gpu_layer_s: float = 50e-6    # per repeating layer computed on a GPU
-    cpu_layer_s: float = 30e-6    # per repeating layer computed on the CPU
+    gpu_layer_s: float = 30e-6    # per repeating layer computed on a GPU (kernel launches)
+    cpu_layer_s: float = 3e-6     # per repeating layer on the CPU and per thread (the threads meet after each op)
+    gpu_moe_layer_s: float = 300e-6  # a GPU's extra time per mixture-of-experts layer (routing, its syncs and launches)
+    cpu_moe_factor: float = 1.5   # a CPU's reads of a mixture-of-experts model take this much longer (one small
+                                  # matmul per expert): per byte, so it holds for a small model and for R1
     split_s: float = 100e-6       # per layer whose routed experts run on the CPU while the rest runs on a GPU
     hop_s: float = 100e-6         # per boundary between two devices (one more for each RPC device: rpc_hop_s)
     rpc_hop_s: float = 1e-3
+    rpc_bytes: float = 100e3      # bytes each RPC device exchanges per token (graph and activations)
+    cpu_param_s: float = 0.1e-9   # seconds per active parameter for one CPU thread (k-quants, q8_0)
+    iq_factor: float = 2.0        # i-quants (IQ1_S, IQ2_XXS...) cost this much more arithmetic per parameter
     measured_share: float = 0.75  # a bandwidth r1run measured here, as a share of the peak the parameters use
 
     @classmethod
@@ -57,10 +65,20 @@ class Workload:
     split_layers: int = 0          # layers on a GPU whose routed experts stay in RAM
     engine: str = "llama.cpp"
     cpu_measured: bool = False     # the CPU stage's bandwidth was measured on this machine, not a vendor figure
+    threads: int = 8               # CPU threads computing
+    bits_per_weight: float = 4.5   # the file's bytes x 8 / parameters: turns bytes read into parameters
+    iquant: bool = False           # the file's type is an i-quant (costlier arithmetic on a CPU)
+    net_rate: float = 125e6        # bytes/s between this machine and its RPC workers (1 Gbit/s unless told)
+    moe: bool = False              # a mixture-of-experts model (its layers cost more than their bytes say)
 
     @classmethod
-    def from_plan(cls, plan: RunPlan, engine: str = "llama.cpp", cpu_measured: bool = False) -> "Workload":
-        return cls(plan.stages, len(plan.cpu_moe_layers), engine, cpu_measured)
+    def from_plan(cls, plan: RunPlan, engine: str = "llama.cpp", cpu_measured: bool = False,
+                  threads: int | None = None) -> "Workload":
+        info = plan._inputs[0] if plan._inputs else None
+        bits = info.tensor_bytes * 8 / info.parameter_count if info is not None and info.parameter_count else 4.5
+        iq = bool(info is not None and (info.file_type or "").upper().startswith("IQ"))
+        moe = bool(info is not None and info.is_moe)
+        return cls(plan.stages, len(plan.cpu_moe_layers), engine, cpu_measured, threads or 8, bits, iq, moe=moe)
 
     @property
     def kind(self) -> str:
@@ -122,20 +140,30 @@ def time_parts(w: Workload, p: Params) -> tuple[Part, ...] | None:
         if s.kind == "cpu":
             eff = p.ik_cpu_eff if w.engine == "ik_llama.cpp" else p.cpu_eff
             rate = s.bandwidth / p.measured_share * eff if w.cpu_measured else s.bandwidth * eff
-            parts.append(Part("CPU reads", s.bytes / rate, f"{s.bytes / 1e9:.2f} GB at {rate / 1e9:.0f} GB/s"))
-            parts.append(Part("CPU layers", s.layers * p.cpu_layer_s, f"{s.layers} layers"))
+            memory = s.bytes / rate * (p.cpu_moe_factor if w.moe else 1.0)
+            params = s.bytes * 8 / w.bits_per_weight
+            arithmetic = params * p.cpu_param_s * (p.iq_factor if w.iquant else 1.0) / max(1, w.threads)
+            both = (memory ** 3 + arithmetic ** 3) ** (1 / 3)  # the slower one dominates; near a tie both show
+            if memory >= arithmetic:
+                parts.append(Part("CPU reads", both, f"{s.bytes / 1e9:.2f} GB at {rate / 1e9:.0f} GB/s (memory-bound)"))
+            else:
+                parts.append(Part("CPU arithmetic", both, f"{params / 1e9:.1f} G parameters on {w.threads} threads "
+                                  "(compute-bound)"))
+            parts.append(Part("CPU layers", s.layers * p.cpu_layer_s * max(1, w.threads),
+                              f"{s.layers} layers, {w.threads} threads"))
         else:
             rate = s.bandwidth * p.gpu_eff
             name = s.kind.upper()
             parts.append(Part(f"{name} reads", s.bytes / rate, f"{s.label}: {s.bytes / 1e9:.2f} GB at "
                               f"{rate / 1e9:.0f} GB/s"))
-            parts.append(Part(f"{name} layers", s.layers * p.gpu_layer_s, f"{s.label}: {s.layers} layers"))
+            parts.append(Part(f"{name} layers", s.layers * (p.gpu_layer_s + (p.gpu_moe_layer_s if w.moe else 0.0)),
+                              f"{s.label}: {s.layers} layers"))
     if w.split_layers:
         parts.append(Part("experts on the CPU", w.split_layers * p.split_s, f"{w.split_layers} layers cross over"))
     rpc = sum(1 for s in accel if s.kind == "rpc")
     hops = max(0, len(accel) - 1) + (1 if accel and any(s.kind == "cpu" and s.layers for s in w.stages) else 0)
     if hops:
-        parts.append(Part("device hops", hops * p.hop_s + rpc * p.rpc_hop_s,
+        parts.append(Part("device hops", hops * p.hop_s + rpc * (p.rpc_hop_s + p.rpc_bytes / w.net_rate),
                           f"{hops} boundaries" + (f", {rpc} over the network" if rpc else "")))
     for s in w.stages:
         if s.kind == "disk" and s.bytes:

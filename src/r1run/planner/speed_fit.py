@@ -13,6 +13,7 @@ run in turn and predicts it: the honest error a user should expect on a machine 
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -27,8 +28,8 @@ from r1run.planner.placement import Stage
 from r1run.planner.published_runs import PublishedRun
 
 GiB = 1 << 30
-FREE = ("gpu_eff", "cpu_eff", "ik_cpu_eff", "disk_eff", "gpu_layer_s", "cpu_layer_s", "split_s", "hop_s",
-        "rpc_hop_s")
+FREE = ("gpu_eff", "cpu_eff", "ik_cpu_eff", "disk_eff", "gpu_layer_s", "cpu_layer_s", "gpu_moe_layer_s",
+        "cpu_moe_factor", "split_s", "hop_s", "rpc_hop_s", "rpc_bytes", "cpu_param_s", "iq_factor")
 # A run's machine with no GPU named in the table cannot be timed; nor a model with no size.
 
 
@@ -43,12 +44,15 @@ class Unplannable(Exception):
 
 
 def machine_of(run: PublishedRun) -> MachineSpec:
+    """The published machine as the planner sees one (what the run's source left out: enough RAM, a typical
+    desktop's RAM bandwidth; both matter little to runs whose weights all sit on GPUs)."""
     m = run.machine
     ram = int(m.ram_bytes or 0) or 1 << 50
+    cpu_rate = (m.ram_bandwidth_gbs or UNKNOWN_RAM_GBS) * 1e9
     devices: list[Device] = []
     if m.unified:
         spec = lookup(m.gpus[0].name) if m.gpus else None
-        rate = spec.bandwidth if spec else m.ram_bandwidth_gbs * 1e9
+        rate = spec.bandwidth if spec else cpu_rate
         devices.append(Device("MTL0", "gpu", spec.name if spec else "Apple GPU", int(ram * 0.75), rate))
     else:
         for g in m.gpus:
@@ -58,49 +62,87 @@ def machine_of(run: PublishedRun) -> MachineSpec:
             devices += [Device(f"CUDA{len(devices) + i}", "gpu", spec.name, spec.memory_bytes, spec.bandwidth)
                         for i in range(g.count)]
     for i in range(m.rpc_hosts):
-        devices.append(Device(f"RPC{i}", "rpc", f"RPC host {i}", ram, m.ram_bandwidth_gbs * 1e9, f"h{i}:50052"))
-    return MachineSpec(ram=ram, cpu_bandwidth=m.ram_bandwidth_gbs * 1e9, devices=tuple(devices), unified=m.unified,
+        devices.append(Device(f"RPC{i}", "rpc", f"RPC host {i}", ram, cpu_rate, f"h{i}:50052"))
+    return MachineSpec(ram=ram, cpu_bandwidth=cpu_rate, devices=tuple(devices), unified=m.unified,
                        disk_bandwidth=(m.disk_read_gbs or 3.0) * 1e9, described="published")
+
+
+UNKNOWN_RAM_GBS = 80.0
 
 
 def workload(run: PublishedRun) -> sp.Workload:
     """The decode step r1run's planner gives the published run."""
+    if re.search(r"(--split-mode|-sm)\s+row", run.flags or ""):
+        raise Unplannable(f"{run.id}: --split-mode row (every matrix split across devices, activations exchanged "
+                          "per matmul); r1run plans whole layers per device and does not model it")
     machine = machine_of(run)
-    if run.arch == "deepseek2" and run.quant in r1_quants.quant_names():
-        info = r1_quants.model_info(run.quant)
-        n = info.hparams.block_count
-        ngl: pl.GpuLayers = run.gpu_layers if run.gpu_layers is not None else (n + 1 if machine.devices else 0)
-        spec = mem.ContextSpec(ctx=run.ctx or 2048, cache_type_k="f16", cache_type_v="f16", flash_attn=False)
-        plan = pl.plan_run(info, machine, pl.Caps(), spec, min(int(ngl), n + 1),
-                           _experts_on_cpu=n if run.experts_on_cpu else None)
-        return sp.Workload.from_plan(plan, run.engine)
-    return _coarse(run, machine)
+    w = _deepseek(run, machine) if run.arch == "deepseek2" else _coarse(run, machine)
+    m = run.machine
+    bits = run.file_bytes * 8 / run.params_total if run.file_bytes and run.params_total else w.bits_per_weight
+    # ik_llama.cpp's interleaved _R4/_R8 types exist for fast CPU arithmetic: not the costly i-quant kernels
+    iquant = "IQ" in run.quant.upper() and not re.search(r"_R\d+$", run.quant.upper())
+    return replace(w, threads=run.threads or m.cores or 8, bits_per_weight=bits, iquant=iquant,
+                   net_rate=_net_rate(m.network) or w.net_rate, moe=run.params_active < run.params_total)
+
+
+def _net_rate(text: str | None) -> float | None:
+    """'100 Mbit', '10GbE', '25 Gbit/s' -> bytes/s."""
+    m = re.search(r"([\d.]+)\s*(G|M)(?:bit|b\b|bE|bps)", text or "", re.I)
+    if not m:
+        return None
+    return float(m[1]) * (1e9 if m[2].upper() == "G" else 1e6) / 8
+
+
+def _deepseek(run: PublishedRun, machine: MachineSpec) -> sp.Workload:
+    """DeepSeek R1/V3: the shipped layout of the quant, or of the shipped quant nearest in size (its reads
+    scaled to the run's file) for the custom mixes people publish."""
+    name = run.quant if run.quant in r1_quants.quant_names() else _nearest_quant(run)
+    info = r1_quants.model_info(name)
+    n = info.hparams.block_count
+    ngl = run.gpu_layers if run.gpu_layers is not None else (n + 1 if machine.devices else 0)
+    spec = mem.ContextSpec(ctx=min(run.ctx or 2048, 8192), cache_type_k="f16", cache_type_v="f16", flash_attn=False)
+    plan = pl.plan_run(info, machine, pl.Caps(), spec, min(int(ngl), n + 1),
+                       _experts_on_cpu=(run.cpu_expert_layers if run.cpu_expert_layers is not None else n)
+                       if run.experts_on_cpu else None)
+    w = sp.Workload.from_plan(plan, run.engine)
+    if name != run.quant and run.file_bytes:
+        scale = run.file_bytes / info.tensor_bytes
+        w = replace(w, stages=tuple(replace(s, bytes=int(s.bytes * scale)) for s in w.stages))
+    return w
+
+
+def _nearest_quant(run: PublishedRun) -> str:
+    size = run.file_bytes
+    if not size:
+        raise Unplannable(f"{run.id}: a DeepSeek quant r1run has no layout for, and no file size")
+    return min(r1_quants.quant_names(), key=lambda q: abs(math.log(r1_quants.model_info(q).tensor_bytes / size)))
 
 
 def _coarse(run: PublishedRun, machine: MachineSpec) -> sp.Workload:
     """A model r1run ships no layout for: its bytes per token are the file's active share, spread over the
-    devices in proportion to the layers each holds (the output layer counted with the GPU, as -ngl does)."""
+    devices in proportion to the layers each holds."""
     if not run.file_bytes or not run.n_layers:
         raise Unplannable(f"{run.id}: no file size or layer count")
     n = run.n_layers
     per_token = run.file_bytes * (run.params_active / run.params_total)
-    ngl = n + 1 if run.gpu_layers is None and machine.devices else min(run.gpu_layers or 0, n + 1)
-    stages: list[Stage] = []
-    on_gpu = min(ngl, n)
     accel = [d for d in machine.devices if d.kind in ("gpu", "rpc")]
-    if accel and on_gpu:
+    on_gpu = min(n, n if run.gpu_layers is None else run.gpu_layers) if accel else 0
+    stages: list[Stage] = []
+    if on_gpu:
         share = per_token * on_gpu / n
-        for d in accel:
-            stages.append(Stage(d.kind, d.label, int(share / len(accel)), d.bandwidth, on_gpu // len(accel)))
+        for i, d in enumerate(accel):
+            k = on_gpu // len(accel) + (1 if i < on_gpu % len(accel) else 0)
+            stages.append(Stage(d.kind, d.label, int(share / len(accel)), d.bandwidth, k))
     cpu_layers = n - on_gpu
-    ram_need = per_token * cpu_layers / n  # reads; what must be resident is the whole file's share
+    reads = per_token * cpu_layers / n
     resident_need = run.file_bytes * cpu_layers / n
     ram = machine.ram - 2 * GiB
-    stages.append(Stage("cpu", "CPU", int(ram_need), machine.cpu_bandwidth, cpu_layers))
-    if resident_need > ram > 0 and cpu_layers:
+    if cpu_layers and resident_need > ram > 0:
         missing = (resident_need - ram) / resident_need
-        stages[-1] = replace(stages[-1], bytes=int(ram_need * (1 - missing)))
-        stages.append(Stage("disk", "disk", int(ram_need * missing), machine.disk_bandwidth))
+        stages.append(Stage("cpu", "CPU", int(reads * (1 - missing)), machine.cpu_bandwidth, cpu_layers))
+        stages.append(Stage("disk", "disk", int(reads * missing), machine.disk_bandwidth))
+    else:
+        stages.append(Stage("cpu", "CPU", int(reads), machine.cpu_bandwidth, cpu_layers))
     return sp.Workload(tuple(stages), 0, run.engine)
 
 
@@ -130,16 +172,29 @@ def fit(data: Sequence[Case], start: sp.Params | None = None, free: Sequence[str
     """The parameters (those named in `free`) that minimise the squared log error on `data`."""
     base = start or sp.Params()
     names = [n for n in free if _used(n, data)]
-    x0 = [math.log(getattr(base, n)) for n in names]
+    x0 = [_to_free(n, getattr(base, n)) for n in names]
+
+    def params(x: Sequence[float]) -> sp.Params:
+        return replace(base, **{n: _from_free(n, v) for n, v in zip(names, x, strict=True)})
 
     def f(x: Sequence[float]) -> float:
-        p = replace(base, **{n: math.exp(v) for n, v in zip(names, x, strict=True)})
         # a weak pull towards the defaults keeps parameters no run informs where they started
-        prior = 0.02 * sum((v - v0) ** 2 for v, v0 in zip(x, x0, strict=True))
-        return loss(p, data) + prior
+        prior = PRIOR * sum((v - v0) ** 2 for v, v0 in zip(x, x0, strict=True))
+        return loss(params(x), data) + prior
 
-    best = nelder_mead(f, x0, iterations=iterations)
-    return replace(base, **{n: math.exp(v) for n, v in zip(names, best, strict=True)})
+    return params(nelder_mead(f, x0, iterations=iterations))
+
+
+PRIOR = 0.02
+
+
+def _to_free(name: str, value: float) -> float:
+    """Efficiencies live in (0, 1): fitted as logits; every other parameter is positive: fitted as a logarithm."""
+    return math.log(value / (1 - value)) if name.endswith("_eff") else math.log(value)
+
+
+def _from_free(name: str, x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if name.endswith("_eff") else math.exp(x)
 
 
 def _used(name: str, data: Sequence[Case]) -> bool:
@@ -150,7 +205,10 @@ def _used(name: str, data: Sequence[Case]) -> bool:
             "cpu_eff": "cpu" in kinds and "llama.cpp" in engines, "ik_cpu_eff": "ik_llama.cpp" in engines,
             "disk_eff": "disk" in kinds, "cpu_layer_s": "cpu" in kinds,
             "split_s": any(c.workload.split_layers for c in data),
-            "hop_s": "gpu" in kinds or "rpc" in kinds, "rpc_hop_s": "rpc" in kinds}.get(name, False)
+            "hop_s": "gpu" in kinds or "rpc" in kinds, "rpc_hop_s": "rpc" in kinds, "rpc_bytes": "rpc" in kinds,
+            "gpu_moe_layer_s": any(c.workload.moe and c.workload.kind != "cpu" for c in data),
+            "cpu_moe_factor": any(c.workload.moe and c.workload.kind != "gpu" for c in data),
+            "cpu_param_s": "cpu" in kinds, "iq_factor": any(c.workload.iquant for c in data)}.get(name, False)
 
 
 def nelder_mead(f: Callable[[Sequence[float]], float], x0: Sequence[float], step: float = 0.5,

@@ -77,7 +77,7 @@ def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None,
         rows.append(row_for(src, config.plan, specs[-1], args.run_flags(config.spec, caps), fit,
                             repo=None if src.origin == "local" else _repo(home, choice.model),
                             extra_notes=[n for n in config.notes if "does not fit" in n],
-                            expected=expected_row(config.plan, machine, engine, calibration)))
+                            expected=expected_row(config.plan, machine, engine, config.spec.threads, calibration)))
     catalog = any(src.origin != "local" for src in srcs)
     return PlanReport(model=label, machine=machine_row(machine), cache_type_k=specs[0].cache_type_k,
                       cache_type_v=specs[0].cache_type_v, rows=rows, warnings=warnings,
