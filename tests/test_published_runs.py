@@ -67,6 +67,9 @@ def test_a_row_is_self_consistent(run: pr.PublishedRun):
         assert all(g.name.startswith("Apple ") for g in m.gpus)
     if run.placement == "gpu+cpu":
         assert run.experts_on_cpu or (run.gpu_layers or 0) < 61
+    if run.placement == "paging":  # the weights do not fit in RAM and VRAM together
+        vram = sum(gpus.lookup(g.name).memory_bytes * g.count for g in m.gpus)  # type: ignore[union-attr]
+        assert run.file_bytes and m.ram_bytes and run.file_bytes > m.ram_bytes + vram
 
 
 @pytest.mark.parametrize("run", [r for r in RUNS if r.file_bytes is not None], ids=lambda r: r.id)
@@ -97,7 +100,7 @@ def test_the_table_spreads_over_the_machines_the_model_must_cover():
     assert len(RUNS) >= 16
     deepseek = [r for r in RUNS if r.arch == "deepseek2"]
     small = [r for r in RUNS if r.params_total < 100e9]
-    assert {"cpu", "gpu+cpu", "rpc"} <= {r.placement for r in deepseek}
+    assert {"cpu", "gpu+cpu", "rpc", "paging"} <= {r.placement for r in deepseek}
     assert any(r.machine.gpu_count >= 2 and r.placement == "gpu" for r in deepseek)   # several GPUs
     assert any(r.machine.gpu_count == 1 and r.placement == "gpu+cpu" for r in deepseek)  # one GPU plus RAM
     assert {r.engine for r in deepseek} == set(pr.ENGINES)
