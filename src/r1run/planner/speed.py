@@ -10,7 +10,7 @@ measured) bandwidth. Real runs are slower, often by far, for reasons a few param
                       + layers on the CPU x cpu_layer_s                             threads meeting, routing
                       + layers whose experts stay in RAM x split_s                  activations GPU <-> CPU
                       + device boundaries x hop_s  (+ rpc_hop_s per RPC device)     copies, network round trips
-                      + bytes paged from disk / (disk_efficiency x disk bandwidth)
+                      + bytes paged from disk / (paging_speedupiciency x disk bandwidth)
 
 Efficiencies are shares of the vendor's peak figure (a figure measured on this machine by r1run is
 converted with `measured_share`); ik_llama.cpp gets its own CPU efficiency. The parameters are fitted
@@ -35,7 +35,8 @@ class Params:
     gpu_eff: float = 0.6          # share of a GPU's peak bandwidth a decode step's reads reach
     cpu_eff: float = 0.5          # share of the RAM's peak bandwidth (mainline llama.cpp)
     ik_cpu_eff: float = 0.6       # the same with ik_llama.cpp
-    disk_eff: float = 0.3         # share of the disk's sequential speed that mmap page faults reach
+    paging_speedup: float = 1.0   # paging's effective speed over the disk's: page faults lose some, the page cache
+                                  # keeps the experts most tokens use (few tokens miss it)
     gpu_layer_s: float = 30e-6    # per repeating layer computed on a GPU (kernel launches)
     cpu_layer_s: float = 3e-6     # per repeating layer on the CPU and per thread (the threads meet after each op)
     gpu_moe_layer_s: float = 300e-6  # a GPU's extra time per mixture-of-experts layer (routing, its syncs and launches)
@@ -169,7 +170,7 @@ def time_parts(w: Workload, p: Params) -> tuple[Part, ...] | None:
         if s.kind == "disk" and s.bytes:
             if s.bandwidth is None:
                 return None
-            rate = s.bandwidth * p.disk_eff
+            rate = s.bandwidth * p.paging_speedup
             parts.append(Part("disk reads", s.bytes / rate,
                               f"{s.bytes / 1e9:.2f} GB paged in at {rate / 1e9:.1f} GB/s"))
     return _merged(parts)

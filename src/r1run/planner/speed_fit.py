@@ -28,7 +28,7 @@ from r1run.planner.placement import Stage
 from r1run.planner.published_runs import PublishedRun
 
 GiB = 1 << 30
-FREE = ("gpu_eff", "cpu_eff", "ik_cpu_eff", "disk_eff", "gpu_layer_s", "cpu_layer_s", "gpu_moe_layer_s",
+FREE = ("gpu_eff", "cpu_eff", "ik_cpu_eff", "paging_speedup", "gpu_layer_s", "cpu_layer_s", "gpu_moe_layer_s",
         "cpu_moe_factor", "split_s", "hop_s", "rpc_hop_s", "rpc_bytes", "cpu_param_s", "iq_factor")
 # A run's machine with no GPU named in the table cannot be timed; nor a model with no size.
 
@@ -76,7 +76,8 @@ def workload(run: PublishedRun) -> sp.Workload:
         raise Unplannable(f"{run.id}: --split-mode row (every matrix split across devices, activations exchanged "
                           "per matmul); r1run plans whole layers per device and does not model it")
     machine = machine_of(run)
-    w = _deepseek(run, machine) if run.arch == "deepseek2" else _coarse(run, machine)
+    r1_sized = run.arch == "deepseek2" and run.params_total > 600e9  # R1/V3, not DeepSeek-V2-Lite
+    w = _deepseek(run, machine) if r1_sized else _coarse(run, machine)
     m = run.machine
     bits = run.file_bytes * 8 / run.params_total if run.file_bytes and run.params_total else w.bits_per_weight
     # ik_llama.cpp's interleaved _R4/_R8 types exist for fast CPU arithmetic: not the costly i-quant kernels
@@ -203,7 +204,7 @@ def _used(name: str, data: Sequence[Case]) -> bool:
     engines = {c.workload.engine for c in data}
     return {"gpu_eff": "gpu" in kinds or "rpc" in kinds, "gpu_layer_s": "gpu" in kinds or "rpc" in kinds,
             "cpu_eff": "cpu" in kinds and "llama.cpp" in engines, "ik_cpu_eff": "ik_llama.cpp" in engines,
-            "disk_eff": "disk" in kinds, "cpu_layer_s": "cpu" in kinds,
+            "paging_speedup": "disk" in kinds, "cpu_layer_s": "cpu" in kinds,
             "split_s": any(c.workload.split_layers for c in data),
             "hop_s": "gpu" in kinds or "rpc" in kinds, "rpc_hop_s": "rpc" in kinds, "rpc_bytes": "rpc" in kinds,
             "gpu_moe_layer_s": any(c.workload.moe and c.workload.kind != "cpu" for c in data),
