@@ -207,3 +207,22 @@ def test_debug_shows_traceback(r1run_home: Path) -> None:
     res = run_cli("build", "--backend", "tpu")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[0] == "error: unknown backend 'tpu'"
+
+
+def test_cuda_arch_chooses_what_nvcc_compiles_for(r1run_home: Path) -> None:
+    from r1run.llama import cmake
+
+    flag = cmake.cuda_arch_flag("86, 89")
+    assert flag == "-DCMAKE_CUDA_ARCHITECTURES=86;89"
+    flags = cmake.cmake_flags(cmake.Backend.CUDA, ccache=False, extra=(flag,), gpu_present=False)
+    assert [f for f in flags if "CUDA_ARCHITECTURES" in f] == [flag]  # not also the portable five
+    portable = cmake.cmake_flags(cmake.Backend.CUDA, ccache=False, gpu_present=False)
+    assert f"-DCMAKE_CUDA_ARCHITECTURES={cmake.CUDA_PORTABLE_ARCHS}" in portable
+    bad = invoke("build", "--backend", "cuda", "--cuda-arch", "hopper", "--dry-run")
+    assert bad.exit_code == 2 and "not a list of CUDA architectures" in bad.stderr
+    cpu = invoke("build", "--backend", "cpu", "--cuda-arch", "90", "--dry-run")
+    assert cpu.exit_code == 2 and "--backend cuda" in cpu.stderr
+    if shutil.which("nvcc"):
+        dry = invoke("build", "--backend", "cuda", "--cuda-arch", "90", "--source", "pypi", "--dry-run")
+        assert dry.exit_code == 0, dry.output
+        assert "-DCMAKE_CUDA_ARCHITECTURES=90" in dry.stdout and "75;80" not in dry.stdout

@@ -44,6 +44,9 @@ def build(
         help="Parallel compile jobs [default: physical cores].", show_default=False)] = None,
     cmake_arg: Annotated[Optional[list[str]], typer.Option(
         "--cmake-arg", help="Extra -D flag for CMake (repeatable).", show_default=False)] = None,
+    cuda_arch: Annotated[Optional[str], typer.Option(
+        "--cuda-arch", metavar="ARCHS", help="CUDA architectures to compile for, e.g. 90 or 86,89 (each one adds "
+        "minutes) [default: the GPU's own, else 75,80,86,89,90].", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when an identical build exists.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the exact commands and exit.")] = False,
     list_builds: Annotated[bool, typer.Option("--list", help="List the builds r1run has and exit.")] = False,
@@ -72,9 +75,14 @@ def build(
         if not arg.startswith("-D"):
             raise BadInput(f"--cmake-arg {arg!r} is not a -D flag",
                            "pass CMake cache entries such as -DGGML_CUDA_F16=ON")
+    extra = tuple(cmake_arg or ())
+    if cuda_arch is not None:
+        if backend not in ("cuda", "auto"):
+            raise BadInput(f"--cuda-arch is for CUDA builds, not --backend {backend}", "add --backend cuda")
+        extra += (cmake.cuda_arch_flag(cuda_arch),)
     request = core.BuildRequest(
         source=spec, backend=cmake.parse_backend(backend), jobs=jobs, force=force,
-        extra_cmake=tuple(cmake_arg or ()), ui=webui.parse_ui(ui), engine=eng,
+        extra_cmake=extra, ui=webui.parse_ui(ui), engine=eng,
     )
     tc = toolchain.detect()
     if dry_run:

@@ -107,6 +107,18 @@ BACKEND_FLAGS: dict[Backend, tuple[str, ...]] = {
 CUDA_PORTABLE_ARCHS = "75;80;86;89;90"
 
 
+_CUDA_ARCH = re.compile(r"(native|all|all-major|\d{2,3}(-real|-virtual)?)")
+
+
+def cuda_arch_flag(text: str) -> str:
+    """`--cuda-arch 90` or `86,89` -> -DCMAKE_CUDA_ARCHITECTURES=86;89 (checked: compute capabilities x 10)."""
+    archs = [a.strip() for a in re.split(r"[;,]", text or "")]
+    if not archs or not all(_CUDA_ARCH.fullmatch(a) for a in archs):
+        raise BadInput(f"--cuda-arch {text!r} is not a list of CUDA architectures",
+                       "give compute capabilities x 10, e.g. 90 (H100), 89 (RTX 4090), 86 (RTX 3090), or native")
+    return f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)}"
+
+
 def ui_flags(source: str) -> list[str]:
     """How llama-server's web UI is provisioned (r1run.llama.ui.choose): `npm` builds tools/ui with npm,
     `prebuilt` downloads it from the hub, `none` neither. At most one, so the build log says which ran."""
@@ -120,7 +132,8 @@ def cmake_flags(backend: Backend, *, ccache: bool, release_number: int | None = 
                 ui: str = "none") -> list[str]:
     """The -D flags for configuring llama.cpp for one backend, with the web UI from `ui` (npm, prebuilt, none)."""
     flags = list(BASE_FLAGS) + ui_flags(ui) + list(BACKEND_FLAGS[backend])
-    if backend is Backend.CUDA and not gpu_present:
+    chosen = any(f.startswith("-DCMAKE_CUDA_ARCHITECTURES=") for f in extra)
+    if backend is Backend.CUDA and not gpu_present and not chosen:
         flags.append(f"-DCMAKE_CUDA_ARCHITECTURES={CUDA_PORTABLE_ARCHS}")
     flags.append(f"-DGGML_CCACHE={'ON' if ccache else 'OFF'}")
     # A tree without .git (or a shallow clone) would report build 0 / 1: say the real release.
