@@ -4,6 +4,7 @@
     python benchmarks/speed_model.py --write    # ...and store the full fit in planner/data/speed_model.json
     python benchmarks/speed_model.py --here     # r1run bench on SmolLM2 and the R1-shaped models (both KV
                                                 # layouts): measured vs expected, with the shipped parameters
+    python benchmarks/speed_model.py --plan-time  # `r1run plan deepseek-r1 --all-quants` offline, median of 5
 
 Leave-one-out: the parameters are fitted without a run, then that run is predicted; the factor is
 max(predicted/published, published/predicted). The issue's target: every run within 2x, the median within
@@ -109,10 +110,27 @@ def here() -> int:
     return 0
 
 
+def plan_time() -> int:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "R1RUN_HOME": tempfile.mkdtemp(prefix="r1run-plan-")}
+    times = []
+    for _ in range(6):  # the first run measures RAM bandwidth once and caches it: not counted
+        t0 = time.perf_counter()
+        res = subprocess.run([sys.executable, "-m", "r1run", "plan", "deepseek-r1", "--all-quants"], env=env,
+                             capture_output=True, text=True)
+        times.append(time.perf_counter() - t0)
+        if res.returncode != 0:
+            print(res.stderr)
+            return 1
+    print(f"plan deepseek-r1 --all-quants, offline: median {statistics.median(times[1:]):.2f} s over 5 runs "
+          f"(first, measuring RAM: {times[0]:.2f} s; target under 1 s)")
+    return 0
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--here", action="store_true")
+    ap.add_argument("--plan-time", action="store_true")
     ap.add_argument("--repetitions", type=int, default=5)
     args = ap.parse_args()
-    sys.exit(here() if args.here else published())
+    sys.exit(here() if args.here else plan_time() if args.plan_time else published())
