@@ -251,3 +251,26 @@ def test_the_git_source_fetches_one_commit_and_supplies_the_build_info(tmp_path:
     missing = SourceSpec("git", "0" * 40, True, str(repo), engine="ik_llama.cpp")
     with pytest.raises(SourceUnavailable, match="git fetch of .* failed"):
         ik_source.fetch(missing, tmp_path / "sources")
+
+
+# ik_llama.cpp 0.1.5's own words for a file whose architecture it does not know (src/llama.cpp, examples/main)
+UNKNOWN_ARCH = """llama_model_loader: loaded meta data with 30 key-value pairs and 50 tensors from m.gguf (version GGUF V3 (latest))
+llama_model_load: error loading model: error loading model architecture: unknown model architecture: 'lfm2'
+llama_load_model_from_file: failed to load model
+main: error: unable to load model"""
+
+
+def test_load_failures_are_read_from_the_log_and_its_exit() -> None:
+    from r1run.perf import loadfail
+    said = loadfail.failure(UNKNOWN_ARCH.splitlines(), 1)
+    assert said == ("llama_model_load: error loading model: error loading model architecture: unknown model "
+                    "architecture: 'lfm2'")
+    # TQ2_0 in ik_llama.cpp 0.1.5: no line, a SIGFPE before the context
+    crash = ["main: build = 0 (ik-llama-cpp-python-0.1.5)", "CPU: using device CPU - 0 MiB free"]
+    assert loadfail.failure(crash, -8) == ("it died by SIGFPE while reading the file (last line: 'CPU: using device "
+                                           "CPU - 0 MiB free')")
+    # not load failures: a crash after the context was made, a kill, an ordinary error, success
+    loaded = (Path(__file__).parent / "data" / "perf" / "ik-0.1.5-cli-smollm2.err").read_text().splitlines()
+    assert loadfail.failure(loaded, -6) is None
+    assert loadfail.failure(crash, -9) is None and loadfail.failure(crash, -15) is None
+    assert loadfail.failure(crash, 1) is None and loadfail.failure(UNKNOWN_ARCH.splitlines(), 0) is None

@@ -212,3 +212,50 @@ def test_doctor_shows_the_ik_build_beside_llama_cpp(both: Path) -> None:
     assert checks["llama.cpp"]["status"] == "ok" and "b11434-cpu" in checks["llama.cpp"]["detail"]
     ik = checks["ik_llama.cpp"]
     assert ik["status"] == "ok" and ik["detail"].startswith("build ik-0.1.5-cpu: release 0.1.5, 7 programs")
+
+
+@pytest.fixture()
+def r1_tq2(gen_models_dir: Path, llama_bin: Path):
+    """The R1-shaped tiny model quantized by mainline's llama-quantize to TQ2_0 (ggml type 35), a tensor type
+    ik_llama.cpp 0.1.5 lacks: its programs die by SIGFPE reading the file, mainline runs it."""
+    from testkit.models import make_deepseek
+    return make_deepseek(gen_models_dir, preset="tiny", kv_layout="original", quant="TQ2_0", llama_bin=llama_bin)
+
+
+def test_auto_falls_back_to_llama_cpp_when_ik_cannot_load_the_file(both: Path, r1_tq2) -> None:
+    res = invoke("chat", str(r1_tq2.path), "-p", "Hello", "-n", "8", "--json")
+    data = _json(res)
+    # deepseek2 on a cpu ik build: auto chose ik first, its log said it could not load, llama.cpp answered
+    assert "engine ik_llama.cpp (deepseek2 model" in res.stderr
+    note = ("engine llama.cpp: ik_llama.cpp could not load this model (it died by SIGFPE while reading the file "
+            "(last line: 'CPU: using device CPU - 0 MiB free')); running it on llama.cpp instead")
+    assert res.stderr.count("could not load") == 1 and note in res.stderr, res.stderr
+    assert "engine llama.cpp (--engine)" not in res.stderr  # the fallback is said once, not as a user's choice
+    (attempt,) = data["attempts"]
+    assert "b11434-cpu" in attempt["argv"][0] and attempt["exit_code"] == 0
+    assert data["summary"]["gen"]["tokens"] > 0
+    assert list(Path.cwd().iterdir()) == []
+
+
+def test_explicit_ik_on_a_file_it_cannot_load_is_one_line_with_a_hint(both: Path, r1_tq2) -> None:
+    res = invoke("chat", str(r1_tq2.path), "-p", "Hello", "-n", "8", "--engine", "ik_llama.cpp")
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    assert (f"ik_llama.cpp (ik-0.1.5-cpu) cannot load {r1_tq2.path.name}: it died by SIGFPE while reading the file"
+            in res.stderr)
+    assert "run it on llama.cpp: --engine llama.cpp" in res.stderr
+    assert "b11434" not in res.stderr  # nothing ran on llama.cpp
+
+
+def test_serve_falls_back_to_llama_cpp_when_ik_cannot_load_the_file(both: Path, r1_tq2) -> None:
+    port = free_port()
+    env = {**os.environ, "R1RUN_HOME": str(both)}
+    env.pop("R1RUN_LLAMA_BIN", None)
+    with serving(str(r1_tq2.path), "--port", str(port), "-c", "1024", env=env) as (proc, _):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as resp:
+            assert resp.status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        stderr = proc.stderr.read() if proc.stderr else ""
+    assert stderr.count("ik_llama.cpp could not load this model (it died by SIGFPE") == 1, stderr
+    models = [line for line in stderr.splitlines() if line.startswith("r1run: model: ")]
+    assert "ik_llama.cpp: build ik-0.1.5-cpu" in models[0] and "llama.cpp: build b11434-cpu" in models[-1], stderr

@@ -16,12 +16,13 @@ from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, err, handle_errors, out, print_json, status, warn
 from r1run.cli.render import tps_table
+from r1run.errors import ModelNotLoaded
 from r1run.home import Home
 from r1run.llama import args
 from r1run.perf.export import run_json
 from r1run.perf.watcher import LogEvent
 from r1run.run import interactive, oneshot
-from r1run.run.prepare import Prepared, prepare
+from r1run.run.prepare import Prepared, fall_back, prepare
 from r1run.think import Piece
 
 
@@ -94,9 +95,16 @@ def chat(
         o.show_prepared(run)
         out().print(proc.quote(args.oneshot_argv(spec, run.caps, prompt_text)), highlight=False, markup=False)
         return
-    with running.registered(home, run.record("chat")):
-        result = stream_answer(run, home, prompt_text, hide_thinking=hide_thinking, json_=json_,
-                               retry=not no_retry)
+    try:
+        with running.registered(home, run.record("chat")):
+            result = stream_answer(run, home, prompt_text, hide_thinking=hide_thinking, json_=json_,
+                                   retry=not no_retry)
+    except ModelNotLoaded as exc:  # ik_llama.cpp lacks what the file holds: llama.cpp runs it (auto), or a clear error
+        run = fall_back(home, req, run, exc, find_for_target, engines.find_for_target)
+        prompt_text = run.target.render(text)
+        with running.registered(home, run.record("chat")):
+            result = stream_answer(run, home, prompt_text, hide_thinking=hide_thinking, json_=json_,
+                                   retry=not no_retry)
     if result.attempts[-1].exit_code == 0:  # llama.cpp loaded the model and answered
         usage.record(home, target.key, target.quant, "ran")
     finish(result, run, json_)

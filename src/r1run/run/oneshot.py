@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Callable
 
 from r1run import proc, rpc
-from r1run.errors import LlamaFailed
+from r1run.errors import LlamaFailed, ModelNotLoaded
 from r1run.home import log_path_for
 from r1run.llama import args
 from r1run.llama.args import RunSpec
 from r1run.llama.probe import Capabilities
+from r1run.perf.loadfail import LoadWatch
 from r1run.perf.model import RunSummary
 from r1run.perf.watcher import LogEvent, LogWatcher
 from r1run.run.config import shrink
@@ -85,7 +86,11 @@ def answer(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, e
             attempts.append(attempt)
             errors = t.watcher.errors or [line for line in tail if line.strip()][-1:]
             quoted = errors[-1].strip() if errors else f"exit code {t.code}"
-            raise LlamaFailed(f"llama.cpp failed (exit {t.code}): {quoted}", f"full log: {log_path}")
+            message, hint = f"llama.cpp failed (exit {t.code}): {quoted}", f"full log: {log_path}"
+            not_loaded = t.load.failure(t.code)
+            if not_loaded is not None:
+                raise ModelNotLoaded(message, hint, reason=not_loaded)
+            raise LlamaFailed(message, hint)
         smaller = shrink(spec, off.layers if off else None) if retry and len(attempts) + 1 < max_tries else None
         if smaller is None:
             attempts.append(attempt)
@@ -104,6 +109,7 @@ class _Try:
                  starts_thinking: bool, cwd: Path | None = None) -> None:
         self.argv, self.log_path, self.ev, self.cwd = argv, log_path, ev, cwd
         self.watcher = LogWatcher(str(log_path))
+        self.load = LoadWatch()
         self.splitter = ThinkSplitter(starts_thinking)
         # With RPC workers: a lost worker stops the run within a bounded time (r1run.rpc.Watch).
         self.watch = rpc.Watch(rpc.parse(",".join(workers)), self._stop_for_lost_worker) if workers else None
@@ -113,6 +119,7 @@ class _Try:
         self.interrupted = False
 
     def _on_line(self, line: str) -> None:
+        self.load.feed(line)
         for e in self.watcher.feed(line):
             self.ev.on_event(e)
         if self.watch is not None:

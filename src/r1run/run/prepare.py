@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from r1run import hardware, rpc, running
-from r1run.errors import BadInput
+from r1run.errors import BadInput, LlamaFailed, ModelNotLoaded
 from r1run.home import Home
 from r1run.llama import discover
 from r1run.llama.discover import LlamaInstall
@@ -70,6 +70,26 @@ def prepare(home: Home, req: Request, llama_bin: Path | None, find_profile: Prof
     if engine_note:
         config = replace(config, notes=(engine_note, *config.notes))
     return Prepared(install, caps, target, machine, config, engine_note)
+
+
+def fall_back(home: Home, req: Request, failed: Prepared, error: ModelNotLoaded,
+              find_profile: ProfileFinder | None = None,
+              find_measurement: MeasurementFinder | None = None) -> Prepared:
+    """After ik_llama.cpp could not load the model (`error`, read from its log by r1run.perf.loadfail): the same
+    request on llama.cpp, whose first note says why, when the engine was `auto`; a one-line error when the user
+    asked for ik_llama.cpp. Any other failure to load is raised as it is."""
+    if failed.install.engine != "ik_llama.cpp" or failed.install.build is None:
+        raise error
+    what = f"ik_llama.cpp ({failed.install.build.id}) cannot load {failed.target.path.name}: {error.reason}"
+    if req.engine != "auto":
+        raise LlamaFailed(what, f"run it on llama.cpp: --engine llama.cpp; {error.hint}")
+    if "llama.cpp" not in discover.built_engines(home):
+        raise LlamaFailed(what, "build llama.cpp to run it there: `r1run build`")
+    run = prepare(home, replace(req, engine="llama.cpp"), None, find_profile, find_measurement)
+    note = (f"engine llama.cpp: ik_llama.cpp could not load this model ({error.reason}); running it on llama.cpp "
+            "instead")
+    notes = run.config.notes[1:] if run.engine_note else run.config.notes  # not "engine llama.cpp (--engine)"
+    return replace(run, config=replace(run.config, notes=(note, *notes)), engine_note=note)
 
 
 def find_engine(home: Home, requested: str, target: Target, llama_bin: Path | None,

@@ -14,13 +14,14 @@ from typing import Callable
 import psutil
 
 from r1run import proc
-from r1run.errors import BadInput, LlamaFailed
+from r1run.errors import BadInput, LlamaFailed, ModelNotLoaded
 from r1run.home import log_path_for
 from r1run.llama import args
 from r1run.llama.args import RunSpec
 from r1run.llama.manifest import BuildManifest
 from r1run.llama.probe import Capabilities
 from r1run.net import check_listen, is_loopback
+from r1run.perf import loadfail
 from r1run.run.target import Target
 
 # Loading reads the whole model once; allow for a slow disk (150 MB/s) on top of a fixed start-up.
@@ -168,7 +169,11 @@ def wait_ready(server: Server, timeout: float, on_wait: Callable[[float], None] 
             last = [line for line in server.child.tail if line.strip()]
             errors = [line for line in last if " E " in line or "error" in line.lower()] or last
             quoted = errors[-1].strip() if errors else f"exit code {code}"
-            raise LlamaFailed(f"llama-server stopped (exit {code}): {quoted}", f"full log: {server.log_path}")
+            message, hint = f"llama-server stopped (exit {code}): {quoted}", f"full log: {server.log_path}"
+            not_loaded = loadfail.failure(server.child.tail, code)
+            if not_loaded is not None:
+                raise ModelNotLoaded(message, hint, reason=not_loaded)
+            raise LlamaFailed(message, hint)
         try:
             status, _ = health(server.url)
             if status == 200:
