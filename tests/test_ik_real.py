@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
-from clihelp import invoke, run_cli, serving
+from clihelp import PtySession, invoke, run_cli, serving
 from nethelp import free_port
 from r1run.home import Home
 from r1run.llama import discover, manifest
@@ -259,3 +261,64 @@ def test_serve_falls_back_to_llama_cpp_when_ik_cannot_load_the_file(both: Path, 
     assert stderr.count("ik_llama.cpp could not load this model (it died by SIGFPE") == 1, stderr
     models = [line for line in stderr.splitlines() if line.startswith("r1run: model: ")]
     assert "ik_llama.cpp: build ik-0.1.5-cpu" in models[0] and "llama.cpp: build b11434-cpu" in models[-1], stderr
+
+
+def _rows(shown: bytes) -> list[list[str]]:
+    """The rows of the speed table a conversation ends with."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", shown.decode(errors="replace"))
+    return [line.split("\u2502")[1:-1] for line in text.splitlines() if line.startswith("\u2502")]
+
+
+def test_interactive_chat_on_ik_is_held_by_r1run_through_its_server(both: Path, smollm2: Path) -> None:
+    # ik's llama-cli (-cnv, no -st, no -no-cnv) knows no /exit, ignores Ctrl-D and prints no speed per answer:
+    # r1run holds the conversation itself through ik's llama-server
+    with PtySession("chat", str(smollm2), "--engine", "ik_llama.cpp", "-n", "16", "-c", "1024", "--temp", "0",
+                    "--seed", "1") as term:
+        banner = term.read_until(b"> ", 120)
+        assert b"chat through llama-server" in banner and b"ik-0.1.5-cpu" in banner, banner[-800:]
+        server = [p for p in psutil.Process(term.pid).children(recursive=True) if "llama-server" in p.name()]
+        assert len(server) == 1 and "127.0.0.1" in server[0].cmdline() and "ik-0.1.5-cpu" in server[0].exe()
+        term.type("What is the capital of France?")
+        answer = term.read_until(b"t/s ]", 120)
+        assert b"Paris" in answer and b"[ Prompt: " in answer and b"| Generation: " in answer, answer[-500:]
+        term.read_until(b"> ", 30)
+        term.type("Name a colour.")
+        assert b"Generation:" in term.read_until(b"t/s ]", 120)
+        term.read_until(b"> ", 30)
+        term.type("/exit")
+        rest = term.read_until(b"\xe2\x94\x94", 60)  # the table's last border
+        code = term.wait()
+    assert code == 0 and b"speed per answer" in rest
+    rows = _rows(rest)
+    assert [r[0].strip() for r in rows] == ["1", "2"] and float(rows[0][1]) > 0 and rows[1][1].strip() == "-"
+    assert not server[0].is_running()  # the server ended with the conversation
+    assert list(Path.cwd().iterdir()) == []
+
+
+def test_ik_chat_ctrl_c_stops_an_answer_and_ctrl_d_ends(both: Path, smollm2: Path) -> None:
+    with PtySession("chat", str(smollm2), "--engine", "ik_llama.cpp", "-n", "4000", "-c", "4096",
+                    "--", "--ignore-eos") as term:
+        term.read_until(b"> ", 120)
+        (server,) = [p for p in psutil.Process(term.pid).children(recursive=True) if "llama-server" in p.name()]
+        term.type("Write a very long story about a dragon.")
+        assert term.read_until(b" ", 60)  # the answer has started
+        assert server.cpu_percent(interval=1.0) > 50  # generating
+        os.write(term.fd, b"\x03")  # Ctrl-C: this answer stops, the conversation goes on
+        shown = term.read_until(b"> ", 60)
+        assert b"[ stopped ]" in shown and shown.endswith(b"> "), shown[-300:]
+        assert b"INFO [" not in shown  # the server's own lines stay off the terminal
+        time.sleep(1)
+        assert server.cpu_percent(interval=2.0) < 30  # llama-server stopped generating when the stream closed
+        os.write(term.fd, b"\x04")  # Ctrl-D at the prompt ends it
+        code = term.wait()
+    assert code == 0 and not server.is_running()
+
+
+def test_interactive_chat_falls_back_to_llama_cpp_when_ik_cannot_load_the_file(both: Path, r1_tq2) -> None:
+    with PtySession("chat", str(r1_tq2.path), "-n", "8", "-c", "512") as term:
+        banner = term.read_until(b"available commands", 120)  # mainline's llama-cli, after ik's server failed
+        assert banner.count(b"could not load this model (it died by SIGFPE") == 1, banner[-1500:]
+        term.read_until(b"> ", 60)
+        term.type("/exit")
+        term.read_until(b"log:", 60)
+        assert term.wait() == 0
