@@ -274,3 +274,16 @@ def test_load_failures_are_read_from_the_log_and_its_exit() -> None:
     assert loadfail.failure(loaded, -6) is None
     assert loadfail.failure(crash, -9) is None and loadfail.failure(crash, -15) is None
     assert loadfail.failure(crash, 1) is None and loadfail.failure(UNKNOWN_ARCH.splitlines(), 0) is None
+
+
+def test_rpc_runs_stay_on_llama_cpp() -> None:
+    built = {"llama.cpp": "cpu", "ik_llama.cpp": "cpu"}
+    got = engine.choose("auto", "deepseek2", built, rpc=True)
+    assert got.name == "llama.cpp" and "--rpc: ik_llama.cpp's RPC client keeps every weight" in got.note
+    measured = engine.Measurement("ik_llama.cpp", 1.6, "2026-12-01")
+    assert engine.choose("auto", "deepseek2", built, measured, rpc=True).name == "llama.cpp"
+    with pytest.raises(BadInput, match="--rpc does not work with ik_llama.cpp") as exc:
+        engine.choose("ik_llama.cpp", "deepseek2", built, rpc=True)
+    assert exc.value.hint == "run it on llama.cpp: --engine llama.cpp"
+    # without an ik build there is nothing to say
+    assert engine.choose("auto", "deepseek2", {"llama.cpp": "cpu"}, rpc=True) == engine.EngineChoice("llama.cpp", "")

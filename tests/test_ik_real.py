@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from clihelp import PtySession, invoke, run_cli, serving
-from nethelp import free_port
+from nethelp import capped_worker, free_port
 from r1run.home import Home
 from r1run.llama import discover, manifest
 from r1run.llama.manifest import BuildManifest
@@ -322,3 +322,25 @@ def test_interactive_chat_falls_back_to_llama_cpp_when_ik_cannot_load_the_file(b
         term.type("/exit")
         term.read_until(b"log:", 60)
         assert term.wait() == 0
+
+
+def test_rpc_on_ik_is_refused_and_auto_runs_rpc_on_llama_cpp_with_its_oom_retry(both: Path, r1_tiny,
+                                                                               llama_bin: Path) -> None:
+    refused = invoke("chat", str(r1_tiny.path), "-p", "Hi", "--engine", "ik_llama.cpp", "--rpc", "127.0.0.1:9")
+    assert refused.exit_code == 2 and "Traceback" not in refused.stderr
+    assert "--rpc does not work with ik_llama.cpp" in refused.stderr and "--engine llama.cpp" in refused.stderr
+    # auto: deepseek2 would run on ik, but with --rpc it runs on llama.cpp; a worker capped at 60 MB runs out of
+    # memory for the KV cache and r1run retries with fewer layers there
+    port = free_port()
+    worker = capped_worker(llama_bin, port, 60_000)
+    try:
+        res = invoke("chat", str(r1_tiny.path), "-p", "Hi", "-n", "4", "-c", "16384", "-ngl", "5",
+                     "--rpc", f"127.0.0.1:{port}", "--json")
+        data = _json(res)
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    assert "engine llama.cpp (--rpc: ik_llama.cpp's RPC client keeps every weight on this machine)" in res.stderr
+    first, *rest = data["attempts"]
+    assert "b11434-cpu" in first["argv"][0] and "out of memory" in first["oom"]
+    assert rest and rest[-1]["exit_code"] == 0 and "retrying with GPU layers" in res.stderr

@@ -60,7 +60,7 @@ def prepare(home: Home, req: Request, llama_bin: Path | None, find_profile: Prof
     """Find llama.cpp and the model, check RPC workers, see the machine, and decide the run (with the tuned
     profile `find_profile` finds, unless the request says --no-profile)."""
     target = resolve(home, req.model, req.quant)
-    install, engine_note = find_engine(home, req.engine, target, llama_bin, find_measurement)
+    install, engine_note = find_engine(home, req.engine, target, llama_bin, find_measurement, req.rpc)
     caps = discover.capabilities(install, home)
     # A worker that is down or of another release: a clear error before any model loads.
     found = rpc.check_workers(req.rpc, caps) if req.rpc else []
@@ -93,7 +93,8 @@ def fall_back(home: Home, req: Request, failed: Prepared, error: ModelNotLoaded,
 
 
 def find_engine(home: Home, requested: str, target: Target, llama_bin: Path | None,
-                find_measurement: MeasurementFinder | None = None) -> tuple[LlamaInstall, str]:
+                find_measurement: MeasurementFinder | None = None,
+                workers: tuple[str, ...] = ()) -> tuple[LlamaInstall, str]:
     """The programs to run `target` with (r1run.run.engine decides which engine), and the note saying why.
     Programs the user pointed at (--llama-bin) are used as they are."""
     if llama_bin is not None:
@@ -101,7 +102,7 @@ def find_engine(home: Home, requested: str, target: Target, llama_bin: Path | No
     built = {name: m.backend for name, m in discover.built_engines(home).items()}
     measured = (find_measurement(home, target) if find_measurement is not None and requested == "auto"
                 and len(built) > 1 else None)
-    choice = engine.choose(requested, target.info.architecture, built, measured)
+    choice = engine.choose(requested, target.info.architecture, built, measured, rpc=bool(workers))
     return discover.find(home, None, choice.name), choice.note
 
 
