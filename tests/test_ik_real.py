@@ -344,3 +344,12 @@ def test_rpc_on_ik_is_refused_and_auto_runs_rpc_on_llama_cpp_with_its_oom_retry(
     first, *rest = data["attempts"]
     assert "b11434-cpu" in first["argv"][0] and "out of memory" in first["oom"]
     assert rest and rest[-1]["exit_code"] == 0 and "retrying with GPU layers" in res.stderr
+
+
+def test_bench_falls_back_to_llama_cpp_when_ik_cannot_load_the_file(both: Path, r1_tq2) -> None:
+    res = invoke("bench", str(r1_tq2.path), "--prompt-tokens", "16", "-n", "4", "-r", "1", "--json")
+    rec = _json(res)
+    assert res.stderr.count("ik_llama.cpp could not load this model (it died by SIGFPE") == 1, res.stderr
+    assert rec["llama_cpp"]["engine"] == "llama.cpp" and "b11434-cpu" in rec["llama_cpp"]["llama_bench"]
+    (row,) = rec["rows"]
+    assert row["gen"]["median"] > 0 and "-rtr" not in row["flags"] and "jsonl" in row["flags"]
