@@ -17,7 +17,7 @@ from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, out, print_json, status
 from r1run.cli.download import DownloadProgress
 from r1run.download import core as dl
-from r1run.errors import ToolMissing
+from r1run.errors import ModelNotLoaded, ToolMissing
 from r1run.home import Home
 from r1run.llama import PINNED_RELEASE, discover, toolchain
 from r1run.llama import build as build_core
@@ -25,7 +25,7 @@ from r1run.llama import source as src
 from r1run.models import ModelNotReady, resolve_local
 from r1run.perf.export import run_json
 from r1run.run.config import Request
-from r1run.run.prepare import prepare
+from r1run.run.prepare import fall_back, prepare
 
 DEFAULT_PROMPT = "In two sentences, why is the sky blue?"
 
@@ -72,12 +72,17 @@ def quickstart(
             fetched = dl.download(dl.DownloadRequest(model=entry.key, quant=q.name), home, progress.events())
 
     status("step 3/4: plan")
-    run = prepare(home, Request(model=entry.key, quant=q.name, n_predict=n_predict), llama_bin, find_for_target,
-                  engines.find_for_target)
+    req = Request(model=entry.key, quant=q.name, n_predict=n_predict)
+    run = prepare(home, req, llama_bin, find_for_target, engines.find_for_target)
     o.show_prepared(run)
 
     status("step 4/4: one answer")
-    result = chat_cli.stream_answer(run, home, run.target.render(prompt), announce=False, json_=json_)
+    try:
+        result = chat_cli.stream_answer(run, home, run.target.render(prompt), announce=False, json_=json_)
+    except ModelNotLoaded as exc:  # ik_llama.cpp could not load it: llama.cpp answers, with a note saying why
+        run = fall_back(home, req, run, exc, find_for_target, engines.find_for_target)
+        o.show_prepared(run)
+        result = chat_cli.stream_answer(run, home, run.target.render(prompt), announce=False, json_=json_)
     if not json_:
         chat_cli.finish(result, run, False)
     usage.record(home, entry.key, q.name, "ran")
