@@ -353,3 +353,17 @@ def test_bench_falls_back_to_llama_cpp_when_ik_cannot_load_the_file(both: Path, 
     assert rec["llama_cpp"]["engine"] == "llama.cpp" and "b11434-cpu" in rec["llama_cpp"]["llama_bench"]
     (row,) = rec["rows"]
     assert row["gen"]["median"] > 0 and "-rtr" not in row["flags"] and "jsonl" in row["flags"]
+
+
+def test_plan_shows_the_engine_auto_chooses_and_its_flags(both: Path, r1_tiny) -> None:
+    auto = invoke("plan", str(r1_tiny.path))
+    assert auto.exit_code == 0, auto.stderr
+    assert "engine ik_llama.cpp (deepseek2 model" in auto.stdout
+    (flags,) = [" ".join(shown.split()) for shown in auto.stdout.split("r1run runs ")[1:]]  # wrapped at 80
+    assert "--run-time-repack" in flags and "-ctk q8_0" in flags  # ik's flags, as chat runs them
+    data = _json(invoke("plan", str(r1_tiny.path), "--engine", "llama.cpp", "--json"))
+    assert data["engine"] == "llama.cpp" and data["engine_note"] == "engine llama.cpp (--engine)"
+    (row,) = data["rows"]
+    assert "--run-time-repack" not in row["flags"] and row["flags"][row["flags"].index("-ctk") + 1] == "q4_0"
+    ik = _json(invoke("plan", str(r1_tiny.path), "--json"))
+    assert ik["engine"] == "ik_llama.cpp" and "--run-time-repack" in ik["rows"][0]["flags"]

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from r1run.bench import engines
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, out, print_json, status, warn
@@ -46,6 +47,7 @@ def plan(
     bandwidth: o.BandwidthOpt = None,
     device_memory: o.DeviceMemoryOpt = None,
     no_profile: o.NoProfileOpt = False,
+    engine: o.EngineOpt = "auto",
     llama_bin: LlamaBinOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -54,9 +56,9 @@ def plan(
                     min_p=min_p, seed=seed, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
                     flash_attn_=flash_attn, batch=batch_size, ubatch=ubatch_size, parallel=parallel, rpc_=rpc,
                     gpu_memory=gpu_memory, gpu_name=gpu_name, ram=ram, unified=unified, bandwidth=bandwidth,
-                    device_memory=device_memory, profile=not no_profile)
+                    device_memory=device_memory, profile=not no_profile, engine=engine)
     report = core.plan(Home.from_env(), core.PlanRequest(req, ["*"] if all_quants else quant, llama_bin),
-                       find_for_target)
+                       find_for_target, engines.find_for_target)
     if report.chosen_because:
         status(f"model: {report.chosen_because}")
     for w in report.warnings:
