@@ -253,10 +253,11 @@ def test_the_git_source_fetches_one_commit_and_supplies_the_build_info(tmp_path:
         ik_source.fetch(missing, tmp_path / "sources")
 
 
-# ik_llama.cpp 0.1.5's own words for a file whose architecture it does not know (src/llama.cpp, examples/main)
-UNKNOWN_ARCH = """llama_model_loader: loaded meta data with 30 key-value pairs and 50 tensors from m.gguf (version GGUF V3 (latest))
-llama_model_load: error loading model: error loading model architecture: unknown model architecture: 'lfm2'
-llama_load_model_from_file: failed to load model
+# ik_llama.cpp 0.1.5's llama-cli on a generated llama file whose general.architecture says olmo2 (test_ik_real)
+UNKNOWN_ARCH = """llama_model_loader: - type q6_K:    3 tensors
+llama_model_load: error loading model: error loading model architecture: unknown model architecture: 'olmo2'
+llama_model_load_from_file: failed to load model
+llama_init_from_gpt_params: error: failed to load model 'olmo2.gguf'
 main: error: unable to load model"""
 
 
@@ -264,7 +265,7 @@ def test_load_failures_are_read_from_the_log_and_its_exit() -> None:
     from r1run.perf import loadfail
     said = loadfail.failure(UNKNOWN_ARCH.splitlines(), 1)
     assert said == ("llama_model_load: error loading model: error loading model architecture: unknown model "
-                    "architecture: 'lfm2'")
+                    "architecture: 'olmo2'")
     # TQ2_0 in ik_llama.cpp 0.1.5: no line, a SIGFPE before the context
     crash = ["main: build = 0 (ik-llama-cpp-python-0.1.5)", "CPU: using device CPU - 0 MiB free"]
     assert loadfail.failure(crash, -8) == ("it died by SIGFPE while reading the file (last line: 'CPU: using device "

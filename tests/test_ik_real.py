@@ -367,3 +367,18 @@ def test_plan_shows_the_engine_auto_chooses_and_its_flags(both: Path, r1_tiny) -
     assert "--run-time-repack" not in row["flags"] and row["flags"][row["flags"].index("-ctk") + 1] == "q4_0"
     ik = _json(invoke("plan", str(r1_tiny.path), "--json"))
     assert ik["engine"] == "ik_llama.cpp" and "--run-time-repack" in ik["rows"][0]["flags"]
+
+
+def test_explicit_ik_on_an_architecture_it_lacks_quotes_its_log(both: Path, moe_tiny, tmp_path: Path) -> None:
+    """The generated llama MoE with general.architecture rewritten to olmo2 (same length, in place): an
+    architecture mainline knows and ik_llama.cpp 0.1.5 does not."""
+    data = moe_tiny.path.read_bytes()
+    at = data.index(b"general.architecture") + len(b"general.architecture") + 4 + 8  # type u32, length u64
+    assert data[at:at + 5] == b"llama"
+    olmo = tmp_path / "olmo2.gguf"
+    olmo.write_bytes(data[:at] + b"olmo2" + data[at + 5:])
+    res = invoke("chat", str(olmo), "-p", "Hi", "-n", "4", "--engine", "ik_llama.cpp")
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    assert ("ik_llama.cpp (ik-0.1.5-cpu) cannot load olmo2.gguf: llama_model_load: error loading model: error "
+            "loading model architecture: unknown model architecture: 'olmo2'") in " ".join(res.stderr.split())
+    assert "--engine llama.cpp" in res.stderr

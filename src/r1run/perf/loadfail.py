@@ -1,10 +1,11 @@
 """Whether a llama.cpp program failed to load its model, and the line (or signal) that says so.
 
-A file whose architecture the program does not know (ik_llama.cpp 0.1.5's src/llama.cpp, examples/main;
-mainline words it the same way):
+A file whose architecture the program does not know (ik_llama.cpp 0.1.5's llama-cli on a generated llama file
+whose general.architecture says olmo2; mainline words it the same way):
 
-    llama_model_load: error loading model: error loading model architecture: unknown model architecture: 'lfm2'
-    llama_load_model_from_file: failed to load model
+    llama_model_load: error loading model: error loading model architecture: unknown model architecture: 'olmo2'
+    llama_model_load_from_file: failed to load model
+    llama_init_from_gpt_params: error: failed to load model 'olmo2.gguf'
     main: error: unable to load model
 
 A tensor type the program lacks gives no line at all. ik_llama.cpp 0.1.5 on a file holding mainline's TQ2_0
