@@ -227,6 +227,16 @@ def test_ik_load_lines_on_stdout_are_not_part_of_the_answer(step: int) -> None:
     assert plain.feed(" Paris.") + plain.close() == " Paris."  # mainline's stdout passes untouched
     early = LoadLines()
     assert early.feed("Comp") == "" and early.feed("lete the sentence") == "Complete the sentence"
+    # a failed allocation under -rtr (ik 0.1.5 with RAM capped) is a log line; its abort's backtrace is dropped
+    logged: list[str] = []
+    failed = LoadLines(logged.append)
+    stdout = ("Computed blk.0.attn_k_b.weight as 128 x 256 x 2 of type q8_0 and stored in buffer CPU\n"
+              "ggml_aligned_malloc: insufficient memory (attempted to allocate  28.27 MB)\n"
+              "[Thread debugging using libthread_db enabled]\n#0  0x00007fcb61411bd3 in __GI___wait4 ()\n")
+    got = "".join(failed.feed(stdout[i:i + step]) for i in range(0, len(stdout), step)) + failed.close()
+    assert got == "" and logged == ["ggml_aligned_malloc: insufficient memory (attempted to allocate  28.27 MB)"]
+    g = LoadLines()
+    assert g.feed("g") == "" and g.feed("ood") + g.close() == "good"
 
 
 def test_the_git_source_fetches_one_commit_and_supplies_the_build_info(tmp_path: Path) -> None:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import psutil
 import pytest
@@ -382,3 +386,29 @@ def test_explicit_ik_on_an_architecture_it_lacks_quotes_its_log(both: Path, moe_
     assert ("ik_llama.cpp (ik-0.1.5-cpu) cannot load olmo2.gguf: llama_model_load: error loading model: error "
             "loading model architecture: unknown model architecture: 'olmo2'") in " ".join(res.stderr.split())
     assert "--engine llama.cpp" in res.stderr
+
+
+def _capped_ram(kib: int) -> Callable[[], None]:
+    def cap() -> None:  # r1run and what it starts: ik's allocations fail past this address space
+        resource.setrlimit(resource.RLIMIT_AS, (kib * 1024, kib * 1024))
+    return cap
+
+
+def test_out_of_memory_on_ik_retries_with_a_smaller_context(both: Path, smollm2: Path) -> None:
+    # No GPU here and ik's RPC client gives workers nothing (r1run refuses --rpc on ik), so the capped-worker trick
+    # of mainline's test does not apply; a capped address space for r1run and ik does. Measured on ik 0.1.5 with
+    # 400,000 KiB and -rtr: -c 8192 aborts in ggml_aligned_malloc (its line on stdout), -c 4096 fails cleanly
+    # (compute buffers), -c 2048 runs.
+    env = {**os.environ, "R1RUN_HOME": str(both)}
+    env.pop("R1RUN_LLAMA_BIN", None)
+    res = subprocess.run([sys.executable, "-m", "r1run", "chat", str(smollm2), "--engine", "ik_llama.cpp", "-c", "8192",
+                          "-t", "1", "-p", "The capital of France is", "-n", "4", "--json",
+                          "--bandwidth", "20GB/s"],  # not measured: numpy's 256 MiB arrays would not fit
+                         capture_output=True, text=True, env=env, timeout=300, preexec_fn=_capped_ram(400_000))
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(res.stdout)
+    first, *rest = data["attempts"]
+    assert first["exit_code"] == -6 and first["oom"] == "out of memory allocating memory on CPU (28.3 MiB)"
+    assert first["change"] == "context 8192 -> 4096" and "--run-time-repack" in first["argv"]
+    assert rest and rest[-1]["exit_code"] == 0 and "retrying with context 8192 -> 4096" in res.stderr
+    assert "ggml_aligned_malloc" not in data["answer"] and "#0" not in data["answer"]  # ik's abort stays out

@@ -136,7 +136,7 @@ class _Try:
             if announce:
                 self.ev.on_started()  # after the start, so printing costs llama.cpp no time
             try:
-                _pump(self.child, self.splitter, self.ev)
+                _pump(self.child, self.splitter, self.ev, self._on_line)
                 self.code = self.child.wait()
             except KeyboardInterrupt:
                 self.interrupted = True
@@ -152,36 +152,57 @@ class _Try:
 
 
 class LoadLines:
-    """Drops the lines ik_llama.cpp prints on stdout while it loads an original-layout DeepSeek file, before the
-    answer (recorded from ik_llama.cpp 0.1.5's llama-cli):
+    """Keeps what ik_llama.cpp prints on stdout while it loads out of the answer (recorded from ik_llama.cpp 0.1.5's
+    llama-cli). The lines it prints for an original-layout DeepSeek file are dropped:
 
         Computed blk.0.attn_k_b.weight as 128 x 256 x 2 of type q8_0 and stored in buffer CPU
+
+    and a failed host allocation (under -rtr, with RAM capped) is a log line, handed to `on_log`; ik then aborts,
+    and what follows on stdout (its backtrace) is dropped too:
+
+        ggml_aligned_malloc: insufficient memory (attempted to allocate  28.27 MB)
 
     Text passes through unchanged from the first character that cannot start such a line.
     """
 
     PREFIX = "Computed blk."
     LINE = re.compile(r"^Computed blk\.\S+ as .* stored in buffer \S+\s*$")
+    ABORT = "ggml_aligned_malloc: "
 
-    def __init__(self) -> None:
+    def __init__(self, on_log: Callable[[str], None] = lambda line: None) -> None:
         self.buf = ""
         self.done = False
+        self.aborted = False
+        self.on_log = on_log
 
     def feed(self, text: str) -> str:
+        if self.aborted:
+            return ""
         if self.done:
             return text
         self.buf += text
         while True:
-            head = self.buf[: len(self.PREFIX)]
             newline = self.buf.find("\n")
-            if head != self.PREFIX[: len(head)] or (newline >= 0 and not self.LINE.match(self.buf[:newline])):
+            if self._starts(self.ABORT) and len(self.buf) >= len(self.ABORT):
+                if newline < 0:
+                    return ""  # wait for the rest of the line
+                self.on_log(self.buf[:newline])
+                self.buf, self.aborted = "", True
+                return ""
+            if self._starts(self.ABORT):
+                return ""  # too short yet to tell
+            if not self._starts(self.PREFIX) or (newline >= 0 and not self.LINE.match(self.buf[:newline])):
                 return self.close()
             if newline < 0:
                 return ""  # wait for the rest of the line
             self.buf = self.buf[newline + 1:]
 
+    def _starts(self, prefix: str) -> bool:
+        head = self.buf[: len(prefix)]
+        return head == prefix[: len(head)]
+
     def close(self) -> str:
-        rest, self.buf, self.done = self.buf, "", True
+        rest, self.buf, self.done = ("" if self.aborted else self.buf), "", True
         return rest
 
 
@@ -189,7 +210,7 @@ class LoadLines:
 END_MARKER = " [end of text]"
 
 
-def _pump(child: proc.Child, splitter: ThinkSplitter, ev: Events) -> None:
+def _pump(child: proc.Child, splitter: ThinkSplitter, ev: Events, on_log: Callable[[str], None]) -> None:
     """Stream the child's stdout as it comes, decoded incrementally (a character may span reads).
 
     The last few characters are held back until the end so llama-completion's ` [end of text]`
@@ -198,7 +219,7 @@ def _pump(child: proc.Child, splitter: ThinkSplitter, ev: Events) -> None:
     assert child.proc.stdout is not None
     fd = child.proc.stdout.fileno()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    load_lines = LoadLines()
+    load_lines = LoadLines(on_log)
     held = ""
     hold = len(END_MARKER) + 8  # the marker is followed by a few newlines
     while True:
