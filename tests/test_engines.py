@@ -227,6 +227,16 @@ def test_ik_load_lines_on_stdout_are_not_part_of_the_answer(step: int) -> None:
     assert plain.feed(" Paris.") + plain.close() == " Paris."  # mainline's stdout passes untouched
     early = LoadLines()
     assert early.feed("Comp") == "" and early.feed("lete the sentence") == "Complete the sentence"
+    # a failed allocation under -rtr (ik 0.1.5 with RAM capped) is a log line; its abort's backtrace is dropped
+    logged: list[str] = []
+    failed = LoadLines(logged.append)
+    stdout = ("Computed blk.0.attn_k_b.weight as 128 x 256 x 2 of type q8_0 and stored in buffer CPU\n"
+              "ggml_aligned_malloc: insufficient memory (attempted to allocate  28.27 MB)\n"
+              "[Thread debugging using libthread_db enabled]\n#0  0x00007fcb61411bd3 in __GI___wait4 ()\n")
+    got = "".join(failed.feed(stdout[i:i + step]) for i in range(0, len(stdout), step)) + failed.close()
+    assert got == "" and logged == ["ggml_aligned_malloc: insufficient memory (attempted to allocate  28.27 MB)"]
+    g = LoadLines()
+    assert g.feed("g") == "" and g.feed("ood") + g.close() == "good"
 
 
 def test_the_git_source_fetches_one_commit_and_supplies_the_build_info(tmp_path: Path) -> None:
@@ -251,3 +261,40 @@ def test_the_git_source_fetches_one_commit_and_supplies_the_build_info(tmp_path:
     missing = SourceSpec("git", "0" * 40, True, str(repo), engine="ik_llama.cpp")
     with pytest.raises(SourceUnavailable, match="git fetch of .* failed"):
         ik_source.fetch(missing, tmp_path / "sources")
+
+
+# ik_llama.cpp 0.1.5's llama-cli on a generated llama file whose general.architecture says olmo2 (test_ik_real)
+UNKNOWN_ARCH = """llama_model_loader: - type q6_K:    3 tensors
+llama_model_load: error loading model: error loading model architecture: unknown model architecture: 'olmo2'
+llama_model_load_from_file: failed to load model
+llama_init_from_gpt_params: error: failed to load model 'olmo2.gguf'
+main: error: unable to load model"""
+
+
+def test_load_failures_are_read_from_the_log_and_its_exit() -> None:
+    from r1run.perf import loadfail
+    said = loadfail.failure(UNKNOWN_ARCH.splitlines(), 1)
+    assert said == ("llama_model_load: error loading model: error loading model architecture: unknown model "
+                    "architecture: 'olmo2'")
+    # TQ2_0 in ik_llama.cpp 0.1.5: no line, a SIGFPE before the context
+    crash = ["main: build = 0 (ik-llama-cpp-python-0.1.5)", "CPU: using device CPU - 0 MiB free"]
+    assert loadfail.failure(crash, -8) == ("it died by SIGFPE while reading the file (last line: 'CPU: using device "
+                                           "CPU - 0 MiB free')")
+    # not load failures: a crash after the context was made, a kill, an ordinary error, success
+    loaded = (Path(__file__).parent / "data" / "perf" / "ik-0.1.5-cli-smollm2.err").read_text().splitlines()
+    assert loadfail.failure(loaded, -6) is None
+    assert loadfail.failure(crash, -9) is None and loadfail.failure(crash, -15) is None
+    assert loadfail.failure(crash, 1) is None and loadfail.failure(UNKNOWN_ARCH.splitlines(), 0) is None
+
+
+def test_rpc_runs_stay_on_llama_cpp() -> None:
+    built = {"llama.cpp": "cpu", "ik_llama.cpp": "cpu"}
+    got = engine.choose("auto", "deepseek2", built, rpc=True)
+    assert got.name == "llama.cpp" and "--rpc: ik_llama.cpp's RPC client keeps every weight" in got.note
+    measured = engine.Measurement("ik_llama.cpp", 1.6, "2026-12-01")
+    assert engine.choose("auto", "deepseek2", built, measured, rpc=True).name == "llama.cpp"
+    with pytest.raises(BadInput, match="--rpc does not work with ik_llama.cpp") as exc:
+        engine.choose("ik_llama.cpp", "deepseek2", built, rpc=True)
+    assert exc.value.hint == "run it on llama.cpp: --engine llama.cpp"
+    # without an ik build there is nothing to say
+    assert engine.choose("auto", "deepseek2", {"llama.cpp": "cpu"}, rpc=True) == engine.EngineChoice("llama.cpp", "")

@@ -264,6 +264,8 @@ def test_metal_compute_oom():
     (["ggml_backend_metal_buffer_type_alloc_buffer: failed to allocate Metal buffer of 8589934592 bytes (out of memory)",
       "llama_init_from_model: failed to initialize the context: out of budget"], "context", "Metal", "gpu"),
     (["CUDA error: out of memory"], "runtime", None, None),
+    # ik_llama.cpp 0.1.5 under -rtr with RAM capped (on its stdout, then it aborts)
+    (["ggml_aligned_malloc: insufficient memory (attempted to allocate  28.27 MB)"], "unknown", "CPU", "host"),
 ])
 def test_oom_classification(lines, target, buffer, device):
     d = OomDetector()

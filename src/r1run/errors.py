@@ -55,3 +55,11 @@ class LlamaFailed(R1runError):
 
 class GGUFError(BadInput):
     """A GGUF file (or shard set) is malformed, truncated, incomplete or not a GGUF at all."""
+
+
+class ModelNotLoaded(LlamaFailed):
+    """llama.cpp could not load the model (an architecture or tensor type it lacks); `reason` quotes its log."""
+
+    def __init__(self, message: str, hint: str | None = None, *, reason: str) -> None:
+        super().__init__(message, hint)
+        self.reason = reason

@@ -331,6 +331,7 @@ class Child:
         env: dict[str, str] | None = None,
         keep: int = 60,
         cwd: Path | None = None,
+        own_session: bool = False,  # out of the terminal's process group: Ctrl-C there does not reach it
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.log_path = log_path
@@ -344,7 +345,7 @@ class Child:
             self.proc = subprocess.Popen(
                 self.argv, stdout=stdout, stderr=subprocess.PIPE,
                 stdin=stdin if stdin is not None else subprocess.DEVNULL, env=env, text=True, errors="replace",
-                bufsize=1, cwd=cwd, preexec_fn=_die_with_parent(os.getpid()),
+                bufsize=1, cwd=cwd, preexec_fn=_die_with_parent(os.getpid()), start_new_session=own_session,
             )
         except FileNotFoundError as exc:
             self._sink.close()

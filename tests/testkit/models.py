@@ -42,6 +42,7 @@ GENERATOR_VERSION = 1
 QUANTS: tuple[str, ...] = (
     "F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M", "Q2_K", "Q2_K_S",
     "IQ4_XS", "IQ3_XXS", "IQ2_M", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S",
+    "TQ2_0",  # ternary, mainline only: ik_llama.cpp 0.1.5 lacks the type (its fallback test)
 )
 # Types llama-quantize refuses without an importance matrix (llama-quant.cpp,
 # tensor_requires_imatrix): IQ1/IQ2 and IQ3_XXS tensors, and Q2_K inside a Q2_K_S file.

@@ -14,7 +14,7 @@ from typing import Callable
 from r1run.bench import bound as bnd
 from r1run.bench import profile, runner, store, sweep
 from r1run.bench.runner import Progress, Row
-from r1run.errors import BadInput, ToolMissing
+from r1run.errors import BadInput, ModelNotLoaded, ToolMissing
 from r1run.home import Home, log_path_for, log_stamp
 from r1run.llama.discover import LlamaInstall
 from r1run.llama.probe import Capabilities
@@ -22,6 +22,7 @@ from r1run.planner import placement as pl
 from r1run.planner.machine import MachineDescription, MachineSpec
 from r1run.planner.placement import RunPlan
 from r1run.run.config import Request
+from r1run.run.prepare import Prepared, fall_back
 from r1run.run.prepare import prepare as run_prepare
 from r1run.run.target import Target
 
@@ -65,6 +66,7 @@ class Setup:
     machine: MachineSpec
     bandwidth_source: str
     engine_note: str = ""
+    prepared: Prepared | None = None  # what it came from (the fallback after ik_llama.cpp fails to load reads it)
 
 
 @dataclass
@@ -108,10 +110,15 @@ def validate(o: BenchRequest) -> dict[str, list]:
 
 def prepare(o: BenchRequest) -> Setup:
     """Find llama-bench and the model; the configuration `r1run chat` would use is r1run's default row."""
-    home = Home.from_env()
-    req = Request(model=o.model, quant=o.quant, ctx=o.ctx, rpc=o.rpc,
-                  machine=MachineDescription(bandwidth=o.bandwidth), profile=False, engine=o.engine)
-    run = run_prepare(home, req, o.llama_bin)
+    return _setup(o, run_prepare(Home.from_env(), _request(o), o.llama_bin))
+
+
+def _request(o: BenchRequest) -> Request:
+    return Request(model=o.model, quant=o.quant, ctx=o.ctx, rpc=o.rpc,
+                   machine=MachineDescription(bandwidth=o.bandwidth), profile=False, engine=o.engine)
+
+
+def _setup(o: BenchRequest, run: Prepared) -> Setup:
     program = run.caps.path("bench")
     if program is None:
         raise ToolMissing(f"this {run.install.engine} ({run.install.origin}) has no llama-bench",
@@ -119,8 +126,8 @@ def prepare(o: BenchRequest) -> Setup:
     default = sweep.from_run_spec(run.config.spec, run.target.info.hparams.block_count)
     source = "--bandwidth" if o.bandwidth else "measured (numpy copy, one thread; R1RUN_HOME/cache/bandwidth.json)"
     plan = run.config.plan if run.machine.devices or o.rpc else None
-    return Setup(home, run.install, run.caps, program, run.target, default, plan, run.machine, source,
-                 run.engine_note)
+    return Setup(Home.from_env(), run.install, run.caps, program, run.target, default, plan, run.machine, source,
+                 run.engine_note, run)
 
 
 def invocations(setup: Setup, lists: dict[str, list], *, profile: sweep.Config | None = None,
@@ -192,8 +199,20 @@ def run_sweep(o: BenchRequest, on_progress: Callable[[int, int, Progress], None]
     if on_setup is not None:
         on_setup(setup, invs)
     started = time.time()
-    rows, build, logs = measure(setup, invs, n_prompt=o.n_prompt, n_gen=o.n_gen, repetitions=o.repetitions,
-                                rpc=o.rpc, on_progress=on_progress)
+    try:
+        rows, build, logs = measure(setup, invs, n_prompt=o.n_prompt, n_gen=o.n_gen, repetitions=o.repetitions,
+                                    rpc=o.rpc, on_progress=on_progress)
+    except runner.BenchFailed as exc:  # ik_llama.cpp could not load the file: llama.cpp measures it (auto)
+        if exc.not_loaded is None or setup.prepared is None:
+            raise
+        error = ModelNotLoaded(exc.message, exc.hint, reason=exc.not_loaded)
+        setup = _setup(o, fall_back(setup.home, _request(o), setup.prepared, error))
+        prof = _profile(setup, o.rpc)
+        invs = invocations(setup, lists, profile=prof.config if prof else None, llama_defaults=o.llama_defaults)
+        if on_setup is not None:
+            on_setup(setup, invs)
+        rows, build, logs = measure(setup, invs, n_prompt=o.n_prompt, n_gen=o.n_gen, repetitions=o.repetitions,
+                                    rpc=o.rpc, on_progress=on_progress)
     if prof is not None:
         for row in rows:
             if row.config == prof.config and PROFILE_LABEL not in row.labels:

@@ -23,6 +23,7 @@ from r1run import proc
 from r1run.bench.sweep import Config, Invocation, record_config
 from r1run.errors import R1runError
 from r1run.perf import bench as perf_bench
+from r1run.perf import loadfail
 from r1run.perf.watcher import LogWatcher
 
 PROGRESS = re.compile(r"llama-bench: benchmark (\d+)/(\d+): (.+)$")
@@ -86,7 +87,12 @@ class BenchRun:
 
 
 class BenchFailed(R1runError):
-    """llama-bench exited with an error (the model did not load, memory ran out...)."""
+    """llama-bench exited with an error (the model did not load, memory ran out...); `not_loaded` says why the model
+    did not load, when its log shows that (r1run.perf.loadfail)."""
+
+    def __init__(self, message: str, hint: str | None = None, *, not_loaded: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.not_loaded = not_loaded
 
 
 def run_llama_bench(inv: Invocation, argv: list[str], log_path: Path,
@@ -166,4 +172,5 @@ def _failure(code: int, lines: list[str], log_path: Path) -> BenchFailed:
         hint = f"check that the file is a complete GGUF model (`r1run inspect`); full log: {log_path}"
     elif oom is not None:
         hint = f"offload fewer layers (--gpu-layers) or use a smaller cache type; full log: {log_path}"
-    return BenchFailed(f"{what} (exit {code}): {reason.strip()}", hint)
+    return BenchFailed(f"{what} (exit {code}): {reason.strip()}", hint,
+                       not_loaded=loadfail.failure(lines, code) if oom is None else None)

@@ -16,12 +16,13 @@ from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, err, handle_errors, out, print_json, status, warn
 from r1run.cli.render import tps_table
+from r1run.errors import ModelNotLoaded
 from r1run.home import Home
 from r1run.llama import args
 from r1run.perf.export import run_json
 from r1run.perf.watcher import LogEvent
-from r1run.run import interactive, oneshot
-from r1run.run.prepare import Prepared, prepare
+from r1run.run import interactive, oneshot, serverchat
+from r1run.run.prepare import Prepared, fall_back, prepare
 from r1run.think import Piece
 
 
@@ -80,13 +81,23 @@ def chat(
 
     if text is None:
         o.show_prepared(run)
-        argv = args.chat_argv(spec, run.caps)
+        own_loop = serverchat.needed(run.caps)
+        if own_loop:
+            status("chat through llama-server: this llama-cli has no /exit, no Ctrl-D and no per-answer speed")
+        argv = (args.server_argv(spec, run.caps, host="127.0.0.1", port=0) if own_loop
+                else args.chat_argv(spec, run.caps))
         if dry_run:
             out().print(proc.quote(argv), highlight=False, markup=False)
             return
         usage.record(home, target.key, target.quant, "ran")
-        with running.registered(home, run.record("chat")):
-            _interactive(run, home, json_)
+        try:
+            with running.registered(home, run.record("chat")):
+                _own_loop(run, home, json_) if own_loop else _interactive(run, home, json_)
+        except ModelNotLoaded as exc:  # ik_llama.cpp's server could not load it (the loop starts it first)
+            run = fall_back(home, req, run, exc, find_for_target, engines.find_for_target)
+            o.show_prepared(run)
+            with running.registered(home, run.record("chat")):
+                _own_loop(run, home, json_) if serverchat.needed(run.caps) else _interactive(run, home, json_)
         return
 
     prompt_text = target.render(text)
@@ -94,9 +105,16 @@ def chat(
         o.show_prepared(run)
         out().print(proc.quote(args.oneshot_argv(spec, run.caps, prompt_text)), highlight=False, markup=False)
         return
-    with running.registered(home, run.record("chat")):
-        result = stream_answer(run, home, prompt_text, hide_thinking=hide_thinking, json_=json_,
-                               retry=not no_retry)
+    try:
+        with running.registered(home, run.record("chat")):
+            result = stream_answer(run, home, prompt_text, hide_thinking=hide_thinking, json_=json_,
+                                   retry=not no_retry)
+    except ModelNotLoaded as exc:  # ik_llama.cpp lacks what the file holds: llama.cpp runs it (auto), or a clear error
+        run = fall_back(home, req, run, exc, find_for_target, engines.find_for_target)
+        prompt_text = run.target.render(text)
+        with running.registered(home, run.record("chat")):
+            result = stream_answer(run, home, prompt_text, hide_thinking=hide_thinking, json_=json_,
+                                   retry=not no_retry)
     if result.attempts[-1].exit_code == 0:  # llama.cpp loaded the model and answered
         usage.record(home, target.key, target.quant, "ran")
     finish(result, run, json_)
@@ -138,8 +156,32 @@ def stream_answer(run: Prepared, home: Home, prompt_text: str, *, hide_thinking:
                        retry=retry, starts_thinking=run.target.starts_thinking)
 
 
+def _own_loop(run: Prepared, home: Home, json_: bool) -> None:
+    """r1run's own conversation through llama-server (r1run.run.serverchat), shown as llama-cli's would be."""
+    def on_piece(piece: Piece) -> None:
+        if piece.thinking:
+            err().print(f"[dim italic]{escape(piece.text)}[/dim italic]", end="", highlight=False)
+        else:
+            sys.stdout.write(piece.text)
+            sys.stdout.flush()
+
+    term = serverchat.Terminal(
+        read_line=input, on_piece=on_piece, on_line=lambda line: out().print(line, highlight=False, markup=False),
+        on_ready=lambda s: status(f"ready in {s:.1f} s; /exit or Ctrl-D ends, Ctrl-C stops an answer"))
+    size = sum(s.file_bytes for s in run.target.info.shards)
+    result = serverchat.converse(run.config.spec, run.caps, logs=home.ensure(home.logs), run_dir=home.root / "run",
+                                 size=size, term=term)
+    _conversation_end(run, result.exit_code, result.summaries, result.log_path, json_)
+
+
 def _interactive(run: Prepared, home: Home, json_: bool) -> None:
     result = interactive.converse(run.config.spec, run.caps, logs=home.ensure(home.logs))
+    _conversation_end(run, result.exit_code, result.summaries, result.log_path, json_)
+
+
+def _conversation_end(run: Prepared, exit_code: int, summaries: list, log_path: Path, json_: bool) -> None:
+    """The end of an interactive conversation: the log, the speed of each answer (or the JSON)."""
+    result = interactive.Conversation(exit_code, summaries, log_path)
     status(f"log: {result.log_path}")
     if json_:
         print_json(json.dumps({"schema": "r1run.chat/2", "interactive": True, "exit_code": result.exit_code,

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from r1run.bench import calibration
+from r1run.bench import calibration, engines
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, out, print_json, status, warn
@@ -50,6 +50,7 @@ def plan(
     no_calibration: Annotated[bool, typer.Option(
         "--no-calibration", help="Expect speeds from the published runs only, not this machine's saved bench "
         "results.")] = False,
+    engine: o.EngineOpt = "auto",
     llama_bin: LlamaBinOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -58,9 +59,10 @@ def plan(
                     min_p=min_p, seed=seed, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
                     flash_attn_=flash_attn, batch=batch_size, ubatch=ubatch_size, parallel=parallel, rpc_=rpc,
                     gpu_memory=gpu_memory, gpu_name=gpu_name, ram=ram, unified=unified, bandwidth=bandwidth,
-                    device_memory=device_memory, profile=not no_profile)
+                    device_memory=device_memory, profile=not no_profile, engine=engine)
     home = Home.from_env()
     report = core.plan(home, core.PlanRequest(req, ["*"] if all_quants else quant, llama_bin), find_for_target,
+                       engines.find_for_target,
                        None if no_calibration else lambda rpc_: calibration.for_this_machine(home, rpc_))
     if report.chosen_because:
         status(f"model: {report.chosen_because}")

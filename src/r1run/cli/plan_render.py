@@ -45,6 +45,8 @@ def _header(report, console) -> None:
                   f"{m.cpu_bandwidth / 1e9:.0f} GB/s{escape(how)}", highlight=False, soft_wrap=False)
     console.print(f"  GPU: {escape(devs)}", highlight=False, soft_wrap=False)
     console.print(f"  KV cache K {report.cache_type_k}, V {report.cache_type_v}", highlight=False, soft_wrap=False)
+    if report.engine_note:
+        console.print(f"  {escape(report.engine_note)}", highlight=False, soft_wrap=False)
 
 
 _FROM = {"header": "file", "published": "pub"}

@@ -17,7 +17,7 @@ from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, out, print_json, status
 from r1run.cli.download import DownloadProgress
 from r1run.download import core as dl
-from r1run.errors import ToolMissing
+from r1run.errors import ModelNotLoaded, ToolMissing
 from r1run.home import Home
 from r1run.llama import PINNED_RELEASE, discover, toolchain
 from r1run.llama import build as build_core
@@ -26,7 +26,7 @@ from r1run.models import ModelNotReady, resolve_local
 from r1run.perf.export import run_json
 from r1run.planner.plan import expected_row
 from r1run.run.config import Request
-from r1run.run.prepare import prepare
+from r1run.run.prepare import fall_back, prepare
 
 DEFAULT_PROMPT = "In two sentences, why is the sky blue?"
 
@@ -73,8 +73,8 @@ def quickstart(
             fetched = dl.download(dl.DownloadRequest(model=entry.key, quant=q.name), home, progress.events())
 
     status("step 3/4: plan")
-    run = prepare(home, Request(model=entry.key, quant=q.name, n_predict=n_predict), llama_bin, find_for_target,
-                  engines.find_for_target)
+    req = Request(model=entry.key, quant=q.name, n_predict=n_predict)
+    run = prepare(home, req, llama_bin, find_for_target, engines.find_for_target)
     o.show_prepared(run)
 
     expected = expected_row(run.config.plan, run.machine, run.install.engine, run.config.spec.threads,
@@ -84,7 +84,12 @@ def quickstart(
                "docs/speed.md)")
 
     status("step 4/4: one answer")
-    result = chat_cli.stream_answer(run, home, run.target.render(prompt), announce=False, json_=json_)
+    try:
+        result = chat_cli.stream_answer(run, home, run.target.render(prompt), announce=False, json_=json_)
+    except ModelNotLoaded as exc:  # ik_llama.cpp could not load it: llama.cpp answers, with a note saying why
+        run = fall_back(home, req, run, exc, find_for_target, engines.find_for_target)
+        o.show_prepared(run)
+        result = chat_cli.stream_answer(run, home, run.target.render(prompt), announce=False, json_=json_)
     if not json_:
         chat_cli.finish(result, run, False)
         gen = result.summary.gen if result.summary is not None else None

@@ -13,11 +13,11 @@ from r1run.bench import engines
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import LlamaBinOpt, err, handle_errors, out, print_json, status, warn
-from r1run.errors import LlamaFailed, R1runError
+from r1run.errors import LlamaFailed, ModelNotLoaded, R1runError
 from r1run.home import Home
 from r1run.llama import args
 from r1run.run import serve as core
-from r1run.run.prepare import prepare
+from r1run.run.prepare import fall_back, prepare
 from r1run.units import utc_now
 
 
@@ -102,13 +102,16 @@ def serve(
             try:
                 status(f"llama-server starting; log: {server.log_path}")
                 size = sum(s.file_bytes for s in target.info.shards)
-                with err().status("loading the model...") as spinner:
-                    try:
-                        took = core.wait_ready(server, core.load_timeout(size),
-                                               lambda s: spinner.update(f"loading the model... {s:.0f} s"))
-                    except R1runError:
-                        _raise_if_worker_lost(server, req.rpc)
-                        raise
+                try:
+                    took = _wait_ready(server, size, req.rpc)
+                except ModelNotLoaded as exc:  # on ik_llama.cpp: llama.cpp serves it (auto), or a clear error
+                    run = fall_back(home, req, run, exc, find_for_target, engines.find_for_target)
+                    o.show_prepared(run)
+                    caps, spec = run.caps, run.config.spec
+                    server = core.start(spec, caps, host=host, port=port, api_key=api_key,
+                                        run_dir=home.root / "run", logs=home.ensure(home.logs), alias=name)
+                    status(f"llama-server starting; log: {server.log_path}")
+                    took = _wait_ready(server, size, req.rpc)
                 server.forget_key()  # read at start: no key left on disk, even if r1run is killed later
                 status(f"ready in {took:.1f} s")
                 usage.record(home, target.key, target.quant, "ran")
@@ -145,6 +148,16 @@ def serve(
                 if server.child.poll() is None:
                     server.stop()
                 server.forget_key()
+
+
+def _wait_ready(server: core.Server, size: int, workers: tuple[str, ...]) -> float:
+    with err().status("loading the model...") as spinner:
+        try:
+            return core.wait_ready(server, core.load_timeout(size),
+                                   lambda s: spinner.update(f"loading the model... {s:.0f} s"))
+        except R1runError:
+            _raise_if_worker_lost(server, workers)
+            raise
 
 
 def _event(event: str, **fields) -> None:

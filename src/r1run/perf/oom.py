@@ -14,6 +14,10 @@ Other first steps (CUDA, Metal, Vulkan, the graph allocator):
     ggml_backend_metal_buffer_type_alloc_buffer: failed to allocate Metal buffer of 8589934592 bytes (out of memory)
     ggml_metal_buffer_init: error: failed to allocate buffer, size = 8192.00 MiB
     ggml_vulkan: Device memory allocation of size 4294967296 failed.
+    ggml_aligned_malloc: insufficient memory (attempted to allocate  28.27 MB)       (ik_llama.cpp, host memory)
+
+(ik_llama.cpp 0.1.5 prints that last one on stdout and aborts, with no second step: it came while it repacked the
+weights under -rtr with RAM capped by RLIMIT_AS. r1run.run.oneshot hands it over from the answer stream.)
 
 and second steps:
 
@@ -34,6 +38,7 @@ _ALLOC = re.compile(r"^(?P<func>\w+): failed to allocate (?P<buf>\S+) buffer of 
 _CUDA = re.compile(r"allocating ([\d.]+) MiB on device (\d+): cudaMalloc failed: out of memory")
 _METAL_BYTES = re.compile(r"failed to allocate Metal buffer of (\d+) bytes")
 _METAL_MIB = re.compile(r"ggml_metal\w*: error: failed to allocate buffer, size =\s*([\d.]+) MiB")
+_ALIGNED = re.compile(r"ggml_aligned_malloc: insufficient memory \(attempted to allocate\s+([\d.]+) MB\)")
 _VULKAN = re.compile(r"ggml_vulkan: Device memory allocation of size (\d+) failed|ErrorOutOfDeviceMemory")
 
 _CAUSES: list[tuple[re.Pattern[str], OomTarget]] = [
@@ -97,6 +102,10 @@ def _first_step(text: str) -> OomEvent | None:
     if m:
         size = int(m.group(1)) if m.re is _METAL_BYTES else int(float(m.group(1)) * 2**20)
         return OomEvent(target="unknown", buffer="Metal", device="gpu", bytes=size, line=text.strip())
+    m = _ALIGNED.search(text)
+    if m:
+        return OomEvent(target="unknown", buffer="CPU", device=device_kind("CPU"), bytes=int(float(m.group(1)) * 2**20),
+                        line=text.strip())
     m = _VULKAN.search(text)
     if m:
         return OomEvent(target="unknown", buffer="Vulkan", device="gpu",

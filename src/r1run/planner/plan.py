@@ -143,6 +143,8 @@ class PlanReport(BaseModel):
     chosen_because: Optional[str] = None  # why this model, when the command named none
     speed_model: Optional[dict] = None     # how well the expected speed did on published runs
     verdict: Optional[Verdict] = None
+    engine: str = "llama.cpp"  # the engine chat would run it on (--engine auto chooses as chat does)
+    engine_note: Optional[str] = None  # why, when there was a choice
 
     def to_json(self) -> str:
         data = self.model_dump(mode="json")

@@ -41,15 +41,31 @@ def parse(text: str) -> str:
     return value
 
 
+# With RPC workers, ik_llama.cpp 0.1.5 reports every layer offloaded yet keeps every weight on this machine and
+# gives the worker nothing to do (measured with its own rpc-server -cpu, SmolLM2, --rpc ... -ngl 99):
+#     llm_load_tensors: offloaded 31/31 layers to GPU
+#     llm_load_tensors:        CPU buffer size =    92.10 MiB
+#     llama_init_from_model: RPC0[127.0.0.1:50772] compute buffer size =     0.00 MiB
+# Its --help lists --rpc all the same, so this cannot be probed: RPC runs stay on llama.cpp.
+NO_RPC = ("ik_llama.cpp",)
+
+
 def choose(requested: str, architecture: str | None, built: dict[str, str],
-           measured: Measurement | None = None) -> EngineChoice:
+           measured: Measurement | None = None, rpc: bool = False) -> EngineChoice:
     """`requested` (auto or an engine) for a model of `architecture`, given the engines built here
-    (engine -> the backend its default build has) and what a measurement on this machine found, if any."""
+    (engine -> the backend its default build has), what a measurement on this machine found, if any, and
+    whether the run spreads the model over RPC workers."""
     if requested != "auto":
+        if rpc and requested in NO_RPC:
+            raise BadInput(f"--rpc does not work with {requested}: its RPC client keeps every weight on this "
+                           "machine (the workers get none)", "run it on llama.cpp: --engine llama.cpp")
         if requested not in built and requested != "llama.cpp":
             raise ToolMissing(f"--engine {requested}: no {requested} build here",
                               f"run `r1run build --engine {requested}`")
         return EngineChoice(requested, f"engine {requested} (--engine)")
+    if rpc and any(name in built for name in NO_RPC):
+        return EngineChoice("llama.cpp", "engine llama.cpp (--rpc: ik_llama.cpp's RPC client keeps every weight on "
+                            "this machine)")
     if measured is not None and measured.faster in built and len(built) > 1:
         ratio = f"{measured.gen_ratio:.2f}x generation" if measured.gen_ratio else "faster generation"
         return EngineChoice(measured.faster, f"engine {measured.faster} ({ratio} on this model, measured "

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Callable
 
 from r1run import proc, rpc
-from r1run.errors import LlamaFailed
+from r1run.errors import LlamaFailed, ModelNotLoaded
 from r1run.home import log_path_for
 from r1run.llama import args
 from r1run.llama.args import RunSpec
 from r1run.llama.probe import Capabilities
+from r1run.perf.loadfail import LoadWatch
 from r1run.perf.model import RunSummary
 from r1run.perf.watcher import LogEvent, LogWatcher
 from r1run.run.config import shrink
@@ -85,7 +86,11 @@ def answer(spec: RunSpec, caps: Capabilities, prompt_text: str, *, logs: Path, e
             attempts.append(attempt)
             errors = t.watcher.errors or [line for line in tail if line.strip()][-1:]
             quoted = errors[-1].strip() if errors else f"exit code {t.code}"
-            raise LlamaFailed(f"llama.cpp failed (exit {t.code}): {quoted}", f"full log: {log_path}")
+            message, hint = f"llama.cpp failed (exit {t.code}): {quoted}", f"full log: {log_path}"
+            not_loaded = t.load.failure(t.code)
+            if not_loaded is not None:
+                raise ModelNotLoaded(message, hint, reason=not_loaded)
+            raise LlamaFailed(message, hint)
         smaller = shrink(spec, off.layers if off else None) if retry and len(attempts) + 1 < max_tries else None
         if smaller is None:
             attempts.append(attempt)
@@ -104,6 +109,7 @@ class _Try:
                  starts_thinking: bool, cwd: Path | None = None) -> None:
         self.argv, self.log_path, self.ev, self.cwd = argv, log_path, ev, cwd
         self.watcher = LogWatcher(str(log_path))
+        self.load = LoadWatch()
         self.splitter = ThinkSplitter(starts_thinking)
         # With RPC workers: a lost worker stops the run within a bounded time (r1run.rpc.Watch).
         self.watch = rpc.Watch(rpc.parse(",".join(workers)), self._stop_for_lost_worker) if workers else None
@@ -113,6 +119,7 @@ class _Try:
         self.interrupted = False
 
     def _on_line(self, line: str) -> None:
+        self.load.feed(line)
         for e in self.watcher.feed(line):
             self.ev.on_event(e)
         if self.watch is not None:
@@ -129,7 +136,7 @@ class _Try:
             if announce:
                 self.ev.on_started()  # after the start, so printing costs llama.cpp no time
             try:
-                _pump(self.child, self.splitter, self.ev)
+                _pump(self.child, self.splitter, self.ev, self._on_line)
                 self.code = self.child.wait()
             except KeyboardInterrupt:
                 self.interrupted = True
@@ -145,36 +152,57 @@ class _Try:
 
 
 class LoadLines:
-    """Drops the lines ik_llama.cpp prints on stdout while it loads an original-layout DeepSeek file, before the
-    answer (recorded from ik_llama.cpp 0.1.5's llama-cli):
+    """Keeps what ik_llama.cpp prints on stdout while it loads out of the answer (recorded from ik_llama.cpp 0.1.5's
+    llama-cli). The lines it prints for an original-layout DeepSeek file are dropped:
 
         Computed blk.0.attn_k_b.weight as 128 x 256 x 2 of type q8_0 and stored in buffer CPU
+
+    and a failed host allocation (under -rtr, with RAM capped) is a log line, handed to `on_log`; ik then aborts,
+    and what follows on stdout (its backtrace) is dropped too:
+
+        ggml_aligned_malloc: insufficient memory (attempted to allocate  28.27 MB)
 
     Text passes through unchanged from the first character that cannot start such a line.
     """
 
     PREFIX = "Computed blk."
     LINE = re.compile(r"^Computed blk\.\S+ as .* stored in buffer \S+\s*$")
+    ABORT = "ggml_aligned_malloc: "
 
-    def __init__(self) -> None:
+    def __init__(self, on_log: Callable[[str], None] = lambda line: None) -> None:
         self.buf = ""
         self.done = False
+        self.aborted = False
+        self.on_log = on_log
 
     def feed(self, text: str) -> str:
+        if self.aborted:
+            return ""
         if self.done:
             return text
         self.buf += text
         while True:
-            head = self.buf[: len(self.PREFIX)]
             newline = self.buf.find("\n")
-            if head != self.PREFIX[: len(head)] or (newline >= 0 and not self.LINE.match(self.buf[:newline])):
+            if self._starts(self.ABORT) and len(self.buf) >= len(self.ABORT):
+                if newline < 0:
+                    return ""  # wait for the rest of the line
+                self.on_log(self.buf[:newline])
+                self.buf, self.aborted = "", True
+                return ""
+            if self._starts(self.ABORT):
+                return ""  # too short yet to tell
+            if not self._starts(self.PREFIX) or (newline >= 0 and not self.LINE.match(self.buf[:newline])):
                 return self.close()
             if newline < 0:
                 return ""  # wait for the rest of the line
             self.buf = self.buf[newline + 1:]
 
+    def _starts(self, prefix: str) -> bool:
+        head = self.buf[: len(prefix)]
+        return head == prefix[: len(head)]
+
     def close(self) -> str:
-        rest, self.buf, self.done = self.buf, "", True
+        rest, self.buf, self.done = ("" if self.aborted else self.buf), "", True
         return rest
 
 
@@ -182,7 +210,7 @@ class LoadLines:
 END_MARKER = " [end of text]"
 
 
-def _pump(child: proc.Child, splitter: ThinkSplitter, ev: Events) -> None:
+def _pump(child: proc.Child, splitter: ThinkSplitter, ev: Events, on_log: Callable[[str], None]) -> None:
     """Stream the child's stdout as it comes, decoded incrementally (a character may span reads).
 
     The last few characters are held back until the end so llama-completion's ` [end of text]`
@@ -191,7 +219,7 @@ def _pump(child: proc.Child, splitter: ThinkSplitter, ev: Events) -> None:
     assert child.proc.stdout is not None
     fd = child.proc.stdout.fileno()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    load_lines = LoadLines()
+    load_lines = LoadLines(on_log)
     held = ""
     hold = len(END_MARKER) + 8  # the marker is followed by a few newlines
     while True:

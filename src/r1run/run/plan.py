@@ -33,7 +33,7 @@ from r1run.planner.plan import (
 )
 from r1run.planner.speed import Calibration
 from r1run.run.config import Request, context_spec, decide
-from r1run.run.prepare import ProfileFinder, machine_for, threads_for
+from r1run.run.prepare import MeasurementFinder, ProfileFinder, find_engine, machine_for, threads_for
 from r1run.run.target import Target, resolve
 
 
@@ -49,12 +49,13 @@ Calibrator = Callable[[tuple[str, ...]], Optional[Calibration]]
 
 
 def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None,
-         calibrate: Calibrator | None = None) -> PlanReport:
+         find_measurement: MeasurementFinder | None = None, calibrate: Calibrator | None = None) -> PlanReport:
     req = pr.run
     choice = choose(home, req.model, pr.quants[0] if pr.quants and pr.quants != ["*"] else None)
     quants = pr.quants or ([choice.quant] if choice.quant else None)
     label, srcs, warnings = sources(choice.model, quants, home)
-    caps = _capabilities(home, pr.llama_bin, warnings)
+    engine, engine_note, caps = _engine(home, req, pr.llama_bin, _target(home, choice.model, srcs[0]), warnings,
+                                        find_measurement)
     found = rpc.check_workers(req.rpc, caps) if req.rpc and not req.machine.device_memory else []
     machine = machine_for(home, req.machine, req.rpc, found)
     if machine.described == "detected" and not machine.devices:
@@ -63,7 +64,6 @@ def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None,
     threads = threads_for(req)
     # a described machine is not this one: its own bench rows say nothing about it
     calibration = calibrate(req.rpc) if calibrate is not None and machine.described == "detected" else None
-    engine = "ik_llama.cpp" if caps.mla else "llama.cpp"  # the probe says which engine's flags these are
     rows, specs = [], []
     for src in srcs:
         target = _target(home, choice.model, src)
@@ -81,7 +81,8 @@ def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None,
     catalog = any(src.origin != "local" for src in srcs)
     return PlanReport(model=label, machine=machine_row(machine), cache_type_k=specs[0].cache_type_k,
                       cache_type_v=specs[0].cache_type_v, rows=rows, warnings=warnings,
-                      chosen_because=choice.reason and choice.describe(), speed_model=speed_model_summary(),
+                      chosen_because=choice.reason and choice.describe(), engine=engine,
+                      engine_note=engine_note or None, speed_model=speed_model_summary(),
                       verdict=verdict(rows, label if catalog else str(req.model), catalog))
 
 
@@ -90,13 +91,16 @@ def _repo(home: Home, model: str | None) -> str | None:
     return catalog.model(model or catalog.default_model).repo
 
 
-def _capabilities(home: Home, llama_bin: Path | None, warnings: list[str]) -> Capabilities:
+def _engine(home: Home, req: Request, llama_bin: Path | None, target: Target, warnings: list[str],
+            find_measurement: MeasurementFinder | None) -> tuple[str, str, Capabilities]:
+    """The engine chat would run `target` on (r1run.run.engine decides, as for chat), why, and what its programs can
+    do: the flags plan shows are that engine's (ik_llama.cpp's -rtr and K cache, for one)."""
     try:
-        install = discover.find(home, llama_bin)
+        install, note = find_engine(home, req.engine, target, llama_bin, find_measurement, req.rpc)
     except ToolMissing:
         warnings.append("no llama.cpp found: flags assume a current release; run `r1run build`")
-        return Capabilities.assumed_current()
-    return discover.capabilities(install, home)
+        return "llama.cpp", "", Capabilities.assumed_current()
+    return install.engine, note, discover.capabilities(install, home)
 
 
 def _target(home: Home, model: str, src: ModelSource) -> Target:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from r1run import hardware, rpc, running
-from r1run.errors import BadInput
+from r1run.errors import BadInput, LlamaFailed, ModelNotLoaded
 from r1run.home import Home
 from r1run.llama import discover
 from r1run.llama.discover import LlamaInstall
@@ -60,7 +60,7 @@ def prepare(home: Home, req: Request, llama_bin: Path | None, find_profile: Prof
     """Find llama.cpp and the model, check RPC workers, see the machine, and decide the run (with the tuned
     profile `find_profile` finds, unless the request says --no-profile)."""
     target = resolve(home, req.model, req.quant)
-    install, engine_note = find_engine(home, req.engine, target, llama_bin, find_measurement)
+    install, engine_note = find_engine(home, req.engine, target, llama_bin, find_measurement, req.rpc)
     caps = discover.capabilities(install, home)
     # A worker that is down or of another release: a clear error before any model loads.
     found = rpc.check_workers(req.rpc, caps) if req.rpc else []
@@ -72,8 +72,29 @@ def prepare(home: Home, req: Request, llama_bin: Path | None, find_profile: Prof
     return Prepared(install, caps, target, machine, config, engine_note)
 
 
+def fall_back(home: Home, req: Request, failed: Prepared, error: ModelNotLoaded,
+              find_profile: ProfileFinder | None = None,
+              find_measurement: MeasurementFinder | None = None) -> Prepared:
+    """After ik_llama.cpp could not load the model (`error`, read from its log by r1run.perf.loadfail): the same
+    request on llama.cpp, whose first note says why, when the engine was `auto`; a one-line error when the user
+    asked for ik_llama.cpp. Any other failure to load is raised as it is."""
+    if failed.install.engine != "ik_llama.cpp" or failed.install.build is None:
+        raise error
+    what = f"ik_llama.cpp ({failed.install.build.id}) cannot load {failed.target.path.name}: {error.reason}"
+    if req.engine != "auto":
+        raise LlamaFailed(what, f"run it on llama.cpp: --engine llama.cpp; {error.hint}")
+    if "llama.cpp" not in discover.built_engines(home):
+        raise LlamaFailed(what, "build llama.cpp to run it there: `r1run build`")
+    run = prepare(home, replace(req, engine="llama.cpp"), None, find_profile, find_measurement)
+    note = (f"engine llama.cpp: ik_llama.cpp could not load this model ({error.reason}); running it on llama.cpp "
+            "instead")
+    notes = run.config.notes[1:] if run.engine_note else run.config.notes  # not "engine llama.cpp (--engine)"
+    return replace(run, config=replace(run.config, notes=(note, *notes)), engine_note=note)
+
+
 def find_engine(home: Home, requested: str, target: Target, llama_bin: Path | None,
-                find_measurement: MeasurementFinder | None = None) -> tuple[LlamaInstall, str]:
+                find_measurement: MeasurementFinder | None = None,
+                workers: tuple[str, ...] = ()) -> tuple[LlamaInstall, str]:
     """The programs to run `target` with (r1run.run.engine decides which engine), and the note saying why.
     Programs the user pointed at (--llama-bin) are used as they are."""
     if llama_bin is not None:
@@ -81,7 +102,7 @@ def find_engine(home: Home, requested: str, target: Target, llama_bin: Path | No
     built = {name: m.backend for name, m in discover.built_engines(home).items()}
     measured = (find_measurement(home, target) if find_measurement is not None and requested == "auto"
                 and len(built) > 1 else None)
-    choice = engine.choose(requested, target.info.architecture, built, measured)
+    choice = engine.choose(requested, target.info.architecture, built, measured, rpc=bool(workers))
     return discover.find(home, None, choice.name), choice.note
 
 

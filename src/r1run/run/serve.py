@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -14,13 +15,14 @@ from typing import Callable
 import psutil
 
 from r1run import proc
-from r1run.errors import BadInput, LlamaFailed
+from r1run.errors import BadInput, LlamaFailed, ModelNotLoaded
 from r1run.home import log_path_for
 from r1run.llama import args
 from r1run.llama.args import RunSpec
 from r1run.llama.manifest import BuildManifest
 from r1run.llama.probe import Capabilities
 from r1run.net import check_listen, is_loopback
+from r1run.perf import loadfail
 from r1run.run.target import Target
 
 # Loading reads the whole model once; allow for a slow disk (150 MB/s) on top of a fixed start-up.
@@ -102,7 +104,10 @@ def key_file_path(run_dir: Path) -> Path:
 
 
 def start(spec: RunSpec, caps: Capabilities, *, host: str, port: int, api_key: str | None, run_dir: Path,
-          logs: Path, alias: str | None = None, on_line: Callable[[str], None] | None = None) -> Server:
+          logs: Path, alias: str | None = None, on_line: Callable[[str], None] | None = None,
+          own_session: bool = False, quiet: bool = False) -> Server:
+    """llama-server started (not yet ready); `own_session` keeps the terminal's Ctrl-C from it, `quiet` keeps what
+    it prints on stdout (ik_llama.cpp's `INFO [...]` request lines) off the terminal."""
     key_file = None
     clean_stale_keys(run_dir)
     if api_key and uses_key_file(caps):
@@ -114,8 +119,8 @@ def start(spec: RunSpec, caps: Capabilities, *, host: str, port: int, api_key: s
     argv = args.server_argv(spec, caps, host=host, port=port, api_key=None if key_file else api_key,
                             api_key_file=key_file, alias=alias)
     log_path = log_path_for(logs, "serve")
-    child = proc.Child(argv, log_path=log_path, on_line=on_line,
-                       cwd=log_path.parent if args.writes_trace_log(caps, "server") else None)
+    child = proc.Child(argv, log_path=log_path, on_line=on_line, stdout=subprocess.DEVNULL if quiet else None,
+                       cwd=log_path.parent if args.writes_trace_log(caps, "server") else None, own_session=own_session)
     shown = f"[{host}]" if ":" in host else host
     return Server(child, f"http://{shown}:{port}", log_path, key_file)
 
@@ -168,7 +173,11 @@ def wait_ready(server: Server, timeout: float, on_wait: Callable[[float], None] 
             last = [line for line in server.child.tail if line.strip()]
             errors = [line for line in last if " E " in line or "error" in line.lower()] or last
             quoted = errors[-1].strip() if errors else f"exit code {code}"
-            raise LlamaFailed(f"llama-server stopped (exit {code}): {quoted}", f"full log: {server.log_path}")
+            message, hint = f"llama-server stopped (exit {code}): {quoted}", f"full log: {server.log_path}"
+            not_loaded = loadfail.failure(server.child.tail, code)
+            if not_loaded is not None:
+                raise ModelNotLoaded(message, hint, reason=not_loaded)
+            raise LlamaFailed(message, hint)
         try:
             status, _ = health(server.url)
             if status == 200:
