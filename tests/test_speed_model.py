@@ -29,7 +29,10 @@ def test_a_token_is_memory_then_fixed_costs_and_each_part_is_named() -> None:
     parts = {x.name: x.seconds for x in sp.time_parts(w, p) or ()}
     # 10 GB at 100 GB/s x cpu_eff is memory-bound on 32 threads: the reads dominate
     assert parts["CPU reads"] == pytest.approx(10 / (100 * p.cpu_eff), rel=0.05)
-    assert parts["CPU layers"] == pytest.approx(10 * 32 * p.cpu_layer_s)
+    assert parts["CPU layers"] == pytest.approx(10 * (p.cpu_layer_s + 32 * p.cpu_thread_layer_s))
+    # a mixture-of-experts layer makes the threads meet once per expert: more per layer and thread
+    moe = {x.name: x.seconds for x in sp.time_parts(_cpu(10 * GB, threads=32, moe=True), p) or ()}
+    assert moe["CPU layers"] == pytest.approx(parts["CPU layers"] + 10 * 32 * p.cpu_moe_thread_layer_s)
     assert sp.gen_tps(w, p) == pytest.approx(1 / sum(parts.values()))
     # the same bytes on one thread: the arithmetic is slower than the memory, and is named so
     one = {x.name for x in sp.time_parts(_cpu(10 * GB, threads=1), p) or ()}

@@ -3,14 +3,15 @@
 The bound (`placement`) divides the bytes a token reads on each device by that device's published (or
 measured) bandwidth. Real runs are slower, often by far, for reasons a few parameters capture:
 
-    seconds per token = sum over stages of  bytes / (efficiency x bandwidth)       memory traffic
-                        (on the CPU, combined with the arithmetic: active parameters there x cpu_param_s
-                        / threads, x iq_factor for i-quants, whichever is slower dominating)
-                      + layers on a GPU x gpu_layer_s                               kernel launches, syncs
-                      + layers on the CPU x cpu_layer_s                             threads meeting, routing
-                      + layers whose experts stay in RAM x split_s                  activations GPU <-> CPU
-                      + device boundaries x hop_s  (+ rpc_hop_s per RPC device)     copies, network round trips
-                      + bytes paged from disk / (paging_speedupiciency x disk bandwidth)
+    seconds per token = sum over GPU/RPC stages of bytes / (gpu_eff x bandwidth)     memory traffic
+                      + layers on a GPU x (gpu_layer_s + gpu_moe_layer_s for MoE)     launches, syncs, routing
+                      + CPU: the slower (cube-norm) of bytes / (cpu_eff x RAM bandwidth) and active parameters
+                        x cpu_param_s / threads (x iq_factor for i-quants)            memory- or compute-bound
+                      + layers on the CPU x (cpu_layer_s + threads x cpu_thread_layer_s
+                        (+ threads x cpu_moe_thread_layer_s for MoE))                 threads meeting per op
+                      + layers whose experts stay in RAM x split_s                    activations GPU <-> CPU
+                      + device boundaries x hop_s (+ per RPC device rpc_hop_s + rpc_bytes / network speed)
+                      + bytes paged from disk / (paging_speedup x disk bandwidth)     mmap, helped by the cache
 
 Efficiencies are shares of the vendor's peak figure (a figure measured on this machine by r1run is
 converted with `measured_share`); ik_llama.cpp gets its own CPU efficiency. The parameters are fitted
@@ -38,10 +39,11 @@ class Params:
     paging_speedup: float = 1.0   # paging's effective speed over the disk's: page faults lose some, the page cache
                                   # keeps the experts most tokens use (few tokens miss it)
     gpu_layer_s: float = 30e-6    # per repeating layer computed on a GPU (kernel launches)
-    cpu_layer_s: float = 3e-6     # per repeating layer on the CPU and per thread (the threads meet after each op)
+    cpu_layer_s: float = 30e-6    # per repeating layer on the CPU (scheduling its operations)
+    cpu_thread_layer_s: float = 2e-6  # ...and per thread (the threads meet after each operation)
     gpu_moe_layer_s: float = 300e-6  # a GPU's extra time per mixture-of-experts layer (routing, its syncs and launches)
-    cpu_moe_factor: float = 1.5   # a CPU's reads of a mixture-of-experts model take this much longer (one small
-                                  # matmul per expert): per byte, so it holds for a small model and for R1
+    cpu_moe_thread_layer_s: float = 2e-6  # a CPU's extra time per mixture-of-experts layer and thread (the
+                                          # threads meet once per expert matmul, not once per layer)
     split_s: float = 100e-6       # per layer whose routed experts run on the CPU while the rest runs on a GPU
     hop_s: float = 100e-6         # per boundary between two devices (one more for each RPC device: rpc_hop_s)
     rpc_hop_s: float = 1e-3
@@ -141,7 +143,7 @@ def time_parts(w: Workload, p: Params) -> tuple[Part, ...] | None:
         if s.kind == "cpu":
             eff = p.ik_cpu_eff if w.engine == "ik_llama.cpp" else p.cpu_eff
             rate = s.bandwidth / p.measured_share * eff if w.cpu_measured else s.bandwidth * eff
-            memory = s.bytes / rate * (p.cpu_moe_factor if w.moe else 1.0)
+            memory = s.bytes / rate
             params = s.bytes * 8 / w.bits_per_weight
             arithmetic = params * p.cpu_param_s * (p.iq_factor if w.iquant else 1.0) / max(1, w.threads)
             both = (memory ** 3 + arithmetic ** 3) ** (1 / 3)  # the slower one dominates; near a tie both show
@@ -150,7 +152,8 @@ def time_parts(w: Workload, p: Params) -> tuple[Part, ...] | None:
             else:
                 parts.append(Part("CPU arithmetic", both, f"{params / 1e9:.1f} G parameters on {w.threads} threads "
                                   "(compute-bound)"))
-            parts.append(Part("CPU layers", s.layers * p.cpu_layer_s * max(1, w.threads),
+            per_thread = p.cpu_thread_layer_s + (p.cpu_moe_thread_layer_s if w.moe else 0.0)
+            parts.append(Part("CPU layers", s.layers * (p.cpu_layer_s + per_thread * max(1, w.threads)),
                               f"{s.layers} layers, {w.threads} threads"))
         else:
             rate = s.bandwidth * p.gpu_eff

@@ -28,9 +28,9 @@ from r1run.planner.placement import Stage
 from r1run.planner.published_runs import PublishedRun
 
 GiB = 1 << 30
-FREE = ("gpu_eff", "cpu_eff", "ik_cpu_eff", "paging_speedup", "gpu_layer_s", "cpu_layer_s", "gpu_moe_layer_s",
-        "cpu_moe_factor", "split_s", "hop_s", "rpc_hop_s", "rpc_bytes", "cpu_param_s", "iq_factor")
-# A run's machine with no GPU named in the table cannot be timed; nor a model with no size.
+FREE = ("gpu_eff", "cpu_eff", "ik_cpu_eff", "paging_speedup", "gpu_layer_s", "cpu_layer_s", "cpu_thread_layer_s",
+        "gpu_moe_layer_s", "cpu_moe_thread_layer_s", "split_s", "hop_s", "rpc_hop_s", "rpc_bytes", "cpu_param_s",
+        "iq_factor")  # measured_share stays: no published run was measured the way r1run measures RAM
 
 
 @dataclass(frozen=True)
@@ -204,11 +204,11 @@ def _used(name: str, data: Sequence[Case]) -> bool:
     engines = {c.workload.engine for c in data}
     return {"gpu_eff": "gpu" in kinds or "rpc" in kinds, "gpu_layer_s": "gpu" in kinds or "rpc" in kinds,
             "cpu_eff": "cpu" in kinds and "llama.cpp" in engines, "ik_cpu_eff": "ik_llama.cpp" in engines,
-            "paging_speedup": "disk" in kinds, "cpu_layer_s": "cpu" in kinds,
+            "paging_speedup": "disk" in kinds, "cpu_layer_s": "cpu" in kinds, "cpu_thread_layer_s": "cpu" in kinds,
             "split_s": any(c.workload.split_layers for c in data),
             "hop_s": "gpu" in kinds or "rpc" in kinds, "rpc_hop_s": "rpc" in kinds, "rpc_bytes": "rpc" in kinds,
             "gpu_moe_layer_s": any(c.workload.moe and c.workload.kind != "cpu" for c in data),
-            "cpu_moe_factor": any(c.workload.moe and c.workload.kind != "gpu" for c in data),
+            "cpu_moe_thread_layer_s": any(c.workload.moe and c.workload.kind != "gpu" for c in data),
             "cpu_param_s": "cpu" in kinds, "iq_factor": any(c.workload.iquant for c in data)}.get(name, False)
 
 
