@@ -177,6 +177,13 @@ def r1_tiny_mla(gen_models_dir: Path, llama_bin: Path):
 
 
 @pytest.fixture(scope="session")
+def r1_small_mla(gen_models_dir: Path, llama_bin: Path):
+    """A deepseek2 model in the MLA layout with R1's attention sizes (ik_llama.cpp loads it), the rest tiny."""
+    from testkit.models import make_deepseek
+    return make_deepseek(gen_models_dir, preset="small-mla", kv_layout="mla", quant="Q4_K_M", llama_bin=llama_bin)
+
+
+@pytest.fixture(scope="session")
 def r1_tiny_split(gen_models_dir: Path, llama_bin: Path):
     """Tiny deepseek2 model, original layout, IQ1_S (with an imatrix), in 3 shards by llama-gguf-split."""
     from testkit.models import make_deepseek

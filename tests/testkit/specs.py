@@ -69,6 +69,15 @@ DEEPSEEK_PRESETS: dict[str, DeepSeekDims] = {
         n_ff=512, n_ff_exp=256, n_expert=16, n_expert_used=4, n_expert_shared=1,
         context_length=16384,
     ),
+    # R1's own attention sizes (kv_lora_rank 512 + rope 64 = 576-wide MLA keys, heads a multiple of 4), the rest
+    # tiny: ik_llama.cpp refuses an MLA-layout file whose attention is not R1's ("Detected incompatible DeepSeek
+    # model without a known way to fix it"), so tests that run both engines on the MLA layout use this one.
+    "small-mla": DeepSeekDims(
+        n_layer=4, n_dense=1, n_embd=256, n_head=4, q_lora_rank=256, kv_lora_rank=512,
+        qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
+        n_ff=512, n_ff_exp=256, n_expert=16, n_expert_used=4, n_expert_shared=1,
+        context_length=16384,
+    ),
     # ~1.9e9 parameters, ~1.1 GB in Q4_K_M: benchmarks.
     "bench": DeepSeekDims(
         n_layer=12, n_dense=3, n_embd=1024, n_head=16, q_lora_rank=512, kv_lora_rank=512,

@@ -8,7 +8,12 @@ Stored as R1RUN_HOME/results/engines/<model sha256[:16]>-<machine fingerprint>.j
      "model": {"path": ..., "bytes": ..., "sha256": ...}, "machine": {"fingerprint": ...},
      "test": {"n_prompt": 128, "n_gen": 32, "rounds": 3, "threads": 2},
      "engines": {"llama.cpp": {"prompt": [..], "gen": [..], "flags": [..]}, "ik_llama.cpp": {...}},
-     "faster": "ik_llama.cpp", "gen_ratio": 1.34, "prompt_ratio": 1.5}
+     "faster": "ik_llama.cpp", "gen_ratio": 1.34, "prompt_ratio": 1.5,
+     "perplexity": {"llama.cpp": {"value": 46.5, "error": 6.9, "line": "Final estimate: PPL = ..."}, ...},
+     "agree": true}
+
+`agree`: whether the engines' perplexities over r1run's text (bench.agreement) are within 1% of each other;
+false means the faster engine computes something else on this model, and `--engine auto` keeps llama.cpp.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from r1run.bench import core, store, sweep
+from r1run.bench import agreement, core, store, sweep
 from r1run.errors import BadInput
 from r1run.fsutil import write_atomic
+from r1run.home import log_path_for
 from r1run.run.engine import ENGINE_CHOICES, Measurement
 
 SCHEMA = "r1run.engines/1"
@@ -48,6 +54,17 @@ class Comparison:
     n_gen: int
     rounds: int
     started: float
+    perplexity: dict[str, agreement.Perplexity | None] = field(default_factory=dict)
+
+    @property
+    def agree(self) -> bool | None:
+        """Whether every engine computed the same perplexity (None when one could not be measured)."""
+        found = list(self.perplexity.values())
+        if len(found) < 2 or any(p is None for p in found):
+            return None
+        first = found[0]
+        assert first is not None
+        return all(agreement.agree(first, p) for p in found[1:] if p is not None)
 
     def median(self, what: str, engine: str) -> float | None:
         samples = getattr(self, what)[engine]
@@ -83,7 +100,17 @@ def compare(o: core.BenchRequest, names: list[str]) -> Comparison:
                     prompt[n].append(row.prompt.median)
                 if row.gen is not None:
                     gen[n].append(row.gen.median)
-    return Comparison(setups, configs, prompt, gen, o.n_prompt, o.n_gen, o.repetitions, started)
+    perplexity = {n: _perplexity(setups[n], configs[n].threads) for n in names}
+    return Comparison(setups, configs, prompt, gen, o.n_prompt, o.n_gen, o.repetitions, started, perplexity)
+
+
+def _perplexity(setup: core.Setup, threads: int | None) -> agreement.Perplexity | None:
+    """This engine's perplexity over r1run's text (None when its build has no llama-imatrix)."""
+    program = setup.caps.path("imatrix")
+    if program is None:
+        return None
+    log = log_path_for(setup.home.ensure(setup.home.logs), "bench", detail=f"perplexity-{setup.install.engine}")
+    return agreement.measure(program, Path(setup.target.path), log, threads=threads)
 
 
 def results_dir(home) -> Path:
@@ -107,6 +134,9 @@ def to_record(c: Comparison, sha256: str) -> dict:
                                             **{**core.bench_format(s.caps), "progress": False})[1:]}
                     for n, s in c.setups.items()},
         "faster": c.faster, "gen_ratio": c.ratio("gen"), "prompt_ratio": c.ratio("prompt"),
+        "perplexity": {n: ({"value": p.value, "error": p.error, "line": p.line} if p is not None else None)
+                       for n, p in c.perplexity.items()},
+        "agree": c.agree,
     }
 
 
@@ -139,4 +169,6 @@ def find_for_target(home, target) -> Measurement | None:
     rec = next((r for r in records if r["model"].get("sha256") == sha), None)
     if rec is None:
         return None
-    return Measurement(faster=rec["faster"], gen_ratio=rec.get("gen_ratio"), measured_at=rec.get("time", "?"))
+    ppl = {n: float(p["value"]) for n, p in (rec.get("perplexity") or {}).items() if isinstance(p, dict)}
+    return Measurement(faster=rec["faster"], gen_ratio=rec.get("gen_ratio"), measured_at=rec.get("time", "?"),
+                       agree=rec.get("agree"), perplexity=ppl)

@@ -133,7 +133,8 @@ def _compare(opts: core.BenchRequest, names: list[str], json_: bool) -> None:
     record = engines.to_record(comparison, store.model_sha256(first.home, [Path(sh.path) for sh in
                                                                           first.target.info.shards]))
     path = engines.save(first.home, record)
-    status(f"saved to {path}; `--engine auto` now runs {record['faster']} for this model on this machine")
+    chosen = record["faster"] if record.get("agree") is not False else "llama.cpp"
+    status(f"saved to {path}; `--engine auto` now runs {chosen} for this model on this machine")
     if json_:
         print_json(json.dumps(record, indent=2))
     else:

@@ -54,16 +54,24 @@ class Progress:
 def show_engines(c) -> None:
     """`r1run bench --engine A,B`: medians over the rounds, and the faster engine's lead."""
     table = Table(title=f"engines, each in r1run's default (pp{c.n_prompt} / tg{c.n_gen}, {c.rounds} rounds)")
-    for col in ("engine", "prompt t/s", "gen t/s", "llama-bench flags"):
+    for col in ("engine", "prompt t/s", "gen t/s", "perplexity", "llama-bench flags"):
         table.add_column(col)
     for name in c.setups:
-        p, g = c.median("prompt", name), c.median("gen", name)
+        p, g, ppl = c.median("prompt", name), c.median("gen", name), c.perplexity.get(name)
         table.add_row(name + (" *" if name == c.faster else ""), "-" if p is None else f"{p:,.1f}",
-                      "-" if g is None else f"{g:,.1f}", c.configs[name].describe())
+                      "-" if g is None else f"{g:,.1f}", "-" if ppl is None else f"{ppl.value:.4g}",
+                      c.configs[name].describe())
     out().print(table)
     gen, prompt = c.ratio("gen"), c.ratio("prompt")
     if gen and prompt:
         out().print(f"{c.faster}: {gen:.2f}x generation, {prompt:.2f}x prompt")
+    if c.agree is False:
+        out().print("the engines disagree: their perplexities on r1run's text differ by more than 1%, so one of "
+                    "them computes something else on this model; `--engine auto` keeps llama.cpp for it")
+    elif c.agree:
+        out().print("same function: perplexities on r1run's text within 1% of each other")
+    else:
+        out().print("perplexity not compared (a build without llama-imatrix)")
 
 
 def show_setup(setup, invs) -> None:

@@ -102,7 +102,9 @@ def find_engine(home: Home, requested: str, target: Target, llama_bin: Path | No
     built = {name: m.backend for name, m in discover.built_engines(home).items()}
     measured = (find_measurement(home, target) if find_measurement is not None and requested == "auto"
                 and len(built) > 1 else None)
-    choice = engine.choose(requested, target.info.architecture, built, measured, rpc=bool(workers))
+    types = frozenset(t.type for t in target.info.tensors)
+    choice = engine.choose(requested, target.info.architecture, built, measured, rpc=bool(workers),
+                           tensor_types=types)
     return discover.find(home, None, choice.name), choice.note
 
 
