@@ -152,3 +152,17 @@ def test_every_catalog_quant_has_a_size_offline(home: Path, monkeypatch) -> None
     missing = [(r["model"], r["quant"]) for r in json.loads(res.stdout)["models"] if r["in_catalog"] and
                not r["size_bytes"]]
     assert missing == []
+
+
+def test_ram_is_measured_on_every_thread_and_a_one_thread_figure_is_measured_again(tmp_path: Path) -> None:
+    from r1run.home import Home
+    from r1run.planner import bandwidth
+
+    home = Home(tmp_path / "home")
+    cache = home.cache / "bandwidth.json"
+    cache.parent.mkdir(parents=True)
+    cache.write_text(json.dumps({"ram_bytes_per_s": 1.0, "how": "numpy copy of 256 MiB, one thread, best of 0.5 s"}))
+    fresh = bandwidth.ram_bandwidth(home)
+    assert fresh > 1e9 and json.loads(cache.read_text())["how"] == bandwidth.MEASURE_HOW
+    cache.write_text(json.dumps({"ram_bytes_per_s": 5e9, "how": bandwidth.MEASURE_HOW}))
+    assert bandwidth.ram_bandwidth(home) == 5e9  # measured the same way: kept

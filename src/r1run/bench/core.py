@@ -124,7 +124,8 @@ def _setup(o: BenchRequest, run: Prepared) -> Setup:
         raise ToolMissing(f"this {run.install.engine} ({run.install.origin}) has no llama-bench",
                           "run `r1run build` (it builds llama-bench) or point --llama-bin at a folder holding it")
     default = sweep.from_run_spec(run.config.spec, run.target.info.hparams.block_count)
-    source = "--bandwidth" if o.bandwidth else "measured (numpy copy, one thread; R1RUN_HOME/cache/bandwidth.json)"
+    source = ("--bandwidth" if o.bandwidth else
+              "measured (numpy copy on every CPU thread; R1RUN_HOME/cache/bandwidth.json)")
     plan = run.config.plan if run.machine.devices or o.rpc else None
     return Setup(Home.from_env(), run.install, run.caps, program, run.target, default, plan, run.machine, source,
                  run.engine_note, run)
