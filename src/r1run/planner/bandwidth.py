@@ -12,6 +12,8 @@ import re
 import threading
 import time
 
+import psutil
+
 from r1run.errors import BadInput
 from r1run.fsutil import write_atomic
 from r1run.planner import gpus
@@ -19,7 +21,8 @@ from r1run.planner import gpus
 GB = 1e9
 
 DEFAULT_DISK = 3.0 * GB          # a PCIe 4 NVMe SSD reading sequentially; random mmap reads are slower
-PROBE_BYTES = 256 << 20
+PROBE_BYTES = 1 << 30  # per array (two are copied): past any CPU cache, and long enough per pass that starting
+                       # the threads does not count (256 MiB measured 44 GB/s here where 1 GiB measured 56)
 
 
 def known_bandwidth(name: str) -> float | None:
@@ -55,17 +58,19 @@ def parse_bandwidth_option(text: str | None) -> dict[str, float]:
     return out
 
 
-MEASURE_HOW = "numpy copy of 256 MiB, one slice per CPU thread, best of 0.5 s"
+MEASURE_HOW = "numpy copy of 1 GiB, one slice per CPU thread, best of 0.5 s"
 
 
 def measure_ram(seconds: float = 0.5, threads: int | None = None) -> float:
-    """Copy a 256 MiB numpy array a few times, each CPU thread its own slice at once (numpy lets go of the GIL
-    while it copies); bytes moved (read + write) per second. One thread alone reaches less than llama.cpp's
-    threads do together (here 40.1 against 42.9 GB/s with 2): a bound must be measured the way it is used."""
+    """Copy a 1 GiB numpy array a few times (less with under 16 GiB of RAM), each CPU thread its own slice at
+    once (numpy lets go of the GIL while it copies); bytes moved (read + write) per second. One thread alone
+    reaches less than llama.cpp's threads together (here 41 against 56 GB/s with 2): a bound is measured the
+    way it is used."""
     import numpy as np  # noqa: PLC0415  (heavy, ~50 ms, and needed once per machine: the result is cached)
 
     n = max(1, threads or os.cpu_count() or 1)
-    a = np.ones(PROBE_BYTES // 8, dtype=np.float64)
+    size = min(PROBE_BYTES, max(64 << 20, psutil.virtual_memory().total // 16))
+    a = np.ones(size // 8, dtype=np.float64)
     b = np.empty_like(a)
     np.copyto(b, a)  # fault the pages in
     edges = [a.size * i // n for i in range(n + 1)]
