@@ -226,3 +226,12 @@ def test_cuda_arch_chooses_what_nvcc_compiles_for(r1run_home: Path) -> None:
         dry = invoke("build", "--backend", "cuda", "--cuda-arch", "90", "--source", "pypi", "--dry-run")
         assert dry.exit_code == 0, dry.output
         assert "-DCMAKE_CUDA_ARCHITECTURES=90" in dry.stdout and "75;80" not in dry.stdout
+
+
+def test_a_cmake_too_old_for_nvccs_cxx20_says_so() -> None:
+    from r1run.llama.build import failure_hint
+
+    lines = ['CMake Error in ggml/src/CMakeLists.txt:',
+             '  Target "ggml" requires the language dialect "CUDA20" (with compiler',
+             '  extensions).  But the current compiler "NVIDIA" does not support this, or']
+    assert "install a newer CMake" in failure_hint(lines, Path("build.log"))

@@ -125,6 +125,10 @@ def _up_to_date(existing: BuildManifest | None, req: BuildRequest, plan: BuildPl
 _FAILURE_HINTS = (
     (re.compile(r"No CMAKE_(C|CXX)_COMPILER could be found|C(XX)? compiler identification is unknown"),
      None),  # filled with the OS-specific compiler hint below
+    # CMake 3.25 with nvcc 13.0, configuring ik_llama.cpp (which asks for C++20 in CUDA): measured here
+    (re.compile(r'requires the language dialect "CUDA\d+"'),
+     "this CMake does not know how to ask nvcc for that C++ dialect: install a newer CMake (`pip install cmake`; "
+     "4.4 worked with nvcc 13.0) and run the build again"),
     (re.compile(r"CUDA Toolkit not found|Failed to find nvcc|No CUDA toolset found|CMAKE_CUDA_COMPILER|"
                 r"CUDA_ARCHITECTURES|CUDA::|ggml-cuda", re.I),
      "the CUDA toolkit was not usable: fix its install, or build for the CPU with `r1run build --backend cpu`"),
