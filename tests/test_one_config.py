@@ -65,9 +65,14 @@ def test_user_choices_reach_both_alike(home: Path, smollm2: Path) -> None:
 def test_an_mla_layout_file_runs_on_llama_cpp_with_one_cache_type(home: Path, r1_tiny_mla) -> None:
     # llama.cpp b11434 refused r1run's default here: "model does not support different K (q4_0) and V (f16)
     # cache types" (the MLA layout keeps V inside K); the default now brings V along, and it really runs
-    res = invoke("chat", str(r1_tiny_mla.path), "-p", "Hi", "-n", "4", "-t", "2", "-c", "512", "--json")
+    res = invoke("chat", str(r1_tiny_mla.path), "-p", "Hi", "-n", "4", "-t", "2", "-c", "512", "-ctk", "q4_0",
+                 "--json")
     assert res.exit_code == 0, res.output
     assert "V cache q4_0 too" in res.stderr
+    # without -ctk, the recommended q4_0 (made for the original layout's large cache) gives way to f16
+    default = invoke("chat", str(r1_tiny_mla.path), "-p", "Hi", "--dry-run")
+    assert "KV cache f16 (this model's MLA layout" in default.stderr
+    assert "-ctk" not in default.stdout.split() and "-ctv" not in default.stdout.split()
     assert json.loads(res.stdout)["schema"] == "r1run.chat/2"  # llama.cpp loaded it and answered (exit 0)
     # without flash attention a quantized V cannot be: both stay f16
     off = _chat_argv(r1_tiny_mla.path, [], "-fa", "off")
