@@ -112,7 +112,12 @@ def test_96gb_mac_cannot_hold_r1(iq1s):
     p = plan_run(iq1s, mac96(), Caps(), SPEC)
     assert not p.fits_memory and p.streams_from_disk > 30 * GiB
     assert p.devices[0].name == "MTL0" and p.devices[0].free_after >= 0
-    assert p.decode_bound_tps is not None and p.decode_bound_tps < 5
+    # the bound is the best case (the page cache holds every expert a token needs): reads at memory speed;
+    # what paging costs is the expected speed's business (published runs paging 60% of R1 beat the disk figure
+    # 4-6x, so a disk-speed "bound" was not one)
+    b = p.bytes_per_token
+    assert b["disk"] > 0
+    assert p.decode_bound_tps == pytest.approx(1 / ((b["gpu"] + b["cpu"] + b["disk"]) / 400e9), rel=1e-6)
     assert any("does not fit RAM + VRAM" in n for n in p.notes)
 
 

@@ -182,8 +182,8 @@ _WHERE = {"gpu": "GPU", "rpc": "RPC", "cpu": "RAM"}
 def _disk_hint(r) -> str:
     if r.streams_from_disk_bytes and r.expected:
         return f" (it would run paging weights from disk, about {_tps(r.expected.gen_tps)} t/s)"
-    if r.streams_from_disk_bytes and r.decode_bound_tps:
-        return f" (it would run paging weights from disk, <= {r.decode_bound_tps:.2f} t/s)"
+    if r.streams_from_disk_bytes:
+        return " (it would run paging weights from disk)"
     return ""
 
 
