@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from importlib import resources
 
 from r1run.planner.placement import RunPlan, Stage
@@ -254,7 +254,3 @@ def expect(w: Workload, model: Model | None = None, calibration: float = 1.0) ->
     tps = calibration / total
     spread = m.spread if calibration == 1.0 else math.sqrt(m.spread)  # a machine's own runs narrow it
     return Expected(tps, tps / spread, tps * spread, parts, calibration)
-
-
-def with_params(model: Model, **changes: float) -> Model:
-    return replace(model, params=replace(model.params, **changes))
