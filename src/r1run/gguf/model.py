@@ -128,6 +128,13 @@ class ModelInfo(_Frozen):
     def is_moe(self) -> bool:
         return self.expert_bytes > 0
 
+    @property
+    def recurrent_layers(self) -> int:
+        """Layers that carry a recurrent state instead of (or beside) attention: state-space and linear-attention
+        layers (`ssm_*` tensors: Mamba, Qwen3-Next's Gated DeltaNet; `time_mix_*`: RWKV)."""
+        return len({t.layer for t in self.tensors if t.layer is not None
+                    and t.name.split(".", 2)[-1].startswith(("ssm_", "time_mix_"))})
+
     def to_json(self, *, include_tensors: bool = False, indent: int | None = 2) -> str:
         """The documented JSON form; `tensors` is null unless include_tensors."""
         data = self.model_dump(mode="json")

@@ -96,6 +96,11 @@ class RunPlan:
     stages: tuple[Stage, ...] = ()      # the decode step's path, for the expected speed
     _inputs: tuple = field(default=(), repr=False, compare=False)
 
+    @property
+    def model(self) -> ModelInfo | None:
+        """The model this plan places (None for a plan made by hand)."""
+        return self._inputs[0] if self._inputs else None
+
 
 GpuLayers = Union[int, Literal["auto"]]
 

@@ -4,11 +4,13 @@ The bound (`placement`) divides the bytes a token reads on each device by that d
 measured) bandwidth. Real runs are slower, often by far, for reasons a few parameters capture:
 
     seconds per token = sum over GPU/RPC stages of bytes / (gpu_eff x bandwidth)     memory traffic
-                      + layers on a GPU x (gpu_layer_s + gpu_moe_layer_s for MoE)     launches, syncs, routing
+                      + layers on a GPU x (gpu_layer_s + gpu_moe_layer_s for MoE,     launches, syncs, routing
+                        ik_gpu_moe_layer_s with ik_llama.cpp)
                       + CPU: the slower (cube-norm) of bytes / (cpu_eff x RAM bandwidth) and active parameters
                         x cpu_param_s / threads (x iq_factor for i-quants)            memory- or compute-bound
                       + layers on the CPU x (cpu_layer_s + threads x cpu_thread_layer_s
                         (+ threads x cpu_moe_thread_layer_s for MoE))                 threads meeting per op
+                      + recurrent layers on the CPU x cpu_recurrent_layer_s           Qwen3-Next's DeltaNet state
                       + layers whose experts stay in RAM x split_s                    activations GPU <-> CPU
                       + device boundaries x hop_s (+ per RPC device rpc_hop_s + rpc_bytes / network speed)
                       + bytes paged from disk / (paging_speedup x disk bandwidth)     mmap, helped by the cache
@@ -42,8 +44,11 @@ class Params:
     cpu_layer_s: float = 30e-6    # per repeating layer on the CPU (scheduling its operations)
     cpu_thread_layer_s: float = 2e-6  # ...and per thread (the threads meet after each operation)
     gpu_moe_layer_s: float = 300e-6  # a GPU's extra time per mixture-of-experts layer (routing, its syncs and launches)
+    ik_gpu_moe_layer_s: float = 300e-6  # the same with ik_llama.cpp (fused expert matmuls: -fmoe)
     cpu_moe_thread_layer_s: float = 2e-6  # a CPU's extra time per mixture-of-experts layer and thread (the
                                           # threads meet once per expert matmul, not once per layer)
+    cpu_recurrent_layer_s: float = 1e-3   # a CPU's extra time per recurrent layer (Qwen3-Next's Gated DeltaNet:
+                                          # many small operations on its state, not bandwidth)
     split_s: float = 100e-6       # per layer whose routed experts run on the CPU while the rest runs on a GPU
     hop_s: float = 100e-6         # per boundary between two devices (one more for each RPC device: rpc_hop_s)
     rpc_hop_s: float = 1e-3
@@ -73,15 +78,22 @@ class Workload:
     iquant: bool = False           # the file's type is an i-quant (costlier arithmetic on a CPU)
     net_rate: float = 125e6        # bytes/s between this machine and its RPC workers (1 Gbit/s unless told)
     moe: bool = False              # a mixture-of-experts model (its layers cost more than their bytes say)
+    recurrent_layers: int = 0      # recurrent (state-space, linear-attention) layers computed on the CPU
 
     @classmethod
     def from_plan(cls, plan: RunPlan, engine: str = "llama.cpp", cpu_measured: bool = False,
                   threads: int | None = None) -> "Workload":
-        info = plan._inputs[0] if plan._inputs else None
+        info = plan.model
         bits = info.tensor_bytes * 8 / info.parameter_count if info is not None and info.parameter_count else 4.5
         iq = bool(info is not None and (info.file_type or "").upper().startswith("IQ"))
         moe = bool(info is not None and info.is_moe)
-        return cls(plan.stages, len(plan.cpu_moe_layers), engine, cpu_measured, threads or 8, bits, iq, moe=moe)
+        recurrent = 0
+        if info is not None and info.recurrent_layers:
+            n = info.hparams.block_count
+            on_cpu = n - min(n, plan.gpu_layers)  # -ngl counts the output layer last: the first layers stay on the CPU
+            recurrent = round(info.recurrent_layers * on_cpu / n) if n else 0
+        return cls(plan.stages, len(plan.cpu_moe_layers), engine, cpu_measured, threads or 8, bits, iq, moe=moe,
+                   recurrent_layers=recurrent)
 
     @property
     def kind(self) -> str:
@@ -155,12 +167,16 @@ def time_parts(w: Workload, p: Params) -> tuple[Part, ...] | None:
             per_thread = p.cpu_thread_layer_s + (p.cpu_moe_thread_layer_s if w.moe else 0.0)
             parts.append(Part("CPU layers", s.layers * (p.cpu_layer_s + per_thread * max(1, w.threads)),
                               f"{s.layers} layers, {w.threads} threads"))
+            if w.recurrent_layers:
+                parts.append(Part("CPU recurrent layers", w.recurrent_layers * p.cpu_recurrent_layer_s,
+                                  f"{w.recurrent_layers} state-space/linear-attention layers"))
         else:
             rate = s.bandwidth * p.gpu_eff
             name = s.kind.upper()
             parts.append(Part(f"{name} reads", s.bytes / rate, f"{s.label}: {s.bytes / 1e9:.2f} GB at "
                               f"{rate / 1e9:.0f} GB/s"))
-            parts.append(Part(f"{name} layers", s.layers * (p.gpu_layer_s + (p.gpu_moe_layer_s if w.moe else 0.0)),
+            moe = (p.ik_gpu_moe_layer_s if w.engine == "ik_llama.cpp" else p.gpu_moe_layer_s) if w.moe else 0.0
+            parts.append(Part(f"{name} layers", s.layers * (p.gpu_layer_s + moe),
                               f"{s.label}: {s.layers} layers"))
     if w.split_layers:
         parts.append(Part("experts on the CPU", w.split_layers * p.split_s, f"{w.split_layers} layers cross over"))

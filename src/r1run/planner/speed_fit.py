@@ -29,7 +29,7 @@ from r1run.planner.published_runs import PublishedRun
 
 GiB = 1 << 30
 FREE = ("gpu_eff", "cpu_eff", "ik_cpu_eff", "paging_speedup", "gpu_layer_s", "cpu_layer_s", "cpu_thread_layer_s",
-        "gpu_moe_layer_s", "cpu_moe_thread_layer_s", "split_s", "hop_s", "rpc_hop_s", "rpc_bytes", "cpu_param_s",
+        "gpu_moe_layer_s", "ik_gpu_moe_layer_s", "cpu_moe_thread_layer_s", "cpu_recurrent_layer_s", "split_s", "hop_s", "rpc_hop_s", "rpc_bytes", "cpu_param_s",
         "iq_factor")  # measured_share stays: no published run was measured the way r1run measures RAM
 
 
@@ -144,7 +144,8 @@ def _coarse(run: PublishedRun, machine: MachineSpec) -> sp.Workload:
         stages.append(Stage("disk", "disk", int(reads * missing), machine.disk_bandwidth))
     else:
         stages.append(Stage("cpu", "CPU", int(reads), machine.cpu_bandwidth, cpu_layers))
-    return sp.Workload(tuple(stages), 0, run.engine)
+    recurrent = round((run.recurrent_layers or 0) * cpu_layers / n)
+    return sp.Workload(tuple(stages), 0, run.engine, recurrent_layers=recurrent)
 
 
 def cases(runs: Sequence[PublishedRun]) -> tuple[list[Case], list[str]]:
@@ -207,8 +208,12 @@ def _used(name: str, data: Sequence[Case]) -> bool:
             "paging_speedup": "disk" in kinds, "cpu_layer_s": "cpu" in kinds, "cpu_thread_layer_s": "cpu" in kinds,
             "split_s": any(c.workload.split_layers for c in data),
             "hop_s": "gpu" in kinds or "rpc" in kinds, "rpc_hop_s": "rpc" in kinds, "rpc_bytes": "rpc" in kinds,
-            "gpu_moe_layer_s": any(c.workload.moe and c.workload.kind != "cpu" for c in data),
+            "gpu_moe_layer_s": any(c.workload.moe and c.workload.kind != "cpu" and c.workload.engine == "llama.cpp"
+                                   for c in data),
+            "ik_gpu_moe_layer_s": any(c.workload.moe and c.workload.kind != "cpu" and c.workload.engine == "ik_llama.cpp"
+                                      for c in data),
             "cpu_moe_thread_layer_s": any(c.workload.moe and c.workload.kind != "gpu" for c in data),
+            "cpu_recurrent_layer_s": any(c.workload.recurrent_layers for c in data),
             "cpu_param_s": "cpu" in kinds, "iq_factor": any(c.workload.iquant for c in data)}.get(name, False)
 
 
