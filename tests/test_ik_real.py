@@ -305,15 +305,77 @@ def test_ik_chat_ctrl_c_stops_an_answer_and_ctrl_d_ends(both: Path, smollm2: Pat
         term.type("Write a very long story about a dragon.")
         assert term.read_until(b" ", 60)  # the answer has started
         assert server.cpu_percent(interval=1.0) > 50  # generating
+        time.sleep(1)
         os.write(term.fd, b"\x03")  # Ctrl-C: this answer stops, the conversation goes on
         shown = term.read_until(b"> ", 60)
-        assert b"[ stopped ]" in shown and shown.endswith(b"> "), shown[-300:]
-        assert b"INFO [" not in shown  # the server's own lines stay off the terminal
+        # the server sends no timings for a closed stream: r1run's own clock times the pieces that came
+        said = re.search(rb"\[ stopped \| Generation: about ([\d.]+) t/s, (\d+) tokens by r1run's clock \]", shown)
+        assert said is not None and float(said[1]) > 0 and int(said[2]) > 0, shown[-300:]
+        assert shown.endswith(b"> ") and b"INFO [" not in shown  # the server's own lines stay off the terminal
         time.sleep(1)
         assert server.cpu_percent(interval=2.0) < 30  # llama-server stopped generating when the stream closed
         os.write(term.fd, b"\x04")  # Ctrl-D at the prompt ends it
+        rest = term.read_until(b"\xe2\x94\x94", 60)  # the table's last border
         code = term.wait()
     assert code == 0 and not server.is_running()
+    (row,) = _rows(rest)  # the stopped answer has its row, timed by r1run
+    assert row[0].strip() == "1" and float(row[5]) == pytest.approx(float(said[1]), abs=0.051)
+
+
+@pytest.mark.parametrize("hide", [False, True])
+def test_ik_chat_splits_the_reasoning_its_server_streams_as_text(both: Path, smollm2: Path, hide: bool) -> None:
+    # ik's server streams R1's <think>...</think> as plain content (--reasoning-format none, its default): r1run
+    # splits it as it does llama-cli's output. A grammar makes the real model answer in R1's shape.
+    grammar = 'root ::= "<think>I should greet.</think>Hello there"'
+    flags = ("--hide-thinking",) if hide else ()
+    with PtySession("chat", str(smollm2), "--engine", "ik_llama.cpp", "-n", "32", *flags, "--",
+                    "--grammar", grammar) as term:
+        term.read_until(b"> ", 120)
+        shown = b""
+        for _ in range(2):  # the second answer too: the first one's reasoning is not in the conversation
+            term.type("Hi")
+            shown += term.read_until(b"t/s ]\r\n> ", 120)
+        term.type("/exit")
+        term.read_until(b"\xe2\x94\x94", 60)
+        assert term.wait() == 0
+    text = re.sub(rb"\x1b\[[0-9;]*m", b"", shown)
+    assert text.count(b"Hello there") == 2 and b"<think>" not in text and b"</think>" not in text, text[-600:]
+    if hide:
+        assert b"I should greet." not in text and "── thinking ──".encode() not in text
+    else:
+        assert text.count(b"I should greet.") == 2 and text.count("── answer ──".encode()) == 2
+
+
+def test_ik_chat_says_when_the_server_dropped_the_oldest_tokens(both: Path, smollm2: Path) -> None:
+    # ik_llama.cpp's server shifts its context when an answer fills it, and truncates a prompt longer than it,
+    # both by default and silently: r1run tells the user, after that answer and at the end
+    with PtySession("chat", str(smollm2), "--engine", "ik_llama.cpp", "-n", "400", "-c", "256", "--temp", "0",
+                    "--", "--ignore-eos") as term:
+        term.read_until(b"> ", 120)
+        term.type("Hello")
+        first = term.read_until(b"t/s ]\r\n", 120) + term.read_until(b"> ", 30)
+        assert b"[ the context is full (256 tokens): llama-server dropped the conversation's oldest tokens" in first, \
+            first[-400:]
+        term.type("/exit")
+        rest = term.read_until(b"\xe2\x94\x94", 60) + term.read_until(b"\x00", 30)  # the table, what follows
+        code = term.wait()
+    assert code == 0
+    text = re.sub(rb"\s+", b" ", re.sub(rb"\x1b\[[0-9;]*m", b"", rest))
+    assert b"the context filled up (256 tokens) at answer 1: llama-server dropped" in text and b"-c 512" in text
+
+
+def test_ik_chat_says_when_a_message_longer_than_the_context_was_cut(both: Path, smollm2: Path) -> None:
+    with PtySession("chat", str(smollm2), "--engine", "ik_llama.cpp", "-n", "4", "-c", "256", "--temp", "0") as term:
+        term.read_until(b"> ", 120)
+        term.type("Hi")
+        short = term.read_until(b"> ", 120)
+        assert b"Generation:" in short and b"context is full" not in short, short[-400:]  # no false alarm
+        term.type("Count these words: " + "apple " * 300)  # about 320 tokens, in a context of 256
+        long = term.read_until(b"> ", 120)
+        assert b"[ the context is full (256 tokens)" in long, long[-400:]
+        os.write(term.fd, b"\x04")
+        term.read_until(b"\xe2\x94\x94", 60)
+        assert term.wait() == 0
 
 
 def test_interactive_chat_falls_back_to_llama_cpp_when_ik_cannot_load_the_file(both: Path, r1_tq2) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 from rich.markup import escape
@@ -92,12 +92,13 @@ def chat(
         usage.record(home, target.key, target.quant, "ran")
         try:
             with running.registered(home, run.record("chat")):
-                _own_loop(run, home, json_) if own_loop else _interactive(run, home, json_)
+                _own_loop(run, home, json_, hide_thinking) if own_loop else _interactive(run, home, json_)
         except ModelNotLoaded as exc:  # ik_llama.cpp's server could not load it (the loop starts it first)
             run = fall_back(home, req, run, exc, find_for_target, engines.find_for_target)
             o.show_prepared(run)
             with running.registered(home, run.record("chat")):
-                _own_loop(run, home, json_) if serverchat.needed(run.caps) else _interactive(run, home, json_)
+                (_own_loop(run, home, json_, hide_thinking) if serverchat.needed(run.caps)
+                 else _interactive(run, home, json_))
         return
 
     prompt_text = target.render(text)
@@ -124,24 +125,7 @@ def stream_answer(run: Prepared, home: Home, prompt_text: str, *, hide_thinking:
            retry: bool = True, announce: bool = True) -> oneshot.Answer:
     """One answer, streamed to stdout (its reasoning dimmed on stderr); `announce` prints r1run's choices once
     llama.cpp has started. quickstart answers through this too."""
-    state: dict[str, object] = {"thinking_shown": False}
-
-    def on_piece(piece: Piece) -> None:
-        if json_:
-            return
-        if piece.thinking:
-            if hide_thinking:
-                return
-            if not state["thinking_shown"]:
-                err().print("[dim]── thinking ──[/dim]")
-                state["thinking_shown"] = True
-            err().print(f"[dim italic]{escape(piece.text)}[/dim italic]", end="", highlight=False)
-        else:
-            if state["thinking_shown"] is True:
-                err().print("\n[dim]── answer ──[/dim]")
-                state["thinking_shown"] = "done"
-            sys.stdout.write(piece.text)
-            sys.stdout.flush()
+    on_piece = piece_printer(hide_thinking=hide_thinking, quiet=json_)
 
     def on_event(ev: LogEvent) -> None:
         if ev.kind == "offload":
@@ -156,21 +140,40 @@ def stream_answer(run: Prepared, home: Home, prompt_text: str, *, hide_thinking:
                        retry=retry, starts_thinking=run.target.starts_thinking)
 
 
-def _own_loop(run: Prepared, home: Home, json_: bool) -> None:
-    """r1run's own conversation through llama-server (r1run.run.serverchat), shown as llama-cli's would be."""
+def piece_printer(*, hide_thinking: bool, quiet: bool = False) -> Callable[[Piece], None]:
+    """Shows an answer's pieces: the answer on stdout, its reasoning dimmed on stderr between `── thinking ──` and
+    `── answer ──` (or not at all: --hide-thinking; nothing with --json)."""
+    state = {"shown": ""}  # "", "thinking" or "answer": what was shown last
+
     def on_piece(piece: Piece) -> None:
+        if quiet:
+            return
         if piece.thinking:
+            if hide_thinking:
+                return
+            if state["shown"] != "thinking":
+                err().print("[dim]── thinking ──[/dim]")
+                state["shown"] = "thinking"
             err().print(f"[dim italic]{escape(piece.text)}[/dim italic]", end="", highlight=False)
         else:
+            if state["shown"] == "thinking":
+                err().print("\n[dim]── answer ──[/dim]")
+            state["shown"] = "answer"
             sys.stdout.write(piece.text)
             sys.stdout.flush()
 
+    return on_piece
+
+
+def _own_loop(run: Prepared, home: Home, json_: bool, hide_thinking: bool = False) -> None:
+    """r1run's own conversation through llama-server (r1run.run.serverchat), shown as llama-cli's would be."""
     term = serverchat.Terminal(
-        read_line=input, on_piece=on_piece, on_line=lambda line: out().print(line, highlight=False, markup=False),
+        read_line=input, on_piece=piece_printer(hide_thinking=hide_thinking),
+        on_line=lambda line: out().print(line, highlight=False, markup=False),
         on_ready=lambda s: status(f"ready in {s:.1f} s; /exit or Ctrl-D ends, Ctrl-C stops an answer"))
     size = sum(s.file_bytes for s in run.target.info.shards)
     result = serverchat.converse(run.config.spec, run.caps, logs=home.ensure(home.logs), run_dir=home.root / "run",
-                                 size=size, term=term)
+                                 size=size, term=term, starts_thinking=run.target.starts_thinking)
     _conversation_end(run, result.exit_code, result.summaries, result.log_path, json_)
 
 
@@ -192,6 +195,12 @@ def _conversation_end(run: Prepared, exit_code: int, summaries: list, log_path: 
     full = [s.index for s in result.summaries if s.context_full]
     if full:
         warn(context_full_message(run, f"answer {', '.join(map(str, full))}"))
+    dropped = [s.index for s in result.summaries if s.context_dropped]
+    if dropped:
+        ctx = run.config.spec.ctx
+        warn(f"the context filled up ({ctx} tokens) at answer {', '.join(map(str, dropped))}: llama-server dropped "
+             f"the conversation's oldest tokens to go on, and the model no longer saw them. Raise it with -c "
+             f"{ctx * 2} (or more; `r1run plan` shows the largest that fits)")
     if result.exit_code not in (0, 130):
         raise typer.Exit(1)
 

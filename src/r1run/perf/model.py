@@ -162,6 +162,8 @@ class RunSummary(_Frozen):
     threads: Threads | None = None
     bench: BenchTest | None = None
     context_full: bool = False  # the answer stopped because the context filled up (no context shift)
+    context_dropped: bool = False  # the server dropped the conversation's oldest tokens to make room (context shift,
+                                   # or a truncated prompt): the answer went on, without them
 
     @property
     def measured(self) -> bool:
