@@ -95,16 +95,19 @@ def converse(spec: RunSpec, caps: Capabilities, *, logs: Path, run_dir: Path, si
             messages.append({"role": "assistant", "content": reply.text})
             summary = _summary(reply, srv.log_path, len(result.summaries) + 1,
                                load_s if not result.summaries else None,
-                               lambda: _count_tokens(srv.url, key, messages[:-1]))  # the prompt: not the answer
+                               lambda: _count_tokens(srv.url, key, messages[:-1]),  # the prompt: not the answer
+                               spec.n_predict)
             if summary is None:
                 term.on_line("[ stopped ]" if reply.stopped else "[ llama-server sent no timings for this answer ]")
                 continue
             result.summaries.append(summary)
             term.on_line(speed_line(summary))
+            ctx = (reply.timings or {}).get("timings", {}).get("n_ctx") or spec.ctx
             if summary.context_dropped:
-                ctx = (reply.timings or {}).get("timings", {}).get("n_ctx") or spec.ctx
                 term.on_line(f"[ the context is full ({ctx} tokens): llama-server dropped the conversation's oldest "
                              "tokens to go on, and the model no longer sees them ]")
+            elif summary.context_full:
+                term.on_line(f"[ the context is full ({ctx} tokens): this answer stopped there ]")
         return result
     finally:
         srv.stop()
@@ -136,16 +139,22 @@ class Reply:
     last_s: float | None = None
     refused: str | None = None             # the server's error message when it refused the request
     stopped: bool = False                  # Ctrl-C closed the stream
+    finish_reason: str | None = None       # the last choice's: "stop", or "length" (max_tokens, or a full context)
 
 
 def _summary(reply: Reply, log: Path, index: int, load_s: float | None,
-             conversation_tokens: Callable[[], int | None]) -> RunSummary | None:
+             conversation_tokens: Callable[[], int | None], n_predict: int | None = None) -> RunSummary | None:
     """The speed row of one answer: the server's timings, or r1run's clock when it was stopped (None: no piece)."""
     if reply.timings is not None:
         dropped = server_timings.dropped_tokens(reply.timings, reply.prompt_tokens, conversation_tokens())
+        phases = server_timings.phases(reply.timings)
+        made = phases["gen"].tokens
+        # "length" before max_tokens: the context filled up and the server (mainline: no context shift) stopped
+        full = reply.finish_reason == "length" and not dropped and (n_predict is None or n_predict < 0
+                                                                     or (made is not None and made < n_predict))
         return RunSummary(source=str(log), index=index, format="server_json", program="llama-server", status="ok",
                           load_ms=load_s * 1000 if load_s is not None else None, context_dropped=dropped,
-                          **server_timings.phases(reply.timings))
+                          context_full=full, **phases)
     if not reply.stopped or reply.first_s is None or reply.last_s is None:
         return None
     ms = (reply.last_s - reply.first_s) * 1000
@@ -182,6 +191,7 @@ def _turn(url: str, key: str, messages: list[dict[str, str]], n_predict: int | N
                 if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
                     reply.prompt_tokens = usage["prompt_tokens"]
                 for choice in chunk.get("choices") or []:
+                    reply.finish_reason = choice.get("finish_reason") or reply.finish_reason
                     delta = choice.get("delta") or {}
                     reasoning, content = delta.get("reasoning_content"), delta.get("content")
                     if not (reasoning or content):
