@@ -27,12 +27,26 @@ IK = ("compute_imatrix: computing over 3 chunks with batch_size 256",
       "llama_print_timings:        load time =     101.21 ms")
 
 
+def test_the_check_runs_with_the_flags_of_the_run_it_checks() -> None:
+    flags = ("-c", "256", "-t", "2", "-ngl", "99", "-ot", "exps=CPU", "--run-time-repack")
+    argv = agreement.argv(Path("imatrix"), Path("m.gguf"), Path("t.txt"), Path("o"), threads=2, run_flags=flags)
+    assert argv[:3 + len(flags)] == ["imatrix", "-m", "m.gguf", *flags]  # placement and kernels as the run has them
+    assert argv.count("-c") == 1 and argv.count("-t") == 1 and argv[argv.index("-f") + 1] == "t.txt"
+    bare = agreement.argv(Path("imatrix"), Path("m.gguf"), Path("t.txt"), Path("o"), threads=2)
+    assert bare[bare.index("-c") + 1] == str(agreement.CTX) and bare[bare.index("-t") + 1] == "2"
+
+
 def test_the_final_estimate_is_read_from_either_engines_log() -> None:
     main, ik = agreement.parse(list(MAINLINE)), agreement.parse(list(IK))
-    assert main == agreement.Perplexity(46.499, 6.93428, MAINLINE[-1])
-    assert ik is not None and ik.value == 228.2988 and ik.line == IK[2]
-    assert agreement.parse(["[1]41.5322,", "llama_print_timings: ..."]) is None  # stopped before the end
+    assert main is not None and (main.value, main.error, main.line) == (46.499, 6.93428, MAINLINE[-1])
+    assert ik is not None and ik.value == 228.2988 and ik.line == IK[2] and ik.chunks == (200.4467, 230.5611, 228.2988)
     assert not agreement.agree(main, ik)
+    # llama.cpp b11434 now and then exits 0 before writing its last lines: the running estimate stands in, and two
+    # engines are compared after the chunks both printed
+    cut = agreement.parse(["[1]200.4467,[2]230.5611,# exit 0"])
+    assert cut is not None and cut.value == 230.5611 and cut.error is None and "no final line" in cut.line
+    assert agreement.agree(cut, ik) and not agreement.agree(cut, agreement.parse(["[1]190.0,[2]250.0,"]))
+    assert agreement.parse(["llama_print_timings: ..."]) is None  # no estimate at all
     assert agreement.agree(agreement.Perplexity(46.89, 7.0, ""), agreement.Perplexity(47.07, 7.0, ""))  # 0.4%
 
 
@@ -62,6 +76,9 @@ def test_bench_compares_perplexity_and_auto_keeps_llama_cpp_when_the_engines_dis
     ppl = {name: p["value"] for name, p in rec["perplexity"].items()}
     assert rec["agree"] is False and ppl["ik_llama.cpp"] > 2 * ppl["llama.cpp"], ppl
     assert "`--engine auto` now runs llama.cpp" in res.stderr
+    # each engine's check ran as r1run runs that engine: ik with its run-time repacking
+    (ik_log,) = (r1run_home / "logs").glob("*perplexity-ik_llama.cpp.log")
+    assert "--run-time-repack" in ik_log.read_text().splitlines()[0]
     measured = engine.Measurement("ik_llama.cpp", 1.3, "now", agree=False, perplexity=ppl)
     choice = engine.choose("auto", "deepseek2", {"llama.cpp": "cpu", "ik_llama.cpp": "cpu"}, measured)
     assert choice.name == "llama.cpp" and "the engines disagree on this model" in choice.note

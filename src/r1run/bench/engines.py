@@ -28,6 +28,7 @@ from r1run.bench import agreement, core, store, sweep
 from r1run.errors import BadInput
 from r1run.fsutil import write_atomic
 from r1run.home import log_path_for
+from r1run.llama import args
 from r1run.run.engine import ENGINE_CHOICES, Measurement
 
 SCHEMA = "r1run.engines/1"
@@ -110,7 +111,12 @@ def _perplexity(setup: core.Setup, threads: int | None) -> agreement.Perplexity 
     if program is None:
         return None
     log = log_path_for(setup.home.ensure(setup.home.logs), "bench", detail=f"perplexity-{setup.install.engine}")
-    return agreement.measure(program, Path(setup.target.path), log, threads=threads)
+    flags: tuple[str, ...] = ()
+    if setup.prepared is not None:  # the run r1run would make: its placement (-ngl, -ot) and its kernels (-rtr, -fa)
+        spec = replace(setup.prepared.config.spec, ctx=agreement.CTX, threads=threads, n_predict=None, temp=None,
+                       min_p=None, top_p=None, seed=None, parallel=None, extra=())
+        flags = tuple(args.run_flags(spec, setup.caps))
+    return agreement.measure(program, Path(setup.target.path), log, threads=threads, run_flags=flags)
 
 
 def results_dir(home) -> Path:
