@@ -50,7 +50,7 @@ def test_a_row_is_self_consistent(run: pr.PublishedRun):
     assert 0 < run.params_active <= run.params_total
     assert 0.01 < run.gen_tps < 1000
     assert run.prompt_tps is None or 0.1 < run.prompt_tps < 100_000
-    for g in m.gpus:
+    for g in m.gpus + m.rpc_gpus:
         spec = gpus.lookup(g.name)
         assert spec is not None and spec.name == g.name, f"{g.name!r} is not a row of gpus.json"
         assert g.count >= 1
@@ -77,7 +77,8 @@ def test_no_row_reads_its_active_weights_faster_than_its_fastest_memory(run: pr.
     # Decode reads at least the active weights once per token; a row claiming more than its fastest memory
     # could deliver (with 20% slack for cache and rounding) has a typo in a figure or a size.
     m = run.machine
-    fastest = max([m.ram_bandwidth_gbs or 0.0] + [gpus.lookup(g.name).bandwidth / 1e9 for g in m.gpus])  # type: ignore[union-attr]
+    fastest = max([m.ram_bandwidth_gbs or 0.0] + [gpus.lookup(g.name).bandwidth / 1e9  # type: ignore[union-attr]
+                                                  for g in m.gpus + m.rpc_gpus])
     needed = run.gen_tps * _active_bytes(run) / 1e9
     assert needed <= 1.2 * fastest, f"{needed:.0f} GB/s needed, {fastest:.0f} GB/s available"
 

@@ -112,6 +112,10 @@ def test_gpus_rpc_and_disk_each_add_their_cost() -> None:
     rpc = sp.Workload((Stage("rpc", "RPC worker", int(5 * GB), 80 * GB, 30), cpu), net_rate=12.5e6)
     slow, fast = sp.gen_tps(rpc, p), sp.gen_tps(sp.Workload(rpc.stages, net_rate=1.25e9), p)
     assert rpc.kind == "rpc" and slow is not None and fast is not None and slow < fast
+    # one RPC device holding every layer still costs its round trip and its graph, per layer, every token
+    alone = sp.Workload((Stage("rpc", "RPC worker", int(GB), 200 * GB, 22),), net_rate=125e6)
+    hops = {x.name: x.seconds for x in sp.time_parts(alone, p) or ()}["device hops"]
+    assert hops == pytest.approx(p.rpc_hop_s + 22 * p.rpc_layer_bytes / 125e6)
     paging = sp.Workload((cpu, Stage("disk", "disk", int(20 * GB), 3 * GB, 0)))
     assert paging.kind == "paging" and "disk reads" in [x.name for x in sp.time_parts(paging, p) or ()]
     assert sp.gen_tps(sp.Workload((Stage("gpu", "mystery GPU", int(GB), None, 4),)), p) is None  # unknown: None

@@ -39,6 +39,7 @@ class Machine:
     network: Optional[str]
     disk: Optional[str]
     disk_read_gbs: Optional[float]
+    rpc_gpus: tuple[GpuCount, ...] = ()  # the GPUs rpc-servers expose, one RPC device each (none: CPU workers)
 
     @property
     def gpu_count(self) -> int:
@@ -77,8 +78,12 @@ class PublishedRun:
 
 def _machine(m: dict[str, Any]) -> Machine:
     return Machine(m["cpu"], m["sockets"], m["cores"], m["ram_bytes"], m["ram"], m["ram_bandwidth_gbs"],
-                   tuple(GpuCount(g["name"], int(g["count"])) for g in m["gpus"]), bool(m["unified"]),
-                   int(m["rpc_hosts"]), m["network"], m["disk"], m["disk_read_gbs"])
+                   _gpus(m["gpus"]), bool(m["unified"]), int(m["rpc_hosts"]), m["network"], m["disk"],
+                   m["disk_read_gbs"], _gpus(m.get("rpc_gpus") or []))
+
+
+def _gpus(rows: list[dict[str, Any]]) -> tuple[GpuCount, ...]:
+    return tuple(GpuCount(g["name"], int(g["count"])) for g in rows)
 
 
 def _run(r: dict[str, Any]) -> PublishedRun:

@@ -12,7 +12,8 @@ measured) bandwidth. Real runs are slower, often by far, for reasons a few param
                         (+ threads x cpu_moe_thread_layer_s for MoE))                 threads meeting per op
                       + recurrent layers on the CPU x cpu_recurrent_layer_s           Qwen3-Next's DeltaNet state
                       + layers whose experts stay in RAM x split_s                    activations GPU <-> CPU
-                      + device boundaries x hop_s (+ per RPC device rpc_hop_s + rpc_bytes / network speed)
+                      + device boundaries x hop_s (+ per RPC device rpc_hop_s, + layers on RPC devices x
+                        rpc_layer_bytes / network speed: llama.cpp sends each its graph every token)
                       + bytes paged from disk / (paging_speedup x disk bandwidth)     mmap, helped by the cache
 
 Efficiencies are shares of the vendor's peak figure (a figure measured on this machine by r1run is
@@ -52,7 +53,9 @@ class Params:
     split_s: float = 100e-6       # per layer whose routed experts run on the CPU while the rest runs on a GPU
     hop_s: float = 100e-6         # per boundary between two devices (one more for each RPC device: rpc_hop_s)
     rpc_hop_s: float = 1e-3
-    rpc_bytes: float = 100e3      # bytes each RPC device exchanges per token (graph and activations)
+    rpc_layer_bytes: float = 16e3  # bytes of graph llama.cpp sends an RPC device every token per layer it holds:
+                                   # about 45 tensors a layer (nodes and weights), 324 bytes each (ggml-rpc's
+                                   # rpc_tensor); first principles, not fitted
     cpu_param_s: float = 0.1e-9   # seconds per active parameter for one CPU thread (k-quants, q8_0)
     iq_factor: float = 2.0        # i-quants (IQ1_S, IQ2_XXS...) cost this much more arithmetic per parameter
     measured_share: float = 0.75  # a bandwidth r1run measured here, as a share of the peak the parameters use
@@ -181,9 +184,11 @@ def time_parts(w: Workload, p: Params) -> tuple[Part, ...] | None:
     if w.split_layers:
         parts.append(Part("experts on the CPU", w.split_layers * p.split_s, f"{w.split_layers} layers cross over"))
     rpc = sum(1 for s in accel if s.kind == "rpc")
+    rpc_layers = sum(s.layers for s in accel if s.kind == "rpc")
     hops = max(0, len(accel) - 1) + (1 if accel and any(s.kind == "cpu" and s.layers for s in w.stages) else 0)
-    if hops:
-        parts.append(Part("device hops", hops * p.hop_s + rpc * (p.rpc_hop_s + p.rpc_bytes / w.net_rate),
+    if hops or rpc:  # an RPC device is a network round trip even when it holds every layer (the logits come back)
+        network = rpc * p.rpc_hop_s + rpc_layers * p.rpc_layer_bytes / w.net_rate
+        parts.append(Part("device hops", hops * p.hop_s + network,
                           f"{hops} boundaries" + (f", {rpc} over the network" if rpc else "")))
     for s in w.stages:
         if s.kind == "disk" and s.bytes:

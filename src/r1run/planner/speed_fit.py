@@ -30,7 +30,7 @@ from r1run.planner.published_runs import PublishedRun
 GiB = 1 << 30
 FREE = ("gpu_eff", "cpu_eff", "ik_cpu_eff", "paging_speedup", "gpu_layer_s", "cpu_layer_s", "cpu_thread_layer_s",
         "gpu_moe_layer_s", "ik_gpu_moe_layer_s", "cpu_moe_thread_layer_s", "cpu_recurrent_layer_s", "split_s", "hop_s",
-        "rpc_hop_s", "rpc_bytes", "cpu_param_s", "iq_factor")
+        "rpc_hop_s", "cpu_param_s", "iq_factor")
 # measured_share stays: no published run was measured the way r1run measures RAM
 
 
@@ -62,7 +62,13 @@ def machine_of(run: PublishedRun) -> MachineSpec:
                 raise Unplannable(f"{run.id}: GPU {g.name!r} is not in planner/data/gpus.json")
             devices += [Device(f"CUDA{len(devices) + i}", "gpu", spec.name, spec.memory_bytes, spec.bandwidth)
                         for i in range(g.count)]
-    for i in range(m.rpc_hosts):
+    for g in m.rpc_gpus:  # rpc-servers on GPUs: each one device over the network
+        spec = lookup(g.name)
+        if spec is None:
+            raise Unplannable(f"{run.id}: GPU {g.name!r} is not in planner/data/gpus.json")
+        devices += [Device(f"RPC{len(devices) + i}", "rpc", f"{spec.name} over RPC", spec.memory_bytes, spec.bandwidth,
+                           f"h{len(devices) + i}:50052") for i in range(g.count)]
+    for i in range(0 if m.rpc_gpus else m.rpc_hosts):  # rpc-servers on CPUs
         devices.append(Device(f"RPC{i}", "rpc", f"RPC host {i}", ram, cpu_rate, f"h{i}:50052"))
     return MachineSpec(ram=ram, cpu_bandwidth=cpu_rate, devices=tuple(devices), unified=m.unified,
                        disk_bandwidth=(m.disk_read_gbs or 3.0) * 1e9, described="published")
@@ -130,11 +136,13 @@ def _coarse(run: PublishedRun, machine: MachineSpec) -> sp.Workload:
     accel = [d for d in machine.devices if d.kind in ("gpu", "rpc")]
     on_gpu = min(n, n if run.gpu_layers is None else run.gpu_layers) if accel else 0
     stages: list[Stage] = []
-    if on_gpu:
-        share = per_token * on_gpu / n
+    if on_gpu:  # llama.cpp's default split: layers in proportion to each device's memory
+        total = sum(d.free for d in accel)
+        given = 0
         for i, d in enumerate(accel):
-            k = on_gpu // len(accel) + (1 if i < on_gpu % len(accel) else 0)
-            stages.append(Stage(d.kind, d.label, int(share / len(accel)), d.bandwidth, k))
+            k = on_gpu - given if i == len(accel) - 1 else round(on_gpu * d.free / total)
+            given += k
+            stages.append(Stage(d.kind, d.label, int(per_token * k / n), d.bandwidth, k))
     cpu_layers = n - on_gpu
     reads = per_token * cpu_layers / n
     resident_need = run.file_bytes * cpu_layers / n
@@ -208,7 +216,7 @@ def _used(name: str, data: Sequence[Case]) -> bool:
             "cpu_eff": "cpu" in kinds and "llama.cpp" in engines, "ik_cpu_eff": "ik_llama.cpp" in engines,
             "paging_speedup": "disk" in kinds, "cpu_layer_s": "cpu" in kinds, "cpu_thread_layer_s": "cpu" in kinds,
             "split_s": any(c.workload.split_layers for c in data),
-            "hop_s": "gpu" in kinds or "rpc" in kinds, "rpc_hop_s": "rpc" in kinds, "rpc_bytes": "rpc" in kinds,
+            "hop_s": "gpu" in kinds or "rpc" in kinds, "rpc_hop_s": "rpc" in kinds,
             "gpu_moe_layer_s": any(_gpu_moe(c, "llama.cpp") for c in data),
             "ik_gpu_moe_layer_s": any(_gpu_moe(c, "ik_llama.cpp") for c in data),
             "cpu_moe_thread_layer_s": any(c.workload.moe and c.workload.kind != "gpu" for c in data),
