@@ -29,8 +29,9 @@ from r1run.planner.published_runs import PublishedRun
 
 GiB = 1 << 30
 FREE = ("gpu_eff", "cpu_eff", "ik_cpu_eff", "paging_speedup", "gpu_layer_s", "cpu_layer_s", "cpu_thread_layer_s",
-        "gpu_moe_layer_s", "ik_gpu_moe_layer_s", "cpu_moe_thread_layer_s", "cpu_recurrent_layer_s", "split_s", "hop_s", "rpc_hop_s", "rpc_bytes", "cpu_param_s",
-        "iq_factor")  # measured_share stays: no published run was measured the way r1run measures RAM
+        "gpu_moe_layer_s", "ik_gpu_moe_layer_s", "cpu_moe_thread_layer_s", "cpu_recurrent_layer_s", "split_s", "hop_s",
+        "rpc_hop_s", "rpc_bytes", "cpu_param_s", "iq_factor")
+# measured_share stays out: no published run was measured the way r1run measures RAM
 
 
 @dataclass(frozen=True)
@@ -210,8 +211,8 @@ def _used(name: str, data: Sequence[Case]) -> bool:
             "hop_s": "gpu" in kinds or "rpc" in kinds, "rpc_hop_s": "rpc" in kinds, "rpc_bytes": "rpc" in kinds,
             "gpu_moe_layer_s": any(c.workload.moe and c.workload.kind != "cpu" and c.workload.engine == "llama.cpp"
                                    for c in data),
-            "ik_gpu_moe_layer_s": any(c.workload.moe and c.workload.kind != "cpu" and c.workload.engine == "ik_llama.cpp"
-                                      for c in data),
+            "ik_gpu_moe_layer_s": any(c.workload.moe and c.workload.kind != "cpu"
+                                      and c.workload.engine == "ik_llama.cpp" for c in data),
             "cpu_moe_thread_layer_s": any(c.workload.moe and c.workload.kind != "gpu" for c in data),
             "cpu_recurrent_layer_s": any(c.workload.recurrent_layers for c in data),
             "cpu_param_s": "cpu" in kinds, "iq_factor": any(c.workload.iquant for c in data)}.get(name, False)
