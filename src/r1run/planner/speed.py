@@ -12,8 +12,9 @@ measured) bandwidth. Real runs are slower, often by far, for reasons a few param
                         (+ threads x cpu_moe_thread_layer_s for MoE))                 threads meeting per op
                       + recurrent layers on the CPU x cpu_recurrent_layer_s           Qwen3-Next's DeltaNet state
                       + layers whose experts stay in RAM x split_s                    activations GPU <-> CPU
-                      + device boundaries x hop_s (+ per RPC device rpc_hop_s, + layers on RPC devices x
-                        rpc_layer_bytes / network speed: llama.cpp sends each its graph every token)
+                      + device boundaries x hop_s (+ rpc_hop_s per RPC device and per boundary between two,
+                        + layers on RPC devices x rpc_layer_bytes / network speed: llama.cpp sends each its
+                        graph every token)
                       + bytes paged from disk / (paging_speedup x disk bandwidth)     mmap, helped by the cache
 
 Efficiencies are shares of the vendor's peak figure (a figure measured on this machine by r1run is
@@ -186,10 +187,12 @@ def time_parts(w: Workload, p: Params) -> tuple[Part, ...] | None:
     rpc = sum(1 for s in accel if s.kind == "rpc")
     rpc_layers = sum(s.layers for s in accel if s.kind == "rpc")
     hops = max(0, len(accel) - 1) + (1 if accel and any(s.kind == "cpu" and s.layers for s in w.stages) else 0)
+    # activations from one RPC device to another go through this machine (a get, then a set): one more round trip
+    relayed = sum(1 for a, b in zip(accel, accel[1:], strict=False) if a.kind == "rpc" and b.kind == "rpc")
     if hops or rpc:  # an RPC device is a network round trip even when it holds every layer (the logits come back)
-        network = rpc * p.rpc_hop_s + rpc_layers * p.rpc_layer_bytes / w.net_rate
+        network = (rpc + relayed) * p.rpc_hop_s + rpc_layers * p.rpc_layer_bytes / w.net_rate
         parts.append(Part("device hops", hops * p.hop_s + network,
-                          f"{hops} boundaries" + (f", {rpc} over the network" if rpc else "")))
+                          f"{hops} boundaries" + (f", {rpc + relayed} round trips over the network" if rpc else "")))
     for s in w.stages:
         if s.kind == "disk" and s.bytes:
             if s.bandwidth is None:
