@@ -285,6 +285,13 @@ def test_load_failures_are_read_from_the_log_and_its_exit() -> None:
     assert loadfail.failure(loaded, -6) is None
     assert loadfail.failure(crash, -9) is None and loadfail.failure(crash, -15) is None
     assert loadfail.failure(crash, 1) is None and loadfail.failure(UNKNOWN_ARCH.splitlines(), 0) is None
+    # ik 0.1.5 built for CUDA where the driver is too old (this machine): CUDA does not start, then SIGSEGV
+    no_driver = (Path(__file__).parent / "data" / "perf" / "ik-0.1.5-cuda-build-no-driver.err").read_text().splitlines()
+    said = loadfail.failure(no_driver, -11)
+    assert said == ("its CUDA backend could not start here ('ggml_cuda_init: failed to initialize CUDA: CUDA driver "
+                    "version is insufficient for CUDA runtime version'), and it died by SIGSEGV")
+    assert loadfail.backend_failed(said) and not loadfail.backend_failed(loadfail.failure(crash, -8) or "")
+    assert loadfail.failure(no_driver, 0) is None  # mainline's CUDA builds go on on the CPU after that line
 
 
 def test_rpc_runs_stay_on_llama_cpp() -> None:

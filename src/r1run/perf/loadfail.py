@@ -21,6 +21,13 @@ made its context did not load the model. The context comes after every weight is
     llama_new_context_with_model: n_ctx      = 2048             (2024)
     llama_context: constructing llama_context                   (mainline)
 
+A build for a GPU on a machine where that GPU's runtime cannot start is not the file's fault: ik_llama.cpp 0.1.5
+built for CUDA, where the NVIDIA driver is missing or too old, says
+
+    ggml_cuda_init: failed to initialize CUDA: CUDA driver version is insufficient for CUDA runtime version
+
+and then dies by SIGSEGV while it loads (mainline goes on on the CPU). That is said as such: the backend, quoted.
+
 An out-of-memory is not a load failure here (r1run.perf.oom reads those, and r1run retries with less); neither is
 SIGKILL (the kernel's OOM killer, or r1run stopping it) nor SIGINT/SIGTERM.
 """
@@ -35,6 +42,14 @@ _FAILED = re.compile(r"error loading model|unknown model architecture|failed to 
                      r"|invalid ggml type|failed to read tensor info|tensor '[^']*' has invalid")
 _LOADED = re.compile(r"^\s*(llama_init_from_model|llama_new_context_with_model|llama_context):")
 _FAULTS = {signal.SIGFPE, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGABRT}
+_BACKEND = re.compile(r"failed to initialize (CUDA|ROCm|HIP|Vulkan|Metal)|no (CUDA|ROCm)-capable device", re.I)
+BACKEND_FAILED = "its {backend} backend could not start here"  # how a reason begins when the build's GPU did not
+
+
+def backend_failed(reason: str) -> bool:
+    """Whether a `failure` reason is the build's GPU backend not starting (not the file)."""
+    head = BACKEND_FAILED.split("{", 1)[0]
+    return reason.startswith(head)
 
 
 class LoadWatch:
@@ -43,6 +58,7 @@ class LoadWatch:
     def __init__(self) -> None:
         self.loaded = False
         self.said: str | None = None  # the most telling error line, when there is one
+        self.backend: str | None = None  # a GPU backend's line saying it could not start
         self.last = ""
 
     def feed(self, line: str) -> None:
@@ -52,12 +68,20 @@ class LoadWatch:
         self.last = text
         if _LOADED.match(text):
             self.loaded = True
+        elif self.backend is None and _BACKEND.search(text):
+            self.backend = text
         elif not self.loaded and _FAILED.search(text) and (self.said is None or "error loading model" in text):
             self.said = text  # llama_model_load's line says why; the lines after it only that it failed
 
     def failure(self, exit_code: int | None) -> str | None:
         if self.loaded or exit_code in (None, 0):
             return None
+        if self.backend is not None and (self.said is None and exit_code < 0 and -exit_code in _FAULTS):
+            m = _BACKEND.search(self.backend)
+            name = next(g for g in m.groups() if g) if m else "GPU"
+            how = f", and it died by {signal.Signals(-exit_code).name}"
+            return BACKEND_FAILED.format(backend=name.upper() if name.lower() == "cuda" else name) + \
+                f" ({self.backend!r}){how}"
         if self.said is not None:
             return self.said
         if exit_code < 0 and -exit_code in _FAULTS:

@@ -21,6 +21,7 @@ from r1run.home import Home
 from r1run.llama import discover
 from r1run.llama.discover import LlamaInstall
 from r1run.llama.probe import Capabilities
+from r1run.perf import loadfail
 from r1run.planner import bandwidth as bw
 from r1run.planner.machine import MachineDescription, MachineSpec, from_hardware, with_overrides
 from r1run.rpc import WorkerDevice
@@ -81,13 +82,19 @@ def fall_back(home: Home, req: Request, failed: Prepared, error: ModelNotLoaded,
     if failed.install.engine != "ik_llama.cpp" or failed.install.build is None:
         raise error
     what = f"ik_llama.cpp ({failed.install.build.id}) cannot load {failed.target.path.name}: {error.reason}"
+    if loadfail.backend_failed(error.reason):  # the build's GPU, not the file: say what to build
+        what = f"ik_llama.cpp ({failed.install.build.id}) cannot run here: {error.reason}"
+        cpu = ("build it for this machine's CPU: `r1run build --engine ik_llama.cpp --backend cpu`, or run it "
+               "where the GPU's driver works")
+        if req.engine != "auto" or "llama.cpp" not in discover.built_engines(home):
+            raise LlamaFailed(what, f"{cpu}; {error.hint}")
     if req.engine != "auto":
         raise LlamaFailed(what, f"run it on llama.cpp: --engine llama.cpp; {error.hint}")
     if "llama.cpp" not in discover.built_engines(home):
         raise LlamaFailed(what, "build llama.cpp to run it there: `r1run build`")
     run = prepare(home, replace(req, engine="llama.cpp"), None, find_profile, find_measurement)
-    note = (f"engine llama.cpp: ik_llama.cpp could not load this model ({error.reason}); running it on llama.cpp "
-            "instead")
+    could = "could not run here" if loadfail.backend_failed(error.reason) else "could not load this model"
+    note = f"engine llama.cpp: ik_llama.cpp {could} ({error.reason}); running it on llama.cpp instead"
     notes = run.config.notes[1:] if run.engine_note else run.config.notes  # not "engine llama.cpp (--engine)"
     return replace(run, config=replace(run.config, notes=(note, *notes)), engine_note=note)
 
