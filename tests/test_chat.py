@@ -67,7 +67,8 @@ def test_r1_shaped_model_uses_the_deepseek_format_and_settings(home: Path, r1_ti
     # random tiny model, before and after this session's changes): no answer and no timings, which r1run
     # reports as an incomplete run. The format and settings above are what this test is about.
     summary = data["summary"]
-    assert summary is None or summary["status"] != "ok" or summary["gen"]["tps"] > 0
+    gen = (summary or {}).get("gen") or {}  # the same race can cut the eval line and keep the prompt's
+    assert gen.get("tps") is None or gen["tps"] > 0
 
 
 def test_dry_run_prints_the_command(home: Path, smollm2: Path) -> None:
