@@ -22,7 +22,7 @@ from r1run.planner import memory as mem
 from r1run.planner import placement as pl
 from r1run.planner import r1_quants
 from r1run.planner import speed as sp
-from r1run.planner.gpus import lookup
+from r1run.planner.gpus import GpuSpec, lookup
 from r1run.planner.machine import Device, MachineSpec
 from r1run.planner.placement import Stage
 from r1run.planner.published_runs import PublishedRun
@@ -57,21 +57,24 @@ def machine_of(run: PublishedRun) -> MachineSpec:
         devices.append(Device("MTL0", "gpu", spec.name if spec else "Apple GPU", int(ram * 0.75), rate))
     else:
         for g in m.gpus:
-            spec = lookup(g.name)
-            if spec is None:
-                raise Unplannable(f"{run.id}: GPU {g.name!r} is not in planner/data/gpus.json")
+            spec = _gpu(run, g.name)
             devices += [Device(f"CUDA{len(devices) + i}", "gpu", spec.name, spec.memory_bytes, spec.bandwidth)
                         for i in range(g.count)]
     for g in m.rpc_gpus:  # rpc-servers on GPUs: each one device over the network
-        spec = lookup(g.name)
-        if spec is None:
-            raise Unplannable(f"{run.id}: GPU {g.name!r} is not in planner/data/gpus.json")
+        spec = _gpu(run, g.name)
         devices += [Device(f"RPC{len(devices) + i}", "rpc", f"{spec.name} over RPC", spec.memory_bytes, spec.bandwidth,
                            f"h{len(devices) + i}:50052") for i in range(g.count)]
     for i in range(0 if m.rpc_gpus else m.rpc_hosts):  # rpc-servers on CPUs
         devices.append(Device(f"RPC{i}", "rpc", f"RPC host {i}", ram, cpu_rate, f"h{i}:50052"))
     return MachineSpec(ram=ram, cpu_bandwidth=cpu_rate, devices=tuple(devices), unified=m.unified,
                        disk_bandwidth=(m.disk_read_gbs or 3.0) * 1e9, described="published")
+
+
+def _gpu(run: PublishedRun, name: str) -> GpuSpec:
+    spec = lookup(name)
+    if spec is None:
+        raise Unplannable(f"{run.id}: GPU {name!r} is not in planner/data/gpus.json")
+    return spec
 
 
 UNKNOWN_RAM_GBS = 80.0
