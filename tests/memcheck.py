@@ -145,12 +145,20 @@ def parse_memory(text: str) -> Measured:
 
 def run_llama(completion: Path, model: Path, ctx: int, *, extra: list[str] | None = None, threads: int = 1,
               timeout: float = 300) -> Measured:
-    """Load `model` with llama-completion, generate one token, and return what it allocated."""
+    """Load `model` with llama-completion, generate one token, and return what it allocated.
+
+    llama.cpp writes its log from a worker thread, and b11434 can exit before that thread has written the last
+    lines (seen in CI: a run whose log stopped after the model buffers, with no KV or compute line). A run whose log
+    lacks any of the three buffers is run again, at most three times in all; a run that fails is not.
+    """
     argv = [str(completion), "-m", str(model), "-c", str(ctx), "-n", "1", "-p", "hi", "-no-cnv", "-lv", "4",
             "-t", str(threads), "--no-warmup", *(extra or [])]
-    res = proc.run(argv, timeout=timeout)
-    measured = parse_memory(res.stderr + "\n" + res.stdout)
-    if res.returncode != 0 or not measured.model:
-        tail = "\n".join((res.stderr or res.stdout).strip().splitlines()[-5:])
-        raise R1runError(f"llama-completion failed on {model.name} (exit {res.returncode}): {tail}")
-    return measured
+    for _ in range(3):
+        res = proc.run(argv, timeout=timeout)
+        measured = parse_memory(res.stderr + "\n" + res.stdout)
+        if res.returncode != 0 or not measured.model:
+            tail = "\n".join((res.stderr or res.stdout).strip().splitlines()[-5:])
+            raise R1runError(f"llama-completion failed on {model.name} (exit {res.returncode}): {tail}")
+        if measured.kv and measured.compute:
+            return measured
+    raise R1runError(f"llama-completion's log on {model.name} lacked its KV or compute buffer line three times")
