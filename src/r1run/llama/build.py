@@ -16,7 +16,7 @@ from r1run import __version__, hub, proc
 from r1run.errors import BuildFailed
 from r1run.fsutil import locked
 from r1run.home import Home, log_path_for
-from r1run.llama import cmake, engines, ik_source, manifest, source, toolchain, ui
+from r1run.llama import amx, cmake, engines, ik_source, manifest, source, toolchain, ui
 from r1run.llama.cmake import Backend, Toolchain
 from r1run.llama.engines import LLAMA_CPP, Engine
 from r1run.llama.manifest import BuildManifest, SourceInfo
@@ -94,7 +94,8 @@ def make_plan(req: BuildRequest, home: Home, tc: Toolchain) -> BuildPlan:
                  UiChoice("none", f"{req.engine.name} builds its server's own web UI"))
     flags = cmake.cmake_flags(backend, ccache=bool(tc.ccache),
                               release_number=source.release_number(release) if known and mainline else None,
-                              extra=req.extra_cmake, gpu_present=tc.nvidia_gpu, ui=ui_choice.source)
+                              extra=req.extra_cmake, gpu_present=tc.nvidia_gpu, ui=ui_choice.source,
+                              without_amx=_without_amx(home))
     cdir = bdir / "cmake"
     fetch_commands = source.fetch_commands if mainline else ik_source.fetch_commands
     commands = fetch_commands(req.source, home.sources) if req.source.kind != "path" else []
@@ -106,6 +107,12 @@ def make_plan(req: BuildRequest, home: Home, tc: Toolchain) -> BuildPlan:
          *[names[0] for names in cmake.PROGRAM_TARGETS.values()]],
     ]
     return BuildPlan(bid, backend, reason, jobs, flags, bdir, cdir, ui_choice, commands)
+
+
+def _without_amx(home: Home) -> tuple[str, ...]:
+    """This CPU's flags when its AMX crashed a build here before (llama.amx); () otherwise."""
+    flags = amx.cpuinfo_flags()
+    return flags if amx.advertised(flags) and amx.known_to_crash(home.cache) else ()
 
 
 def _up_to_date(existing: BuildManifest | None, req: BuildRequest, plan: BuildPlan, digest: str | None) -> bool:
@@ -218,9 +225,18 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
                 if "UI: running" in line or "UI: downloading" in line:  # minutes of npm, or a download
                     ev.on_status("web UI: " + line.split("UI: ", 1)[1].strip())
 
-        step([cmake_bin, "--build", str(cdir), "--config", "Release", "-j", str(plan.jobs), "--target",
-              *targets.values()], f"building {req.engine.name}", on_line)
+        compile_argv = [cmake_bin, "--build", str(cdir), "--config", "Release", "-j", str(plan.jobs), "--target",
+                        *targets.values()]
+        step(compile_argv, f"building {req.engine.name}", on_line)
         binaries = _install(cdir, plan.dir / "bin", targets)
+        crash = _amx_crash(home, flags, binaries)
+        if crash is not None:  # -march=native built AMX kernels this CPU cannot run: again without them
+            ev.on_status(f"this CPU advertises AMX, but the new build's AMX kernels crashed on it ({crash}, as in some "
+                         "VMs): building again without -march=native, with each of its other features")
+            flags = [f for f in flags if f != "-DGGML_NATIVE=ON"] + cmake.cpu_feature_flags(amx.cpuinfo_flags())
+            step([cmake_bin, "-S", str(fetched.tree), "-B", str(cdir), *flags], "CMake configure")
+            step(compile_argv, f"building {req.engine.name}", on_line)
+            binaries = _install(cdir, plan.dir / "bin", targets)
         ui_info = _ui_outcome(plan.ui, cdir, fetched.tree, said_ui, has_server="server" in binaries)
         shutil.rmtree(cdir / ui.NODE_MODULES, ignore_errors=True)
         if ui_info.source == "none" and plan.ui.source != "none":
@@ -250,6 +266,19 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
         manifest.save(home, result)
         manifest.set_default(home, result.id, result.engine)
         return BuildResult(result, False, fetched.note, log_path)
+
+
+def _amx_crash(home: Home, flags: list[str], binaries: dict[str, Path]) -> str | None:
+    """How a -march=native build's prompt died on a CPU that advertises AMX (llama.amx), remembered for the next
+    builds; None when it ran, or nothing needed checking."""
+    if "-DGGML_NATIVE=ON" not in flags or not amx.advertised(amx.cpuinfo_flags()):
+        return None
+    if "bench" not in binaries or "quantize" not in binaries:
+        return None
+    crash = amx.prompt_crashes(binaries["bench"], binaries["quantize"])
+    if crash is not None:
+        amx.remember(home.cache, crash)
+    return crash
 
 
 def _fetch(req: BuildRequest, home: Home) -> source.Source:

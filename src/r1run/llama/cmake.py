@@ -127,11 +127,34 @@ def ui_flags(source: str) -> list[str]:
     return [f"-DLLAMA_BUILD_UI={build}", f"-DLLAMA_USE_PREBUILT_UI={prebuilt}"]
 
 
+# ggml's x86 options for GGML_NATIVE=OFF (ggml/src/ggml-cpu/CMakeLists.txt, b11434), each with the /proc/cpuinfo
+# flags it needs
+X86_FEATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("GGML_SSE42", ("sse4_2",)), ("GGML_F16C", ("f16c",)), ("GGML_FMA", ("fma",)), ("GGML_BMI2", ("bmi2",)),
+    ("GGML_AVX", ("avx",)), ("GGML_AVX2", ("avx2",)), ("GGML_AVX_VNNI", ("avx_vnni",)),
+    ("GGML_AVX512", ("avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw")),
+    ("GGML_AVX512_VBMI", ("avx512vbmi",)), ("GGML_AVX512_VNNI", ("avx512_vnni",)),
+    ("GGML_AVX512_BF16", ("avx512_bf16",)),
+)
+
+
+def cpu_feature_flags(cpu_flags: tuple[str, ...]) -> list[str]:
+    """Instead of -march=native: each x86 feature this CPU has, AMX off (pure)."""
+    have = set(cpu_flags)
+    named = [f"-D{opt}={'ON' if all(f in have for f in needs) else 'OFF'}" for opt, needs in X86_FEATURES]
+    return ["-DGGML_NATIVE=OFF", *named, "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
+
+
 def cmake_flags(backend: Backend, *, ccache: bool, release_number: int | None = None,
                 commit: str | None = None, extra: tuple[str, ...] = (), gpu_present: bool = True,
-                ui: str = "none") -> list[str]:
-    """The -D flags for configuring llama.cpp for one backend, with the web UI from `ui` (npm, prebuilt, none)."""
-    flags = list(BASE_FLAGS) + ui_flags(ui) + list(BACKEND_FLAGS[backend])
+                ui: str = "none", without_amx: tuple[str, ...] = ()) -> list[str]:
+    """The -D flags for configuring llama.cpp for one backend, with the web UI from `ui` (npm, prebuilt, none);
+    `without_amx`: this CPU's /proc/cpuinfo flags when its AMX crashes llama.cpp (llama.amx), to name its other
+    features one by one instead of -march=native."""
+    backend_flags = list(BACKEND_FLAGS[backend])
+    if without_amx:
+        backend_flags = [f for f in backend_flags if f != "-DGGML_NATIVE=ON"] + cpu_feature_flags(without_amx)
+    flags = list(BASE_FLAGS) + ui_flags(ui) + backend_flags
     chosen = any(f.startswith("-DCMAKE_CUDA_ARCHITECTURES=") for f in extra)
     if backend is Backend.CUDA and not gpu_present and not chosen:
         flags.append(f"-DCMAKE_CUDA_ARCHITECTURES={CUDA_PORTABLE_ARCHS}")
