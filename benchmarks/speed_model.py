@@ -4,6 +4,7 @@
     python benchmarks/speed_model.py --write    # ...and store the full fit in planner/data/speed_model.json
     python benchmarks/speed_model.py --here     # r1run bench on SmolLM2 and the R1-shaped models (both KV
                                                 # layouts): measured vs expected, with the shipped parameters
+                                                # and this CPU's measured arithmetic; medians of --rounds 3
     python benchmarks/speed_model.py --plan-time  # `r1run plan deepseek-r1 --all-quants` offline, median of 5
 
 Leave-one-out: the parameters are fitted without a run, then that run is predicted; the factor is
@@ -82,28 +83,36 @@ def published() -> int:
 
 
 def here() -> int:
-    """r1run bench on this machine's models: what was expected (shipped parameters, no calibration) and measured."""
+    """r1run bench on this machine's models: what was expected (shipped parameters, this CPU's arithmetic measured
+    afresh each round, no calibration) and measured; medians over --rounds rounds, each in a fresh R1RUN_HOME."""
     from testkit.cache import cache_root, llama_bin  # noqa: PLC0415
 
     root = cache_root()
     models = [root / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"]
     models += sorted((root / "models-gen").glob("deepseek2-bench-*/Q4_K_M/*.gguf"))
-    env = {**os.environ, "R1RUN_HOME": tempfile.mkdtemp(prefix="r1run-speed-"), "R1RUN_LLAMA_BIN": str(llama_bin())}
-    print(f"{'model':52} {'measured':>9} {'expected':>9} {'ratio':>6}")
+    found: dict[str, list[tuple[float, float]]] = {}
+    for r in range(args.rounds):
+        env = {**os.environ, "R1RUN_HOME": tempfile.mkdtemp(prefix="r1run-speed-"),
+               "R1RUN_LLAMA_BIN": str(llama_bin())}
+        for m in models:
+            if not m.is_file():
+                print(f"missing {m}: run the test suite (SmolLM2) and benchmarks/make_models.py [--layout mla]")
+                continue
+            res = subprocess.run([sys.executable, "-m", "r1run", "bench", str(m), "--prompt-tokens", "64", "-n", "64",
+                                  "-r", str(args.repetitions), "--json"], env=env, capture_output=True, text=True)
+            if res.returncode != 0:
+                print(f"{m.name}: bench failed: {res.stderr.strip().splitlines()[-1:]}")
+                continue
+            row = next(x for x in json.loads(res.stdout)["rows"] if "r1run default" in x["labels"])
+            got, want = row["gen"]["median"], row["expected_tps"]
+            found.setdefault(m.name, []).append((got, want))
+            print(f"round {r + 1}: {m.name[:52]:52} measured {got:7.1f}  expected {want:7.1f}  {want / got:5.2f}")
+    print(f"\n{'model':52} {'measured':>9} {'expected':>9} {'ratio':>6}   (medians of {args.rounds} rounds)")
     ratios = []
-    for m in models:
-        if not m.is_file():
-            print(f"missing {m}: run the test suite (SmolLM2) and benchmarks/make_models.py [--layout mla]")
-            continue
-        res = subprocess.run([sys.executable, "-m", "r1run", "bench", str(m), "--prompt-tokens", "64", "-n", "64",
-                              "-r", str(args.repetitions), "--json"], env=env, capture_output=True, text=True)
-        if res.returncode != 0:
-            print(f"{m.name}: bench failed: {res.stderr.strip().splitlines()[-1:]}")
-            continue
-        row = next(r for r in json.loads(res.stdout)["rows"] if "r1run default" in r["labels"])
-        got, want = row["gen"]["median"], row["expected_tps"]
+    for name, pairs in found.items():
+        got, want = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
         ratios.append(want / got)
-        print(f"{m.name[:52]:52} {got:9.1f} {want:9.1f} {want / got:6.2f}")
+        print(f"{name[:52]:52} {got:9.1f} {want:9.1f} {want / got:6.2f}")
     if ratios:
         print(f"expected / measured: median {statistics.median(ratios):.2f}, worst "
               f"{max(max(ratios), 1 / min(ratios)):.2f} (target: within 1.25)")
@@ -132,5 +141,6 @@ if __name__ == "__main__":
     ap.add_argument("--here", action="store_true")
     ap.add_argument("--plan-time", action="store_true")
     ap.add_argument("--repetitions", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3, help="--here: rounds, each probing this CPU afresh")
     args = ap.parse_args()
     sys.exit(here() if args.here else plan_time() if args.plan_time else published())

@@ -31,7 +31,7 @@ class Bound:
 
 
 def for_config(info, machine, caps, cfg: Config, default: Config, default_plan=None,
-               engine: str = "llama.cpp") -> Bound:
+               engine: str = "llama.cpp", arithmetic: speed.CpuArithmetic | None = None) -> Bound:
     """The bound for one configuration; `default_plan` (r1run's own placement) serves its own rows."""
 
     same_place = (cfg.gpu_layers, cfg.n_cpu_moe, cfg.overrides) == (default.gpu_layers, default.n_cpu_moe,
@@ -46,6 +46,6 @@ def for_config(info, machine, caps, cfg: Config, default: Config, default_plan=N
         spec = mem.ContextSpec(ctx=512, cache_type_k=cfg.cache_type_k or "f16", cache_type_v=cfg.cache_type_v or "f16",
                                flash_attn=cfg.flash_attn != "off")
         plan = pl.plan_run(info, machine, caps, spec, min(ngl, n_layers + 1))
-    work = speed.Workload.from_plan(plan, engine, machine.cpu_bandwidth_measured, cfg.threads)
+    work = speed.Workload.from_plan(plan, engine, machine.cpu_bandwidth_measured, cfg.threads, arithmetic)
     return Bound(plan.decode_bound_tps, dict(plan.bytes_per_token), plan.strategy,
                  speed.gen_tps(work, speed.shipped().params))

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from r1run.bench import arithmetic, profile, runner, store, sweep
 from r1run.bench import bound as bnd
-from r1run.bench import profile, runner, store, sweep
 from r1run.bench.runner import Progress, Row
 from r1run.errors import BadInput, ModelNotLoaded, ToolMissing
 from r1run.home import Home, log_path_for, log_stamp
@@ -223,8 +223,13 @@ def run_sweep(o: BenchRequest, on_progress: Callable[[int, int, Progress], None]
 
 def finish(setup: Setup, rows: list[Row], build, logs, n_prompt, n_gen, repetitions, started) -> BenchReport:
     caps = pl.Caps.from_capabilities(setup.caps)
+    file_type = setup.target.info.file_type
+
+    def measured(threads: int | None):  # this CPU's arithmetic at a row's threads (probed once, then cached)
+        return arithmetic.for_capabilities(setup.home, setup.caps, file_type, threads) if threads else None
+
     bounds = [bnd.for_config(setup.target.info, setup.machine, caps, r.config, setup.default, setup.default_plan,
-                             setup.install.engine) for r in rows]
+                             setup.install.engine, measured(r.config.threads)) for r in rows]
     speeds = [(r.gen.median if r.gen else -1.0) for r in rows]
     fastest = max(range(len(rows)), key=lambda i: speeds[i]) if rows and max(speeds) > 0 else None
     return BenchReport(setup, rows, bounds, fastest, build, n_prompt, n_gen, repetitions, logs, started,

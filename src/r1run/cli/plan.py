@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from r1run.bench import calibration, engines
+from r1run.bench import arithmetic, calibration, engines
 from r1run.bench.profile import find_for_target
 from r1run.cli import runopts as o
 from r1run.cli.common import JsonOpt, LlamaBinOpt, handle_errors, out, print_json, status, warn
@@ -63,7 +63,8 @@ def plan(
     home = Home.from_env()
     report = core.plan(home, core.PlanRequest(req, ["*"] if all_quants else quant, llama_bin), find_for_target,
                        engines.find_for_target,
-                       None if no_calibration else lambda rpc_: calibration.for_this_machine(home, rpc_))
+                       None if no_calibration else lambda rpc_: calibration.for_this_machine(home, rpc_),
+                       arithmetic.finder(home, status))
     if report.chosen_because:
         status(f"model: {report.chosen_because}")
     for w in report.warnings:

@@ -102,6 +102,11 @@ def _expected_lines(r) -> list[str]:
         big = sorted(e.seconds_per_token.items(), key=lambda kv: -kv[1])
         lines.append("a token's time: " + ", ".join(f"{name} {100 * t / total:.0f}%" for name, t in big
                                                     if t / total >= 0.05))
+    a = e.cpu_arithmetic
+    if a:
+        lines.append(f"this CPU's arithmetic, measured: {1 / a['param_s'] / 1e9:.0f} G parameters/s on one thread "
+                     f"({a['quant']} with llama-bench)" + (f", {a['threads']} threads {a['speedup']:.2f}x one"
+                                                          if a['threads'] > 1 else ""))
     if e.calibrated_on:
         lines.append(f"calibrated on {e.calibrated_on} saved bench row(s) of this machine: x{e.calibration:.2f} "
                      "(--no-calibration to ignore them)")

@@ -9,7 +9,7 @@ import typer
 
 from r1run import catalog as cat
 from r1run import usage
-from r1run.bench import calibration, engines
+from r1run.bench import arithmetic, calibration, engines
 from r1run.bench.profile import find_for_target
 from r1run.cli import build as build_cli
 from r1run.cli import chat as chat_cli
@@ -26,6 +26,7 @@ from r1run.models import ModelNotReady, resolve_local
 from r1run.perf.export import run_json
 from r1run.planner.plan import expected_row
 from r1run.run.config import Request
+from r1run.run.plan import cpu_arithmetic
 from r1run.run.prepare import fall_back, prepare
 
 DEFAULT_PROMPT = "In two sentences, why is the sky blue?"
@@ -78,7 +79,9 @@ def quickstart(
     o.show_prepared(run)
 
     expected = expected_row(run.config.plan, run.machine, run.install.engine, run.config.spec.threads,
-                            calibration.for_this_machine(home))
+                            calibration.for_this_machine(home),
+                            cpu_arithmetic(arithmetic.finder(home, status), run.caps, run.target.info.file_type,
+                                           run.config))
     if expected is not None:
         status(f"expected: {expected.gen_tps:.3g} t/s generation ({expected.low_tps:.3g}-{expected.high_tps:.3g}; "
                "docs/speed.md)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -75,6 +75,7 @@ class ExpectedRow(BaseModel):
     calibrated_on: int = 0
     seconds_per_token: dict[str, float]
     closest_published: Optional[dict] = None
+    cpu_arithmetic: Optional[dict] = None  # this CPU's, measured here (bench.arithmetic); None: the fitted figure
 
 
 class QuantPlan(BaseModel):
@@ -184,9 +185,11 @@ def row_for(src: ModelSource, p: pl.RunPlan, spec: mem.ContextSpec, flags: list[
 
 
 def expected_row(p: pl.RunPlan, machine: MachineSpec, engine: str, threads: int | None,
-                 calibration: speed.Calibration | None = None) -> ExpectedRow | None:
-    """`planner.speed`'s expectation for a plan, calibrated by this machine's own bench rows when given (pure)."""
-    work = speed.Workload.from_plan(p, engine, machine.cpu_bandwidth_measured, threads)
+                 calibration: speed.Calibration | None = None,
+                 arithmetic: speed.CpuArithmetic | None = None) -> ExpectedRow | None:
+    """`planner.speed`'s expectation for a plan, with this CPU's measured arithmetic and calibrated by this
+    machine's own bench rows when given (pure)."""
+    work = speed.Workload.from_plan(p, engine, machine.cpu_bandwidth_measured, threads, arithmetic)
     model = speed.shipped()
     e = speed.expect(work, model, calibration.factor if calibration is not None else 1.0)
     if e is None:
@@ -196,7 +199,8 @@ def expected_row(p: pl.RunPlan, machine: MachineSpec, engine: str, threads: int 
     return ExpectedRow(gen_tps=round(e.gen_tps, 3), low_tps=round(e.low, 3), high_tps=round(e.high, 3),
                        prompt_tps=round(e.gen_tps * ratio, 2) if ratio else None, kind=work.kind, engine=engine,
                        calibration=round(e.calibration, 3), calibrated_on=calibration.rows if calibration else 0,
-                       seconds_per_token={x.name: round(x.seconds, 6) for x in e.parts}, closest_published=near)
+                       seconds_per_token={x.name: round(x.seconds, 6) for x in e.parts}, closest_published=near,
+                       cpu_arithmetic=asdict(arithmetic) if arithmetic is not None else None)
 
 
 def speed_model_summary() -> dict:

@@ -8,6 +8,8 @@ measured) bandwidth. Real runs are slower, often by far, for reasons a few param
                         ik_gpu_moe_layer_s with ik_llama.cpp)
                       + CPU: the slower (cube-norm) of bytes / (cpu_eff x RAM bandwidth) and active parameters
                         x cpu_param_s / threads (x iq_factor for i-quants)            memory- or compute-bound
+                        (this CPU's measured figure and thread speed-up when r1run measured them:
+                        bench.arithmetic, `CpuArithmetic`)
                       + layers on the CPU x (cpu_layer_s + threads x cpu_thread_layer_s
                         (+ threads x cpu_moe_thread_layer_s for MoE))                 threads meeting per op
                       + recurrent layers on the CPU x cpu_recurrent_layer_s           Qwen3-Next's DeltaNet state
@@ -70,6 +72,32 @@ class Params:
 
 
 @dataclass(frozen=True)
+class CpuArithmetic:
+    """This CPU's arithmetic as r1run measured it with the engine's kernels (`bench.arithmetic`): seconds per
+    parameter for one thread, and how much faster `threads` threads were than one (2 vCPUs of a VM: 1.4)."""
+
+    param_s: float
+    threads: int
+    speedup: float
+    quant: str                     # the type measured
+    covers_type: bool = True       # the model's own type (else Q4_K_M stood in: i-quants keep iq_factor)
+    byte_s: float = 0.0            # seconds per byte of weights for one thread (0: not measured)
+
+    def speedup_at(self, threads: int) -> float:
+        """The speed-up of `threads` threads over one, along the line through the measured threads' (beyond them
+        too: the probe measures at most 2); linear when only one thread was measured."""
+        if threads <= 1:
+            return 1.0
+        if self.threads <= 1:
+            return float(threads)
+        return 1.0 + (threads - 1) * (self.speedup - 1.0) / (self.threads - 1)
+
+    def describe(self) -> str:
+        text = f"measured here: {1 / self.param_s / 1e9:.0f} G parameters/s on one thread ({self.quant})"
+        return text + (f", {self.threads} threads {self.speedup:.2f}x one" if self.threads > 1 else "")
+
+
+@dataclass(frozen=True)
 class Workload:
     """What the model times: a decode step's stages, and what kind of run it is."""
 
@@ -83,10 +111,11 @@ class Workload:
     net_rate: float = 125e6        # bytes/s between this machine and its RPC workers (1 Gbit/s unless told)
     moe: bool = False              # a mixture-of-experts model (its layers cost more than their bytes say)
     recurrent_layers: int = 0      # recurrent (state-space, linear-attention) layers computed on the CPU
+    arithmetic: CpuArithmetic | None = None  # this CPU's, measured here (else the fitted cpu_param_s)
 
     @classmethod
     def from_plan(cls, plan: RunPlan, engine: str = "llama.cpp", cpu_measured: bool = False,
-                  threads: int | None = None) -> "Workload":
+                  threads: int | None = None, arithmetic: CpuArithmetic | None = None) -> "Workload":
         info = plan.model
         bits = info.tensor_bytes * 8 / info.parameter_count if info is not None and info.parameter_count else 4.5
         iq = bool(info is not None and (info.file_type or "").upper().startswith("IQ"))
@@ -97,7 +126,7 @@ class Workload:
             on_cpu = n - min(n, plan.gpu_layers)  # -ngl counts the output layer last: the first layers stay on the CPU
             recurrent = round(info.recurrent_layers * on_cpu / n) if n else 0
         return cls(plan.stages, len(plan.cpu_moe_layers), engine, cpu_measured, threads or 8, bits, iq, moe=moe,
-                   recurrent_layers=recurrent)
+                   recurrent_layers=recurrent, arithmetic=arithmetic)
 
     @property
     def kind(self) -> str:
@@ -161,13 +190,20 @@ def time_parts(w: Workload, p: Params) -> tuple[Part, ...] | None:
             rate = s.bandwidth / p.measured_share * eff if w.cpu_measured else s.bandwidth * eff
             memory = s.bytes / rate
             params = s.bytes * 8 / w.bits_per_weight
-            arithmetic = params * p.cpu_param_s * (p.iq_factor if w.iquant else 1.0) / max(1, w.threads)
+            a = w.arithmetic
+            if a is None:
+                arithmetic = params * p.cpu_param_s * (p.iq_factor if w.iquant else 1.0) / max(1, w.threads)
+            elif a.covers_type and a.byte_s:  # the model's own type, measured: its weights cost what they weigh
+                arithmetic = s.bytes * a.byte_s / a.speedup_at(w.threads)
+            else:  # Q4_K_M standing in: per parameter, an i-quant's costlier arithmetic as fitted
+                iq = p.iq_factor if w.iquant and not a.covers_type else 1.0
+                arithmetic = params * a.param_s * iq / a.speedup_at(w.threads)
             both = (memory ** 3 + arithmetic ** 3) ** (1 / 3)  # the slower one dominates; near a tie both show
             if memory >= arithmetic:
                 parts.append(Part("CPU reads", both, f"{s.bytes / 1e9:.2f} GB at {rate / 1e9:.0f} GB/s (memory-bound)"))
             else:
                 parts.append(Part("CPU arithmetic", both, f"{params / 1e9:.1f} G parameters on {w.threads} threads "
-                                  "(compute-bound)"))
+                                  f"(compute-bound{'; ' + a.describe() if a else ''})"))
             per_thread = p.cpu_thread_layer_s + (p.cpu_moe_thread_layer_s if w.moe else 0.0)
             parts.append(Part("CPU layers", s.layers * (p.cpu_layer_s + per_thread * max(1, w.threads)),
                               f"{s.layers} layers, {w.threads} threads"))

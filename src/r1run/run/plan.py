@@ -31,7 +31,7 @@ from r1run.planner.plan import (
     speed_model_summary,
     verdict,
 )
-from r1run.planner.speed import Calibration
+from r1run.planner.speed import Calibration, CpuArithmetic
 from r1run.run.config import Request, context_spec, decide
 from r1run.run.prepare import MeasurementFinder, ProfileFinder, find_engine, machine_for, threads_for
 from r1run.run.target import Target, resolve
@@ -46,10 +46,13 @@ class PlanRequest:
 
 # this machine's correction to the expected speed, from its saved bench results (bench.calibration)
 Calibrator = Callable[[tuple[str, ...]], Optional[Calibration]]
+# this CPU's arithmetic for a file type at a thread count, measured with the engine's programs (bench.arithmetic)
+ArithmeticFinder = Callable[[Capabilities, Optional[str], int], Optional[CpuArithmetic]]
 
 
 def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None,
-         find_measurement: MeasurementFinder | None = None, calibrate: Calibrator | None = None) -> PlanReport:
+         find_measurement: MeasurementFinder | None = None, calibrate: Calibrator | None = None,
+         measure_arithmetic: ArithmeticFinder | None = None) -> PlanReport:
     req = pr.run
     choice = choose(home, req.model, pr.quants[0] if pr.quants and pr.quants != ["*"] else None)
     quants = pr.quants or ([choice.quant] if choice.quant else None)
@@ -64,6 +67,7 @@ def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None,
     threads = threads_for(req)
     # a described machine is not this one: its own bench rows say nothing about it
     calibration = calibrate(req.rpc) if calibrate is not None and machine.described == "detected" else None
+    here = measure_arithmetic if machine.described == "detected" else None
     rows, specs = [], []
     for src in srcs:
         target = _target(home, choice.model, src)
@@ -77,13 +81,23 @@ def plan(home: Home, pr: PlanRequest, find_profile: ProfileFinder | None = None,
         rows.append(row_for(src, config.plan, specs[-1], args.run_flags(config.spec, caps), fit,
                             repo=None if src.origin == "local" else _repo(home, choice.model),
                             extra_notes=[n for n in config.notes if "does not fit" in n],
-                            expected=expected_row(config.plan, machine, engine, config.spec.threads, calibration)))
+                            expected=expected_row(config.plan, machine, engine, config.spec.threads, calibration,
+                                                  cpu_arithmetic(here, caps, src.info.file_type, config))))
     catalog = any(src.origin != "local" for src in srcs)
     return PlanReport(model=label, machine=machine_row(machine), cache_type_k=specs[0].cache_type_k,
                       cache_type_v=specs[0].cache_type_v, rows=rows, warnings=warnings,
                       chosen_because=choice.reason and choice.describe(), engine=engine,
                       engine_note=engine_note or None, speed_model=speed_model_summary(),
                       verdict=verdict(rows, label if catalog else str(req.model), catalog))
+
+
+def cpu_arithmetic(find: ArithmeticFinder | None, caps: Capabilities, file_type: str | None,
+                   config) -> CpuArithmetic | None:
+    """This CPU's measured arithmetic for a plan that computes on the CPU, at its threads (None: not measured)."""
+    if find is None or config.spec.threads is None or not any(s.kind == "cpu" and s.bytes
+                                                              for s in config.plan.stages):
+        return None
+    return find(caps, file_type, config.spec.threads)
 
 
 def _repo(home: Home, model: str | None) -> str | None:
