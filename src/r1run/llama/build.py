@@ -119,7 +119,11 @@ def _up_to_date(existing: BuildManifest | None, req: BuildRequest, plan: BuildPl
     if existing is None or existing.missing_binaries():
         return False
     flags = [f for f in existing.cmake_flags if f not in cmake.OLD_LAYOUT_FLAGS]
-    if flags != plan.flags or existing.backend != plan.backend.value or existing.engine != req.engine.name:
+    # a build that fell back from -march=native on this CPU (llama.amx) is this plan's build, even in a home that
+    # has not seen the crash itself
+    fell_back = amx.advertised(cpu := amx.cpuinfo_flags()) and flags == cmake.without_native(plan.flags, cpu)
+    if (flags != plan.flags and not fell_back) or existing.backend != plan.backend.value \
+            or existing.engine != req.engine.name:
         return False
     if req.source.kind == "path":
         return digest is not None and existing.source.digest == digest
@@ -233,7 +237,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
         if crash is not None:  # -march=native built AMX kernels this CPU cannot run: again without them
             ev.on_status(f"this CPU advertises AMX, but the new build's AMX kernels crashed on it ({crash}, as in some "
                          "VMs): building again without -march=native, with each of its other features")
-            flags = [f for f in flags if f != "-DGGML_NATIVE=ON"] + cmake.cpu_feature_flags(amx.cpuinfo_flags())
+            flags = cmake.without_native(flags, amx.cpuinfo_flags())
             step([cmake_bin, "-S", str(fetched.tree), "-B", str(cdir), *flags], "CMake configure")
             step(compile_argv, f"building {req.engine.name}", on_line)
             binaries = _install(cdir, plan.dir / "bin", targets)
@@ -271,7 +275,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
 def _amx_crash(home: Home, flags: list[str], binaries: dict[str, Path]) -> str | None:
     """How a -march=native build's prompt died on a CPU that advertises AMX (llama.amx), remembered for the next
     builds; None when it ran, or nothing needed checking."""
-    if "-DGGML_NATIVE=ON" not in flags or not amx.advertised(amx.cpuinfo_flags()):
+    if cmake.NATIVE not in flags or not amx.advertised(amx.cpuinfo_flags()):
         return None
     if "bench" not in binaries or "quantize" not in binaries:
         return None

@@ -94,6 +94,7 @@ BASE_FLAGS = (
     "-DLLAMA_CURL=OFF",
 )
 
+NATIVE = "-DGGML_NATIVE=ON"
 BACKEND_FLAGS: dict[Backend, tuple[str, ...]] = {
     Backend.CPU: ("-DGGML_NATIVE=ON", "-DGGML_METAL=OFF"),
     Backend.METAL: ("-DGGML_NATIVE=ON", "-DGGML_METAL=ON", "-DGGML_METAL_EMBED_LIBRARY=ON"),
@@ -145,6 +146,15 @@ def cpu_feature_flags(cpu_flags: tuple[str, ...]) -> list[str]:
     return ["-DGGML_NATIVE=OFF", *named, "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
 
 
+def without_native(flags: list[str], cpu_flags: tuple[str, ...]) -> list[str]:
+    """`flags` with -DGGML_NATIVE=ON replaced, where it stood, by this CPU's features named one by one and AMX
+    off (the one form a build without AMX has, however it was decided: pure)."""
+    if NATIVE not in flags:
+        return list(flags)
+    i = flags.index(NATIVE)
+    return [*flags[:i], *cpu_feature_flags(cpu_flags), *flags[i + 1:]]
+
+
 def cmake_flags(backend: Backend, *, ccache: bool, release_number: int | None = None,
                 commit: str | None = None, extra: tuple[str, ...] = (), gpu_present: bool = True,
                 ui: str = "none", without_amx: tuple[str, ...] = ()) -> list[str]:
@@ -153,7 +163,7 @@ def cmake_flags(backend: Backend, *, ccache: bool, release_number: int | None = 
     features one by one instead of -march=native."""
     backend_flags = list(BACKEND_FLAGS[backend])
     if without_amx:
-        backend_flags = [f for f in backend_flags if f != "-DGGML_NATIVE=ON"] + cpu_feature_flags(without_amx)
+        backend_flags = without_native(backend_flags, without_amx)
     flags = list(BASE_FLAGS) + ui_flags(ui) + backend_flags
     chosen = any(f.startswith("-DCMAKE_CUDA_ARCHITECTURES=") for f in extra)
     if backend is Backend.CUDA and not gpu_present and not chosen:
