@@ -18,6 +18,7 @@ from r1run.planner import speed_fit as fit
 from r1run.planner.placement import Stage
 
 GB = 1e9
+GiB = 2**30
 
 
 def _cpu(bytes_: float, rate: float = 100 * GB, layers: int = 10, **kw) -> sp.Workload:
@@ -116,6 +117,11 @@ def test_gpus_rpc_and_disk_each_add_their_cost() -> None:
     alone = sp.Workload((Stage("rpc", "RPC worker", int(GB), 200 * GB, 22),), net_rate=125e6)
     hops = {x.name: x.seconds for x in sp.time_parts(alone, p) or ()}["device hops"]
     assert hops == pytest.approx(p.rpc_hop_s + 22 * p.rpc_layer_bytes / 125e6)
+    # ...and, holding the output layer, the logits come back over the network: Gemma 3's 262k floats are 8 ms at 1
+    # gigabit, TinyLlama's 32k one
+    gemma = sp.Workload(alone.stages, net_rate=125e6, logits_bytes=4 * 262144)
+    with_logits = {x.name: x.seconds for x in sp.time_parts(gemma, p) or ()}["device hops"]
+    assert with_logits - hops == pytest.approx(4 * 262144 / 125e6)
     paging = sp.Workload((cpu, Stage("disk", "disk", int(20 * GB), 3 * GB, 0)))
     assert paging.kind == "paging" and "disk reads" in [x.name for x in sp.time_parts(paging, p) or ()]
     assert sp.gen_tps(sp.Workload((Stage("gpu", "mystery GPU", int(GB), None, 4),)), p) is None  # unknown: None
@@ -225,3 +231,22 @@ def test_ram_is_measured_on_every_thread_and_a_one_thread_figure_is_measured_aga
     assert fresh > 1e9 and json.loads(cache.read_text())["how"] == bandwidth.MEASURE_HOW
     cache.write_text(json.dumps({"ram_bytes_per_s": 5e9, "how": bandwidth.MEASURE_HOW}))
     assert bandwidth.ram_bandwidth(home) == 5e9  # measured the same way: kept
+
+
+def test_the_logits_cross_the_network_only_when_an_rpc_device_holds_the_output_layer() -> None:
+    from r1run.planner import memory as mem
+    from r1run.planner import placement as pl
+    from r1run.planner import r1_quants
+    from r1run.planner.machine import Device, MachineSpec
+
+    info = r1_quants.model_info("UD-IQ1_S")
+    n = info.hparams.block_count
+    worker = Device("RPC0", "rpc", "RPC host", 400 * GiB, 400 * GB, "h:50052")
+    machine = MachineSpec(ram=64 * GiB, cpu_bandwidth=80 * GB, devices=(worker,))
+    spec = mem.ContextSpec(ctx=2048)
+    every = sp.Workload.from_plan(pl.plan_run(info, machine, pl.Caps(), spec, n + 1))
+    assert every.logits_bytes == 4 * info.hparams.vocab_size  # R1's 129,280 floats, 0.5 MB a token
+    layers_only = sp.Workload.from_plan(pl.plan_run(info, machine, pl.Caps(), spec, n))
+    assert layers_only.logits_bytes == 0  # the output layer stayed here
+    gemma = next(r for r in published_runs.runs() if r.id == "llama-16276-rpc-5090-1660-gemma3-4b-q4_0")
+    assert fit.workload(gemma).logits_bytes == 4 * 262144

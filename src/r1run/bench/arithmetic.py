@@ -1,7 +1,7 @@
 """How fast this CPU computes a model streamed from RAM, measured with the engine's own kernels.
 
 The speed model (planner.speed) times a CPU token as the slower (cube-norm) of its reads at the RAM's bandwidth
-and its arithmetic. Fitted on published runs, one thread does about 43 G active parameters a second; but
+and its arithmetic. Fitted on published runs, one thread does about 44 G active parameters a second; but
 published thread sweeps give 20-60 G with the core, its clock and the quant type's kernel, and a thread of a VM
 can do far less: here one thread computed 13.6 G parameters/s of Q4_1 on a model in its caches, 7.2 G on one
 from RAM (its loads stall its arithmetic: a thread's own reads, not the machine's bandwidth, set its pace), and a

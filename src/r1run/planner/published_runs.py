@@ -74,6 +74,7 @@ class PublishedRun:
     n_layers: Optional[int] = None           # repeating layers (the model's config), for models r1run has no layout of
     cpu_expert_layers: Optional[int] = None  # with experts_on_cpu: how many layers' routed experts (None: all)
     recurrent_layers: Optional[int] = None   # layers with a recurrent state (Qwen3-Next: 36 Gated DeltaNet of 48)
+    n_vocab: Optional[int] = None            # the vocabulary (RPC runs: the logits come back over the network)
 
 
 def _machine(m: dict[str, Any]) -> Machine:

@@ -16,7 +16,8 @@ measured) bandwidth. Real runs are slower, often by far, for reasons a few param
                       + layers whose experts stay in RAM x split_s                    activations GPU <-> CPU
                       + device boundaries x hop_s (+ rpc_hop_s per RPC device and per boundary between two,
                         + layers on RPC devices x rpc_layer_bytes / network speed: llama.cpp sends each its
-                        graph every token)
+                        graph every token; + the logits (n_vocab x 4 bytes) / network speed when the output
+                        layer is on an RPC device)
                       + bytes paged from disk / (paging_speedup x disk bandwidth)     mmap, helped by the cache
 
 Efficiencies are shares of the vendor's peak figure (a figure measured on this machine by r1run is
@@ -112,6 +113,8 @@ class Workload:
     moe: bool = False              # a mixture-of-experts model (its layers cost more than their bytes say)
     recurrent_layers: int = 0      # recurrent (state-space, linear-attention) layers computed on the CPU
     arithmetic: CpuArithmetic | None = None  # this CPU's, measured here (else the fitted cpu_param_s)
+    logits_bytes: float = 0.0      # the logits that come back over the network every token (the output layer on
+                                   # an RPC device: n_vocab x 4 bytes)
 
     @classmethod
     def from_plan(cls, plan: RunPlan, engine: str = "llama.cpp", cpu_measured: bool = False,
@@ -125,8 +128,12 @@ class Workload:
             n = info.hparams.block_count
             on_cpu = n - min(n, plan.gpu_layers)  # -ngl counts the output layer last: the first layers stay on the CPU
             recurrent = round(info.recurrent_layers * on_cpu / n) if n else 0
+        accel = [s for s in plan.stages if s.kind in ("gpu", "rpc") and (s.bytes or s.layers)]
+        output_on_rpc = bool(info is not None and accel and accel[-1].kind == "rpc"
+                             and plan.gpu_layers > info.hparams.block_count)  # -ngl counts the output layer last
+        logits = 4.0 * (info.hparams.vocab_size or 0) if output_on_rpc and info is not None else 0.0
         return cls(plan.stages, len(plan.cpu_moe_layers), engine, cpu_measured, threads or 8, bits, iq, moe=moe,
-                   recurrent_layers=recurrent, arithmetic=arithmetic)
+                   recurrent_layers=recurrent, arithmetic=arithmetic, logits_bytes=logits)
 
     @property
     def kind(self) -> str:
@@ -226,7 +233,7 @@ def time_parts(w: Workload, p: Params) -> tuple[Part, ...] | None:
     # activations from one RPC device to another go through this machine (a get, then a set): one more round trip
     relayed = sum(1 for a, b in zip(accel, accel[1:], strict=False) if a.kind == "rpc" and b.kind == "rpc")
     if hops or rpc:  # an RPC device is a network round trip even when it holds every layer (the logits come back)
-        network = (rpc + relayed) * p.rpc_hop_s + rpc_layers * p.rpc_layer_bytes / w.net_rate
+        network = ((rpc + relayed) * p.rpc_hop_s + (rpc_layers * p.rpc_layer_bytes + w.logits_bytes) / w.net_rate)
         parts.append(Part("device hops", hops * p.hop_s + network,
                           f"{hops} boundaries" + (f", {rpc + relayed} round trips over the network" if rpc else "")))
     for s in w.stages:

@@ -157,7 +157,10 @@ def _coarse(run: PublishedRun, machine: MachineSpec) -> sp.Workload:
     else:
         stages.append(Stage("cpu", "CPU", int(reads), machine.cpu_bandwidth, cpu_layers))
     recurrent = round((run.recurrent_layers or 0) * cpu_layers / n)
-    return sp.Workload(tuple(stages), 0, run.engine, recurrent_layers=recurrent)
+    # the output layer goes with -ngl past the repeating layers (every one on a device), to the last device
+    output_on_rpc = bool(accel) and accel[-1].kind == "rpc" and (run.gpu_layers is None or run.gpu_layers > n)
+    logits = 4.0 * (run.n_vocab or 0) if output_on_rpc else 0.0
+    return sp.Workload(tuple(stages), 0, run.engine, recurrent_layers=recurrent, logits_bytes=logits)
 
 
 def cases(runs: Sequence[PublishedRun]) -> tuple[list[Case], list[str]]:
