@@ -6,7 +6,9 @@ second run skips the llama.cpp build (~9 min on 2 cores) and the downloads.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -48,11 +50,28 @@ def r1run_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture()
-def home(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(r1run_home: Path, llama_bin: Path, monkeypatch: pytest.MonkeyPatch, test_cache: Path):
     """A fresh R1RUN_HOME whose llama.cpp is the test build (R1RUN_LLAMA_BIN); test files that want a
-    bare r1run.home.Home define their own `home`."""
+    bare r1run.home.Home define their own `home`.
+
+    This CPU's speed as r1run measures it with the test build (bench.arithmetic: 5-20 s a quant type) is shared
+    between such homes: each starts with what earlier tests measured (r1run's own cache file), and what it
+    measures is kept for the next. tests/test_arithmetic.py measures afresh."""
     monkeypatch.setenv("R1RUN_LLAMA_BIN", str(llama_bin))
-    return r1run_home
+    shared, own = test_cache / "arithmetic.json", r1run_home / "cache" / "arithmetic.json"
+    if shared.is_file():
+        own.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shared, own)
+    yield r1run_home
+    try:
+        measured = json.loads(own.read_text())
+        known = json.loads(shared.read_text()) if shared.is_file() else {}
+    except (OSError, ValueError):
+        return
+    if isinstance(measured, dict) and isinstance(known, dict):
+        tmp = shared.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**known, **measured}))
+        os.replace(tmp, shared)
 
 
 def _cached_build(test_cache: Path, folder: str, log_name: str, *args: str) -> Path:

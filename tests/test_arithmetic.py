@@ -111,6 +111,7 @@ def test_a_failed_probe_is_remembered_and_plans_go_on_without_it(llama_bin: Path
 
 @pytest.mark.llama
 def test_plan_on_this_machine_shows_the_measured_arithmetic(home: Path, smollm2: Path):
+    (home / "cache" / "arithmetic.json").unlink(missing_ok=True)  # measured afresh, not shared by other tests
     res = run_cli("plan", str(smollm2), "--threads", "2", "--json")
     assert res.returncode == 0, res.stderr
     expected = json.loads(res.stdout)["rows"][0]["expected"]

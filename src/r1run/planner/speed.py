@@ -74,8 +74,9 @@ class Params:
 
 @dataclass(frozen=True)
 class CpuArithmetic:
-    """This CPU's arithmetic as r1run measured it with the engine's kernels (`bench.arithmetic`): seconds per
-    parameter for one thread, and how much faster `threads` threads were than one (2 vCPUs of a VM: 1.4)."""
+    """This CPU's speed as r1run measured it with the engine's kernels on a model streamed from RAM
+    (`bench.arithmetic`): seconds per parameter and per byte for one thread, and how much faster `threads`
+    threads were than one."""
 
     param_s: float
     threads: int
@@ -202,7 +203,7 @@ def time_parts(w: Workload, p: Params) -> tuple[Part, ...] | None:
                 arithmetic = params * p.cpu_param_s * (p.iq_factor if w.iquant else 1.0) / max(1, w.threads)
             elif a.covers_type and a.byte_s:  # the model's own type, measured: its weights cost what they weigh
                 arithmetic = s.bytes * a.byte_s / a.speedup_at(w.threads)
-            else:  # Q4_K_M standing in: per parameter, an i-quant's costlier arithmetic as fitted
+            else:  # per parameter (Q4_K_M standing in: an i-quant's costlier arithmetic as fitted)
                 iq = p.iq_factor if w.iquant and not a.covers_type else 1.0
                 arithmetic = params * a.param_s * iq / a.speedup_at(w.threads)
             both = (memory ** 3 + arithmetic ** 3) ** (1 / 3)  # the slower one dominates; near a tie both show
