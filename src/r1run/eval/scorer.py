@@ -71,8 +71,9 @@ def score_source(code: str | None, limits: Limits | None = None, parallel: int |
     with ThreadPoolExecutor(max_workers=workers) as pool:
         try:
             results = list(pool.map(lambda sc: run_game(code, sc, limits or Limits(), cancel), scenarios))
-        except BaseException:  # Ctrl-C: the games still running are killed now, not at their time limit
-            cancel.set()
+        except BaseException:  # Ctrl-C: the games still running are killed now, not at their time limit,
+            cancel.set()         # and those not started yet never start
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
     card = judge(code, results[: len(FULL)], results[len(FULL):])
     card.seconds = time.monotonic() - start
