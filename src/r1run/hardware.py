@@ -129,16 +129,29 @@ def metal_default_working_set(memsize: int, wired_limit_mb: int) -> int:
     return int(memsize * share)
 
 
+def cpuinfo_feature_line(text: str) -> tuple[str, ...]:
+    """Every word of /proc/cpuinfo's first `flags` (x86) or `Features` (Arm) line."""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return tuple(value.split())
+    return ()
+
+
 def parse_cpuinfo_flags(text: str) -> list[str]:
     """SIMD features from /proc/cpuinfo's `flags` (x86) or `Features` (Arm) line."""
     wanted = ("avx", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "fma", "f16c", "amx_int8",
               "asimd", "sve", "sve2", "i8mm", "asimddp", "fphp")
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            have = set(value.split())
-            return [w for w in wanted if w in have]
-    return []
+    have = set(cpuinfo_feature_line(text))
+    return [w for w in wanted if w in have]
+
+
+def cpuinfo_flags() -> tuple[str, ...]:
+    """All of this CPU's /proc/cpuinfo flags (Linux); () elsewhere. llama.amx names them to cmake."""
+    try:
+        return cpuinfo_feature_line(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        return ()
 
 
 # --- detection -------------------------------------------------------------------------------

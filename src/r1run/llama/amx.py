@@ -17,30 +17,13 @@ import signal
 import tempfile
 from pathlib import Path
 
-from r1run import proc
+from r1run import hardware, proc
 from r1run.fsutil import write_atomic
 from r1run.gguf import synth
 
 
-def cpuinfo_flags() -> tuple[str, ...]:
-    """The `flags` of /proc/cpuinfo's first CPU (x86 Linux); () elsewhere."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return tuple(value.split())
-    return ()
-
-
 def _cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    return next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+    return hardware.detect_cpu().model
 
 
 def advertised(flags: tuple[str, ...]) -> bool:

@@ -12,7 +12,7 @@ from typing import Callable
 
 import psutil
 
-from r1run import __version__, hub, proc
+from r1run import __version__, hardware, hub, proc
 from r1run.errors import BuildFailed
 from r1run.fsutil import locked
 from r1run.home import Home, log_path_for
@@ -111,7 +111,7 @@ def make_plan(req: BuildRequest, home: Home, tc: Toolchain) -> BuildPlan:
 
 def _without_amx(home: Home) -> tuple[str, ...]:
     """This CPU's flags when its AMX crashed a build here before (llama.amx); () otherwise."""
-    flags = amx.cpuinfo_flags()
+    flags = hardware.cpuinfo_flags()
     return flags if amx.advertised(flags) and amx.known_to_crash(home.cache) else ()
 
 
@@ -121,7 +121,7 @@ def _up_to_date(existing: BuildManifest | None, req: BuildRequest, plan: BuildPl
     flags = [f for f in existing.cmake_flags if f not in cmake.OLD_LAYOUT_FLAGS]
     # a build that fell back from -march=native on this CPU (llama.amx) is this plan's build, even in a home that
     # has not seen the crash itself
-    fell_back = amx.advertised(cpu := amx.cpuinfo_flags()) and flags == cmake.without_native(plan.flags, cpu)
+    fell_back = amx.advertised(cpu := hardware.cpuinfo_flags()) and flags == cmake.without_native(plan.flags, cpu)
     if (flags != plan.flags and not fell_back) or existing.backend != plan.backend.value \
             or existing.engine != req.engine.name:
         return False
@@ -237,7 +237,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
         if crash is not None:  # -march=native built AMX kernels this CPU cannot run: again without them
             ev.on_status(f"this CPU advertises AMX, but the new build's AMX kernels crashed on it ({crash}, as in some "
                          "VMs): building again without -march=native, with each of its other features")
-            flags = cmake.without_native(flags, amx.cpuinfo_flags())
+            flags = cmake.without_native(flags, hardware.cpuinfo_flags())
             step([cmake_bin, "-S", str(fetched.tree), "-B", str(cdir), *flags], "CMake configure")
             step(compile_argv, f"building {req.engine.name}", on_line)
             binaries = _install(cdir, plan.dir / "bin", targets)
@@ -275,7 +275,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
 def _amx_crash(home: Home, flags: list[str], binaries: dict[str, Path]) -> str | None:
     """How a -march=native build's prompt died on a CPU that advertises AMX (llama.amx), remembered for the next
     builds; None when it ran, or nothing needed checking."""
-    if cmake.NATIVE not in flags or not amx.advertised(amx.cpuinfo_flags()):
+    if cmake.NATIVE not in flags or not amx.advertised(hardware.cpuinfo_flags()):
         return None
     if "bench" not in binaries or "quantize" not in binaries:
         return None
