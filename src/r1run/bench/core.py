@@ -192,7 +192,8 @@ def bench_format(caps: Capabilities) -> dict:
 
 
 def run_sweep(o: BenchRequest, on_progress: Callable[[int, int, Progress], None] | None = None,
-        on_setup: Callable[[Setup, list[sweep.Invocation]], None] | None = None) -> BenchReport:
+        on_setup: Callable[[Setup, list[sweep.Invocation]], None] | None = None,
+        on_status: Callable[[str], None] | None = None) -> BenchReport:
     lists = validate(o)
     setup = prepare(o)
     prof = _profile(setup, o.rpc)
@@ -218,15 +219,18 @@ def run_sweep(o: BenchRequest, on_progress: Callable[[int, int, Progress], None]
         for row in rows:
             if row.config == prof.config and PROFILE_LABEL not in row.labels:
                 row.labels.append(PROFILE_LABEL)
-    return finish(setup, rows, build, logs, o.n_prompt, o.n_gen, o.repetitions, started)
+    return finish(setup, rows, build, logs, o.n_prompt, o.n_gen, o.repetitions, started, on_status)
 
 
-def finish(setup: Setup, rows: list[Row], build, logs, n_prompt, n_gen, repetitions, started) -> BenchReport:
+def finish(setup: Setup, rows: list[Row], build, logs, n_prompt, n_gen, repetitions, started,
+           on_status: Callable[[str], None] | None = None) -> BenchReport:
+    """The report: each row's bound and expected speed; `on_status` hears when this CPU's arithmetic is measured
+    for them (once per build and type, then cached)."""
     caps = pl.Caps.from_capabilities(setup.caps)
     file_type = setup.target.info.file_type
 
     def measured(threads: int | None):  # this CPU's arithmetic at a row's threads (probed once, then cached)
-        return arithmetic.for_capabilities(setup.home, setup.caps, file_type, threads) if threads else None
+        return arithmetic.for_capabilities(setup.home, setup.caps, file_type, threads, on_status) if threads else None
 
     bounds = [bnd.for_config(setup.target.info, setup.machine, caps, r.config, setup.default, setup.default_plan,
                              setup.install.engine, measured(r.config.threads)) for r in rows]

@@ -91,7 +91,8 @@ def better(a: Row, b: Row, metric: str) -> bool:
 
 
 def search(o: core.BenchRequest, on_progress: Callable[[str, int, int, Progress], None] | None = None,
-        on_setup: Callable[[core.Setup], None] | None = None) -> TuneResult:
+        on_setup: Callable[[core.Setup], None] | None = None, on_status: Callable[[str], None] | None = None
+           ) -> TuneResult:
     """Tune and return the search; the caller stores the profile (`save_profile`)."""
     core.validate(o)
     setup = core.prepare(o)
@@ -147,7 +148,7 @@ def search(o: core.BenchRequest, on_progress: Callable[[str, int, int, Progress]
     for row in all_rows:
         if row.config == setup.default and core.DEFAULT_LABEL not in row.labels:
             row.labels.append(core.DEFAULT_LABEL)
-    report = core.finish(setup, all_rows, build, logs, o.n_prompt, o.n_gen, o.repetitions, started)
+    report = core.finish(setup, all_rows, build, logs, o.n_prompt, o.n_gen, o.repetitions, started, on_status)
     start_row = next((r for r in all_rows if r.config == setup.default), None)
     best_row = next((r for r in reversed(all_rows) if r.config == current), None)
     if best_row is not None and "tuned" not in best_row.labels:

@@ -108,7 +108,7 @@ def bench(
     progress = render.Progress()
     with progress:
         report = core.run_sweep(opts, on_progress=progress.update,
-                          on_setup=lambda s, invs: render.show_setup(s, invs))
+                          on_setup=lambda s, invs: render.show_setup(s, invs), on_status=progress.say)
     usage.record(report.setup.home, report.setup.target.key, report.setup.target.quant, "ran")
     saved = _save(report, "sweep") if save else None
     render.show_report(report, fmt, saved)
@@ -144,7 +144,8 @@ def _compare(opts: core.BenchRequest, names: list[str], json_: bool) -> None:
 def _tune(opts, fmt: str, save: bool) -> None:
     progress = render.Progress()
     with progress:
-        result = tune.search(opts, on_progress=progress.update_step, on_setup=lambda s: render.show_setup(s, None))
+        result = tune.search(opts, on_progress=progress.update_step, on_setup=lambda s: render.show_setup(s, None),
+                             on_status=progress.say)
     path, record = tune.save_profile(result, opts.rpc)
     if save:
         _save(result.report, "tune", core.to_record(result.report, kind="tune"))

@@ -47,6 +47,13 @@ class Progress:
             self._seen.add((prefix, run, p.test))
             status(f"{prefix}llama-bench run {run}/{runs}, test {p.test}/{p.total}")
 
+    def say(self, msg: str) -> None:
+        """A step that is not a llama-bench test (this CPU's arithmetic probe): the spinner's text, else a line."""
+        if self._status is not None:
+            self._status.update(msg)
+        else:
+            status(msg)
+
     def update_step(self, knob: str, run: int, runs: int, p) -> None:
         self.update(run, runs, p, prefix=f"tuning {knob}: ")
 
