@@ -55,3 +55,41 @@ def test_an_answer_the_full_context_stops_is_said(home: Path, llama_bin: Path, s
     (s,) = result.summaries
     assert s.context_full and not s.context_dropped and s.gen is not None and s.gen.tokens is not None
     assert s.gen.tokens < 256 and "[ the context is full (256 tokens): this answer stopped there ]" in lines, lines
+
+
+def test_the_conversation_is_tokenized_only_when_it_could_outgrow_the_context() -> None:
+    # a server truncates only a prompt longer than its context, and text has no more tokens than bytes (+1): a
+    # short conversation costs no /tokenize request; a long one, or an unknown context, is counted by the server
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked: list[str] = []
+
+    class Tokenizer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            content = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["content"]
+            asked.append(content)
+            body = json.dumps({"tokens": list(range(len(content.split())))}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Tokenizer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        short = [{"role": "user", "content": "Hi there"}]
+        assert serverchat._count_tokens(url, "k", short, 4096) is None and asked == []
+        assert serverchat._count_tokens(url, "k", short, 8) == 2 and asked == ["Hi there"]  # 8 bytes: could fill 8
+        assert serverchat._count_tokens(url, "k", short, None) == 2 and len(asked) == 2
+        long = [{"role": "user", "content": "apple " * 300}, {"role": "assistant", "content": "ok"}]
+        assert serverchat._count_tokens(url, "k", long, 256) == 301 and len(asked) == 3
+    finally:
+        server.shutdown()
+        server.server_close()

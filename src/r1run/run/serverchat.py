@@ -95,7 +95,7 @@ def converse(spec: RunSpec, caps: Capabilities, *, logs: Path, run_dir: Path, si
             messages.append({"role": "assistant", "content": reply.text})
             summary = _summary(reply, srv.log_path, len(result.summaries) + 1,
                                load_s if not result.summaries else None,
-                               lambda: _count_tokens(srv.url, key, messages[:-1]),  # the prompt: not the answer
+                               lambda ctx: _count_tokens(srv.url, key, messages[:-1], ctx),  # the prompt only
                                spec.n_predict)
             if summary is None:
                 term.on_line("[ stopped ]" if reply.stopped else "[ llama-server sent no timings for this answer ]")
@@ -143,10 +143,13 @@ class Reply:
 
 
 def _summary(reply: Reply, log: Path, index: int, load_s: float | None,
-             conversation_tokens: Callable[[], int | None], n_predict: int | None = None) -> RunSummary | None:
+             conversation_tokens: Callable[[int | None], int | None], n_predict: int | None = None
+             ) -> RunSummary | None:
     """The speed row of one answer: the server's timings, or r1run's clock when it was stopped (None: no piece)."""
     if reply.timings is not None:
-        dropped = server_timings.dropped_tokens(reply.timings, reply.prompt_tokens, conversation_tokens())
+        n_ctx = reply.timings.get("timings", {}).get("n_ctx")
+        dropped = server_timings.dropped_tokens(reply.timings, reply.prompt_tokens,
+                                                conversation_tokens(n_ctx if isinstance(n_ctx, int) else None))
         phases = server_timings.phases(reply.timings)
         made = phases["gen"].tokens
         # "length" before max_tokens: the context filled up and the server (mainline: no context shift) stopped
@@ -230,9 +233,15 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
     return str(message) if message else f"HTTP {exc.code} {exc.reason}"
 
 
-def _count_tokens(url: str, key: str, messages: list[dict[str, str]]) -> int | None:
-    """The conversation's contents tokenized by the server (`/tokenize`): a lower bound of its prompt."""
+def _count_tokens(url: str, key: str, messages: list[dict[str, str]], n_ctx: int | None = None) -> int | None:
+    """The conversation's contents tokenized by the server (`/tokenize`): a lower bound of its prompt.
+
+    A server truncates a prompt only when it outgrows the context, and text never has more tokens than bytes (each
+    token spells at least one; a tokenizer may add one space in front): while the contents are shorter than
+    `n_ctx` bytes, nothing can have been truncated, and None (not counted) costs no request."""
     text = "\n".join(m["content"] for m in messages)
+    if n_ctx is not None and len(text.encode()) + 1 < n_ctx:
+        return None
     req = urllib.request.Request(f"{url}/tokenize", data=json.dumps({"content": text}).encode(),
                                  headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
     try:
