@@ -19,6 +19,22 @@ DRY=
 
 die() { echo "error: $*" >&2; exit 1; }
 
+# r1run's one fix to llama.cpp, as src/r1run/llama/patches.py makes it (same text), in a tree this script cloned:
+# since llama.cpp#22273 the logger is leaked and never drained, so a program loses the lines still queued when it
+# exits (llama.cpp#25504): the end of an answer, its timings. An atexit handler drains it.
+patch_log_flush() {
+    f=$1/common/log.cpp
+    [ -f "$f" ] || return 0
+    if grep -q 'std::atexit' "$f" || [ "$(grep -c '^        log = new common_log;$' "$f")" != 1 ]; then return 0; fi
+    awk '{ print }
+         $0 == "        log = new common_log;" {
+             print "#if !defined(_WIN32)  // r1run: log-flush-at-exit: drain the leaked logger'"'"'s queue at exit, or its last lines are lost"
+             print "        std::atexit([] { common_log_pause(common_log_main()); });"
+             print "#endif"
+         }' "$f" > "$f.r1run-tmp" && mv "$f.r1run-tmp" "$f"
+    echo "patched $f: llama.cpp's log is drained at exit (llama.cpp#25504)"
+}
+
 while [ $# -gt 0 ]; do
     case "$1" in
         --ref) REF=$2; shift 2 ;;
@@ -91,6 +107,7 @@ if [ -n "$CLONE" ] && [ ! -f "$SOURCE/CMakeLists.txt" ]; then
     # shellcheck disable=SC2086
     $CLONE || die "git clone failed; pass --source DIR with a llama.cpp tree instead"
 fi
+[ -z "$CLONE" ] || patch_log_flush "$SOURCE"  # a tree it cloned; never a --source DIR of yours
 [ -f "$SOURCE/CMakeLists.txt" ] && [ -d "$SOURCE/ggml" ] || die "$SOURCE is not a llama.cpp source tree"
 
 # shellcheck disable=SC2086

@@ -147,9 +147,10 @@ def run_llama(completion: Path, model: Path, ctx: int, *, extra: list[str] | Non
               timeout: float = 300) -> Measured:
     """Load `model` with llama-completion, generate one token, and return what it allocated.
 
-    llama.cpp writes its log from a worker thread, and b11434 can exit before that thread has written the last
-    lines (seen in CI: a run whose log stopped after the model buffers, with no KV or compute line). A run whose log
-    lacks any of the three buffers is run again, at most three times in all; a run that fails is not.
+    llama.cpp writes its log from a worker thread, and since llama.cpp#22273 a build r1run did not patch can exit
+    before that thread has written the last lines (seen in CI before the patch, llama.patches: a run whose log
+    stopped after the model buffers, with no KV or compute line). For such builds (benchmarks take any), a run whose
+    log lacks any of the three buffers is run again, at most three times in all; a run that fails is not.
     """
     argv = [str(completion), "-m", str(model), "-c", str(ctx), "-n", "1", "-p", "hi", "-no-cnv", "-lv", "4",
             "-t", str(threads), "--no-warmup", *(extra or [])]

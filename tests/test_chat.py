@@ -63,12 +63,9 @@ def test_r1_shaped_model_uses_the_deepseek_format_and_settings(home: Path, r1_ti
     assert argv[argv.index("-p") + 1] == "<｜User｜>Hello<｜Assistant｜>"
     assert argv[argv.index("--temp") + 1] == "0.6" and argv[argv.index("--min-p") + 1] == "0.05"
     assert argv[argv.index("-ctk") + 1] == "q4_0"
-    # llama-completion b11434 now and then exits 0 with its last output unflushed (about 1 run in 15 on this
-    # random tiny model, before and after this session's changes): no answer and no timings, which r1run
-    # reports as an incomplete run. The format and settings above are what this test is about.
-    summary = data["summary"]
-    gen = (summary or {}).get("gen") or {}  # the same race can cut the eval line and keep the prompt's
-    assert gen.get("tps") is None or gen["tps"] > 0
+    # b11434 leaks its logger, whose last lines (answer and timings) a run lost 1 time in 15 here until r1run
+    # patched the build to drain it at exit (llama.patches): every run has its timings now
+    assert data["summary"]["status"] == "ok" and data["summary"]["gen"]["tps"] > 0
 
 
 def test_dry_run_prints_the_command(home: Path, smollm2: Path) -> None:

@@ -239,10 +239,7 @@ def test_auto_falls_back_to_llama_cpp_when_ik_cannot_load_the_file(both: Path, r
     assert "engine llama.cpp (--engine)" not in res.stderr  # the fallback is said once, not as a user's choice
     (attempt,) = data["attempts"]
     assert "b11434-cpu" in attempt["argv"][0] and attempt["exit_code"] == 0
-    # llama-completion b11434 now and then exits 0 before its last lines reach the log (seen in this session's
-    # full suite): no timings then. The fallback above is what this test is about (test_chat.py does the same).
-    gen = (data["summary"] or {}).get("gen") or {}
-    assert gen.get("tokens") is None or gen["tokens"] > 0
+    assert data["summary"]["gen"]["tokens"] > 0  # the test build drains its log at exit (llama.patches)
     assert list(Path.cwd().iterdir()) == []
 
 

@@ -16,7 +16,7 @@ from r1run import __version__, hardware, hub, proc
 from r1run.errors import BuildFailed
 from r1run.fsutil import locked
 from r1run.home import Home, log_path_for
-from r1run.llama import amx, cmake, engines, ik_source, manifest, source, toolchain, ui
+from r1run.llama import amx, cmake, engines, ik_source, manifest, patches, source, toolchain, ui
 from r1run.llama.cmake import Backend, Toolchain
 from r1run.llama.engines import LLAMA_CPP, Engine
 from r1run.llama.manifest import BuildManifest, SourceInfo
@@ -115,8 +115,9 @@ def _without_amx(home: Home) -> tuple[str, ...]:
     return flags if amx.advertised(flags) and amx.known_to_crash(home.cache) else ()
 
 
-def _up_to_date(existing: BuildManifest | None, req: BuildRequest, plan: BuildPlan, digest: str | None) -> bool:
-    if existing is None or existing.missing_binaries():
+def _up_to_date(existing: BuildManifest | None, req: BuildRequest, plan: BuildPlan, digest: str | None,
+                home: Home) -> bool:
+    if existing is None or existing.missing_binaries() or _needs_repatch(existing, home):
         return False
     flags = [f for f in existing.cmake_flags if f not in cmake.OLD_LAYOUT_FLAGS]
     # a build that fell back from -march=native on this CPU (llama.amx) is this plan's build, even in a home that
@@ -178,7 +179,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
         if req.source.kind == "path" and existing is not None and not req.force:
             fetched = _fetch(req, home)
             digest = fetched.digest
-        if not req.force and _up_to_date(existing, req, plan, digest):
+        if not req.force and _up_to_date(existing, req, plan, digest, home):
             assert existing is not None
             if manifest.default_id(home, existing.engine) is None:
                 manifest.set_default(home, existing.id, existing.engine)
@@ -194,6 +195,7 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
         flags = plan.flags + cmake.layout_flags((fetched.tree / "tools" / "server").is_dir(),
                                                 (fetched.tree / "examples" / "main").is_dir())
         ev.on_status(f"source: {fetched.kind} {fetched.location} ({fetched.note})")
+        applied = _patch(fetched, ev)
 
         log_path = log_path_for(home.ensure(home.logs), "build", detail=plan.id)
         started = time.monotonic()
@@ -266,10 +268,34 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
             r1run_version=__version__,
             path=str(plan.dir),
             ui=ui_info,
+            patches=applied,
         )
         manifest.save(home, result)
         manifest.set_default(home, result.id, result.engine)
         return BuildResult(result, False, fetched.note, log_path)
+
+
+def _patch(fetched: source.Source, ev: BuildEvents) -> list[str]:
+    """r1run's fixes (llama.patches) in a tree it fetched itself; a user's own tree is only told about."""
+    if fetched.kind in ("git", "pypi"):
+        return patches.apply(fetched.tree)
+    if patches.needs_log_flush(fetched.tree):
+        ev.on_status("note: this llama.cpp can lose its last output lines at exit, timings included "
+                     "(llama.cpp#25504); r1run fixes that only in the sources it fetches itself, not in yours")
+    return []
+
+
+def _needs_repatch(existing: BuildManifest, home: Home) -> bool:
+    """A build made before r1run patched its sources, from a fetched tree that wants a fix (llama.patches)."""
+    if existing.patches is not None or existing.engine != LLAMA_CPP.name:
+        return False
+    if existing.source.kind == "git":
+        tree: Path | None = home.sources / f"git-{existing.release}"
+    elif existing.source.kind == "pypi":
+        tree = source.find_tree(home.sources / f"pypi-{existing.release}")
+    else:
+        return False
+    return tree is not None and bool(patches.applies(tree))
 
 
 def _amx_crash(home: Home, flags: list[str], binaries: dict[str, Path]) -> str | None:

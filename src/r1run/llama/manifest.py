@@ -47,6 +47,7 @@ class BuildManifest(BaseModel):
     r1run_version: str
     path: str
     ui: UiInfo | None = None  # None: built by an r1run that did not record it
+    patches: list[str] | None = None  # r1run's fixes in its tree (llama.patches); None: built before r1run had any
 
     def missing_binaries(self) -> list[str]:
         return [role for role, p in self.binaries.items() if not Path(p).is_file()]
