@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from clihelp import invoke
-from minillama import make_git_repo, write_tree
+from minillama import make_git_repo, make_tarball, write_tree
 from r1run.home import Home
 from r1run.llama import manifest, patches
 
@@ -99,6 +99,13 @@ def test_a_users_own_tree_is_never_changed_and_the_build_says_what_it_risks(tmp_
     assert (tree / "common" / "log.cpp").read_text() == LEAKY
     said = " ".join(res.stderr.split())
     assert "can lose its last output lines at exit" in said and "llama.cpp#25504" in said
+    # an archive is extracted into r1run's own sources: that copy is patched, the archive left as it was
+    archive = make_tarball(tree, tmp_path / "mine.tar.gz")
+    before = archive.read_bytes()
+    packed = _build("--source", str(archive), "--force", "--json")
+    assert packed.exit_code == 0, packed.stderr
+    assert json.loads(packed.stdout)["patches"] == [patches.LOG_FLUSH] and archive.read_bytes() == before
+    assert "can lose" not in packed.stderr
     # a tree whose logger is drained anyway: nothing to say
     plain = _build("--source", str(_tree(tmp_path / "old", STATIC)), "--force", "--json")
     assert plain.exit_code == 0 and json.loads(plain.stdout)["patches"] == []

@@ -276,8 +276,9 @@ def build(req: BuildRequest, home: Home, tc: Toolchain, events: BuildEvents | No
 
 
 def _patch(fetched: source.Source, ev: BuildEvents) -> list[str]:
-    """r1run's fixes (llama.patches) in a tree it fetched itself; a user's own tree is only told about."""
-    if fetched.kind in ("git", "pypi"):
+    """r1run's fixes (llama.patches) in a tree it fetched or extracted itself; a user's own tree is only told
+    about."""
+    if fetched.kind in ("git", "pypi", "tarball"):
         return patches.apply(fetched.tree)
     if patches.needs_log_flush(fetched.tree):
         ev.on_status("note: this llama.cpp can lose its last output lines at exit, timings included "
@@ -293,6 +294,8 @@ def _needs_repatch(existing: BuildManifest, home: Home) -> bool:
         tree: Path | None = home.sources / f"git-{existing.release}"
     elif existing.source.kind == "pypi":
         tree = source.find_tree(home.sources / f"pypi-{existing.release}")
+    elif existing.source.kind == "tarball" and existing.source.digest.startswith("sha256:"):
+        tree = source.find_tree(home.sources / f"tar-{existing.source.digest[len('sha256:'):][:16]}")
     else:
         return False
     return tree is not None and bool(patches.applies(tree))
