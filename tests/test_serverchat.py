@@ -58,8 +58,9 @@ def test_an_answer_the_full_context_stops_is_said(home: Path, llama_bin: Path, s
 
 
 def test_the_conversation_is_tokenized_only_when_it_could_outgrow_the_context() -> None:
-    # a server truncates only a prompt longer than its context, and text has no more tokens than bytes (+1): a
-    # short conversation costs no /tokenize request; a long one, or an unknown context, is counted by the server
+    # a server truncates only a prompt longer than its context, text has no more tokens than bytes (+1), and a
+    # template adds a few tokens a message: a short conversation costs no /tokenize request; a long one, or an
+    # unknown context, is counted by the server
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,7 +87,9 @@ def test_the_conversation_is_tokenized_only_when_it_could_outgrow_the_context() 
         url = f"http://127.0.0.1:{server.server_address[1]}"
         short = [{"role": "user", "content": "Hi there"}]
         assert serverchat._count_tokens(url, "k", short, 4096) is None and asked == []
-        assert serverchat._count_tokens(url, "k", short, 8) == 2 and asked == ["Hi there"]  # 8 bytes: could fill 8
+        room = serverchat.TEMPLATE_ROOM * 3  # one message
+        assert serverchat._count_tokens(url, "k", short, 9 + room + 1) is None and asked == []
+        assert serverchat._count_tokens(url, "k", short, 9 + room) == 2 and asked == ["Hi there"]  # could fill it
         assert serverchat._count_tokens(url, "k", short, None) == 2 and len(asked) == 2
         long = [{"role": "user", "content": "apple " * 300}, {"role": "assistant", "content": "ok"}]
         assert serverchat._count_tokens(url, "k", long, 256) == 301 and len(asked) == 3

@@ -233,14 +233,18 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
     return str(message) if message else f"HTTP {exc.code} {exc.reason}"
 
 
+TEMPLATE_ROOM = 32  # tokens a chat template may add per message, and twice more for its start and the reply's
+
+
 def _count_tokens(url: str, key: str, messages: list[dict[str, str]], n_ctx: int | None = None) -> int | None:
     """The conversation's contents tokenized by the server (`/tokenize`): a lower bound of its prompt.
 
-    A server truncates a prompt only when it outgrows the context, and text never has more tokens than bytes (each
-    token spells at least one; a tokenizer may add one space in front): while the contents are shorter than
-    `n_ctx` bytes, nothing can have been truncated, and None (not counted) costs no request."""
+    A server truncates a prompt only when it outgrows the context. Text never has more tokens than bytes (each
+    token spells at least one; a tokenizer may add one space in front), and a chat template adds a few tokens a
+    message (role markers, a default system prompt: TEMPLATE_ROOM is room for them). While the contents and that
+    room fit in `n_ctx`, nothing can have been truncated, and None (not counted) costs no request."""
     text = "\n".join(m["content"] for m in messages)
-    if n_ctx is not None and len(text.encode()) + 1 < n_ctx:
+    if n_ctx is not None and len(text.encode()) + 1 + TEMPLATE_ROOM * (len(messages) + 2) < n_ctx:
         return None
     req = urllib.request.Request(f"{url}/tokenize", data=json.dumps({"content": text}).encode(),
                                  headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
