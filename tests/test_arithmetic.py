@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from clihelp import run_cli
+from r1run import cpuload
 from r1run.bench import arithmetic as ar
 from r1run.planner import speed as sp
 from r1run.planner.placement import Stage
@@ -127,22 +128,22 @@ def test_plan_on_this_machine_shows_the_measured_arithmetic(home: Path, smollm2:
 
 
 def test_others_share_counts_the_cpu_time_that_was_not_r1runs():
-    before = ar.CpuClock(wall=100.0, busy=50.0, ours=5.0)
+    before = cpuload.CpuClock(wall=100.0, busy=50.0, ours=5.0)
     # 10 s on 2 CPUs: the machine busy 15 CPU-s, of which r1run and its children 10: others 5 of 20
-    assert ar.others_share(before, ar.CpuClock(110.0, 65.0, 15.0), 2) == pytest.approx(0.25)
-    assert ar.others_share(before, ar.CpuClock(110.0, 60.0, 15.0), 2) == 0.0  # never below nothing
-    assert ar.others_share(before, ar.CpuClock(110.0, 200.0, 5.0), 2) == 1.0
-    assert ar.others_share(before, before, 2) == 0.0
-    now = ar.CpuClock.now()
+    assert cpuload.others_share(before, cpuload.CpuClock(110.0, 65.0, 15.0), 2) == pytest.approx(0.25)
+    assert cpuload.others_share(before, cpuload.CpuClock(110.0, 60.0, 15.0), 2) == 0.0  # never below nothing
+    assert cpuload.others_share(before, cpuload.CpuClock(110.0, 200.0, 5.0), 2) == 1.0
+    assert cpuload.others_share(before, before, 2) == 0.0
+    now = cpuload.CpuClock.now()
     assert now.busy > 0 and now.ours > 0
 
 
 def test_the_busy_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch):
-    for value, limit in (("0.3", 0.3), ("1", 1.0), ("7", ar.BUSY_SHARE), ("lots", ar.BUSY_SHARE)):
-        monkeypatch.setenv(ar.BUSY_ENV, value)
-        assert ar.busy_limit() == limit
-    monkeypatch.delenv(ar.BUSY_ENV)
-    assert ar.busy_limit() == ar.BUSY_SHARE
+    for value, limit in (("0.3", 0.3), ("1", 1.0), ("7", cpuload.BUSY_SHARE), ("lots", cpuload.BUSY_SHARE)):
+        monkeypatch.setenv(cpuload.BUSY_ENV, value)
+        assert cpuload.busy_limit() == limit
+    monkeypatch.delenv(cpuload.BUSY_ENV)
+    assert cpuload.busy_limit() == cpuload.BUSY_SHARE
 
 
 @pytest.mark.llama
@@ -152,7 +153,7 @@ def test_a_probe_that_shared_the_cpus_is_said_and_measured_again(llama_bin: Path
     import multiprocessing
     import os
 
-    monkeypatch.delenv(ar.BUSY_ENV)
+    monkeypatch.delenv(cpuload.BUSY_ENV)
     said: list[str] = []
     bench, quantize = llama_bin / "llama-bench", llama_bin / "llama-quantize"
     ctx = multiprocessing.get_context("spawn")
@@ -167,17 +168,17 @@ def test_a_probe_that_shared_the_cpus_is_said_and_measured_again(llama_bin: Path
             p.join()
     assert first is not None
     entry = next(iter(json.loads((tmp_path / "arithmetic.json").read_text()).values()))
-    assert entry["busy_share"] > ar.BUSY_SHARE and entry["probes"] == 1, entry
+    assert entry["busy_share"] > cpuload.BUSY_SHARE and entry["probes"] == 1, entry
     first_share = entry["busy_share"]
     assert said[-1].startswith("other programs used") and said[-1].endswith("it measures again next time")
     # measured again, at most SETTLE_PROBES times in all, keeping the quietest; then from the cache
-    for _ in range(ar.SETTLE_PROBES + 1):
+    for _ in range(cpuload.SETTLE_PROBES + 1):
         ar.measured(tmp_path, bench, quantize, "Q4_0", 1, on_status=said.append)
     again = [s for s in said if s.startswith("measuring this CPU's Q4_0 arithmetic with llama-bench again")]
-    assert 1 <= len(again) <= ar.SETTLE_PROBES - 1, said
+    assert 1 <= len(again) <= cpuload.SETTLE_PROBES - 1, said
     entry = next(iter(json.loads((tmp_path / "arithmetic.json").read_text()).values()))
     assert entry["busy_share"] <= first_share and entry["probes"] == len(again) + 1
-    assert ar._settled(entry)
+    assert cpuload.settled(entry)
 
 
 def _spin() -> None:

@@ -233,6 +233,33 @@ def test_ram_is_measured_on_every_thread_and_a_one_thread_figure_is_measured_aga
     assert bandwidth.ram_bandwidth(home) == 5e9  # measured the same way: kept
 
 
+def test_a_ram_figure_measured_while_others_used_the_cpus_is_measured_again_keeping_the_highest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from r1run import cpuload
+    from r1run.home import Home
+    from r1run.planner import bandwidth
+
+    monkeypatch.delenv(cpuload.BUSY_ENV)  # the suite's "never busy" (conftest) off: r1run's own limit
+    home = Home(tmp_path / "home")
+    cache = home.cache / "bandwidth.json"
+    cache.parent.mkdir(parents=True)
+
+    def cached(value: float, share: float, probes: int) -> None:
+        cache.write_text(json.dumps({"ram_bytes_per_s": value, "how": bandwidth.MEASURE_HOW, "busy_share": share,
+                                     "probes": probes}))
+
+    cached(1e6, 0.5, 1)  # 1 MB/s, others busy: measured again, and the new figure is higher
+    fresh = bandwidth.ram_bandwidth(home)
+    entry = json.loads(cache.read_text())
+    assert fresh > 1e9 and entry["ram_bytes_per_s"] == fresh and entry["probes"] == 2
+    cached(1e15, 0.5, 1)  # an earlier figure above anything measured now: it stands (a bound)
+    assert bandwidth.ram_bandwidth(home) == 1e15 and json.loads(cache.read_text())["probes"] == 2
+    cached(1e6, 0.5, cpuload.SETTLE_PROBES)  # the best of SETTLE_PROBES busy ones: kept, not measured again
+    assert bandwidth.ram_bandwidth(home) == 1e6
+    cached(1e6, 0.05, 1)  # quiet enough: kept
+    assert bandwidth.ram_bandwidth(home) == 1e6
+
+
 def test_the_logits_cross_the_network_only_when_an_rpc_device_holds_the_output_layer() -> None:
     from r1run.planner import memory as mem
     from r1run.planner import placement as pl

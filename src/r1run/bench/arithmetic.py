@@ -22,8 +22,8 @@ paths and times, the type and the threads; a failed probe is cached too (the pla
 
 A probe that shared the CPUs is not this CPU's speed: seen here, a 2-thread run at a third of the 1-thread one
 while tests ran beside it. So r1run counts the CPU time that other programs (and, on a VM, other guests: steal)
-used during the probe; above BUSY_SHARE of the machine (R1RUN_BUSY_SHARE to change) the result is used but said,
-and measured again next time, up to SETTLE_PROBES probes, keeping the quietest.
+used during the probe (r1run.cpuload); above its limit the result is used but said, and measured again next
+time, up to cpuload.SETTLE_PROBES probes, keeping the quietest.
 """
 
 from __future__ import annotations
@@ -33,13 +33,11 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-import psutil
-
-from r1run import proc
+from r1run import cpuload, proc
 from r1run.errors import ToolMissing
 from r1run.fsutil import write_atomic
 from r1run.gguf import synth
@@ -56,9 +54,6 @@ REPETITIONS = 3
 NEEDS_IMATRIX = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "Q2_K_S"})
 STAND_IN = "Q4_K_M"
 CACHE_VERSION = 2
-BUSY_SHARE = 0.15   # of the machine's CPU time, used by others during a probe: measure again next time
-BUSY_ENV = "R1RUN_BUSY_SHARE"  # another limit (0-1; 1: a probe is never measured again)
-SETTLE_PROBES = 3   # probes on a busy machine before the quietest is kept for good
 
 
 def probe_type(file_type: str | None) -> str:
@@ -120,46 +115,6 @@ def run_probe(bench: Path, quantize: Path, quant: str, threads: int, folder: Pat
     return statistics.median(speeds[1]), statistics.median(speeds[max(threads, 1)]), model.stat().st_size
 
 
-@dataclass(frozen=True)
-class CpuClock:
-    """The machine's busy CPU seconds, and this process's own and its reaped children's, at one moment."""
-
-    wall: float
-    busy: float
-    ours: float
-
-    @staticmethod
-    def now() -> CpuClock:
-        t = psutil.cpu_times()
-        busy = sum(getattr(t, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
-        me = psutil.Process().cpu_times()
-        ours = me.user + me.system + getattr(me, "children_user", 0.0) + getattr(me, "children_system", 0.0)
-        return CpuClock(time.monotonic(), busy, ours)
-
-
-def others_share(before: CpuClock, after: CpuClock, cpus: int) -> float:
-    """The share of the machine's CPU time (0-1) that other programs used between the two moments."""
-    wall = after.wall - before.wall
-    if wall <= 0 or cpus <= 0:
-        return 0.0
-    others = (after.busy - before.busy) - (after.ours - before.ours)
-    return min(1.0, max(0.0, others / (wall * cpus)))
-
-
-def busy_limit() -> float:
-    """The share of the CPUs others may use during a probe before it is measured again (BUSY_ENV, else BUSY_SHARE)."""
-    try:
-        limit = float(os.environ.get(BUSY_ENV, BUSY_SHARE))
-    except ValueError:
-        return BUSY_SHARE
-    return limit if 0.0 <= limit <= 1.0 else BUSY_SHARE
-
-
-def _settled(entry: dict) -> bool:
-    """A cached probe to keep: quiet enough, or the quietest of SETTLE_PROBES on a machine that stayed busy."""
-    return float(entry.get("busy_share", 0.0)) <= busy_limit() or int(entry.get("probes", 1)) >= SETTLE_PROBES
-
-
 def _key(bench: Path, quantize: Path, quant: str, threads: int) -> str:
     def stamp(p: Path) -> str:
         try:
@@ -197,7 +152,7 @@ def measured(cache_dir: Path, bench: Path | None, quantize: Path | None, file_ty
             cached = speed.CpuArithmetic(**{**hit["result"], "covers_type": covers})
         except (KeyError, TypeError):
             cached = None
-        if cached is not None and _settled(hit):
+        if cached is not None and cpuload.settled(hit):
             return cached
         earlier = hit if cached is not None else None
     if on_status is not None:
@@ -206,10 +161,10 @@ def measured(cache_dir: Path, bench: Path | None, quantize: Path | None, file_ty
             if earlier else "(once per build and type)"))
     entry: dict = {"measured_at": time.time()}
     try:
-        before = CpuClock.now()
+        before = cpuload.CpuClock.now()
         with tempfile.TemporaryDirectory(prefix="r1run-arith-") as tmp:
             one, many, size = run_probe(bench, quantize, quant, threads, Path(tmp))
-        share = others_share(before, CpuClock.now(), psutil.cpu_count() or 1)
+        share = cpuload.others_share(before, cpuload.CpuClock.now())
         fresh = from_speeds(one, many, threads, quant, file_type=file_type, params=params or speed.shipped().params,
                             probe_bytes=size)
         result: speed.CpuArithmetic | None = fresh
@@ -219,13 +174,13 @@ def measured(cache_dir: Path, bench: Path | None, quantize: Path | None, file_ty
             entry.update({k: earlier[k] for k in ("measured_at", "result", "tps", "probe_bytes", "busy_share")
                           if k in earlier})
             result = speed.CpuArithmetic(**{**earlier["result"], "covers_type": covers})
-        if share > busy_limit() and on_status is not None:
+        if share > cpuload.busy_limit() and on_status is not None:
             on_status(f"other programs used {share:.0%} of the CPUs while r1run measured: "
-                      + ("it measures again next time" if not _settled(entry) else
+                      + ("it measures again next time" if not cpuload.settled(entry) else
                          f"keeping the quietest of {entry['probes']} measurements"))
     except (ProbeFailed, ToolMissing, OSError) as exc:
         if earlier is not None:  # measured before, on a busy machine: that stands, and is not measured again
-            entry = {**earlier, "probes": SETTLE_PROBES}
+            entry = {**earlier, "probes": cpuload.SETTLE_PROBES}
             result = speed.CpuArithmetic(**{**earlier["result"], "covers_type": covers})
         else:
             result = None
