@@ -10,7 +10,8 @@ the writer), outside Windows, whose DLL teardown the leak avoids. A program that
 runs no `atexit` handler: its queued lines are still lost.
 
 A tree whose text differs (older releases destroy their logger, and so flush it; a newer one may have fixed it
-otherwise) is left as it is. A user's own tree (`--source PATH`) is never changed.
+otherwise) is left as it is. A user's own tree (`--source DIR`) is never changed; what r1run extracts from a
+`--source` archive is its own copy, and is patched.
 """
 
 from __future__ import annotations
