@@ -29,7 +29,6 @@ time, up to cpuload.SETTLE_PROBES probes, keeping the quietest.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -95,9 +94,7 @@ def _last_line(res: proc.Completed) -> str:
 def run_probe(bench: Path, quantize: Path, quant: str, threads: int, folder: Path) -> tuple[float, float, int]:
     """Decode tokens/s of the probe model quantized to `quant`, at 1 thread and at `threads` (medians), and the
     quantized file's bytes."""
-    base, model = folder / "probe-f16.gguf", folder / f"probe-{quant}.gguf"
-    synth.write_llama(base)
-    res = proc.run([quantize, base, model, quant, str(os.cpu_count() or 1)], timeout=300)
+    model, res = synth.quantized(quantize, folder, quant)
     if res.returncode != 0 or not model.is_file():
         raise ProbeFailed(f"llama-quantize could not make {quant}: {_last_line(res)}")
     counts = "1" if threads <= 1 else f"1,{threads}"

@@ -9,7 +9,10 @@ from RAM) and `llama.amx` (does this build's AMX kernel run here).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from r1run import proc
 
 N_EMBD, N_FF, N_LAYER, N_HEAD = 1024, 2816, 8, 8   # rows of 256 (k-quant blocks); 128 per head
 PARAMS = N_LAYER * (4 * N_EMBD * N_EMBD + 3 * N_EMBD * N_FF)  # the matrices a token multiplies
@@ -62,3 +65,11 @@ def write_llama(path: Path) -> None:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def quantized(quantize: Path, folder: Path, quant: str) -> tuple[Path, proc.Completed]:
+    """The model written in `folder` and quantized to `quant` by the build's `llama-quantize` (all CPU threads);
+    the quantized file's path and llama-quantize's run, which the caller judges."""
+    base, model = folder / "probe-f16.gguf", folder / f"probe-{quant}.gguf"
+    write_llama(base)
+    return model, proc.run([quantize, base, model, quant, str(os.cpu_count() or 1)], timeout=300)

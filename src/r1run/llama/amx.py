@@ -12,7 +12,6 @@ and remembers the verdict for this CPU (R1RUN_HOME/cache/amx.json) so later buil
 from __future__ import annotations
 
 import json
-import os
 import signal
 import tempfile
 from pathlib import Path
@@ -52,9 +51,8 @@ def prompt_crashes(bench: Path, quantize: Path) -> str | None:
     """Run a 32-token prompt of the small model (Q4_0, a type ggml's AMX kernels take) through `bench`; the way it
     died when a signal ended it, else None (it ran, or a step before it failed: nothing to say about AMX)."""
     with tempfile.TemporaryDirectory(prefix="r1run-amx-") as tmp:
-        base, model = Path(tmp) / "f16.gguf", Path(tmp) / "q4_0.gguf"
-        synth.write_llama(base)
-        if proc.run([quantize, base, model, "Q4_0", str(os.cpu_count() or 1)], timeout=300).returncode != 0:
+        model, made = synth.quantized(quantize, Path(tmp), "Q4_0")
+        if made.returncode != 0:
             return None
         res = proc.run([bench, "-m", model, "-p", "32", "-n", "0", "-r", "1", "-t", "1"], timeout=300)
     if res.returncode < 0 and res.returncode != -9:  # -9: r1run's own timeout
