@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import psutil
 
@@ -61,3 +62,16 @@ def settled(entry: dict) -> bool:
     """A cached measurement to keep: taken quietly enough (its `busy_share`; none: before r1run counted), or the
     best of SETTLE_PROBES (`probes`) on a machine that stayed busy."""
     return float(entry.get("busy_share", 0.0)) <= busy_limit() or int(entry.get("probes", 1)) >= SETTLE_PROBES
+
+
+def after_probe(earlier: dict | None, fresh: dict, share: float,
+                earlier_wins: Callable[[dict, dict], bool]) -> dict:
+    """The record to cache after a probe: `fresh` with how busy the machine was (`busy_share`) and how many probes
+    it took (`probes`); or, where `earlier_wins(earlier, that)`, the earlier record measured again, as quiet as the
+    quieter of the two."""
+    probes = 1 + (int(earlier.get("probes", 1)) if earlier else 0)
+    record = {**fresh, "busy_share": round(share, 3), "probes": probes}
+    if earlier is not None and earlier_wins(earlier, record):
+        quietest = min(float(earlier.get("busy_share", record["busy_share"])), record["busy_share"])
+        record = {**earlier, "busy_share": quietest, "probes": probes}
+    return record

@@ -157,6 +157,7 @@ def measured(cache_dir: Path, bench: Path | None, quantize: Path | None, file_ty
             f"again (other programs used {float(earlier['busy_share']):.0%} of the CPUs the last time)"
             if earlier else "(once per build and type)"))
     entry: dict = {"measured_at": time.time()}
+    result: speed.CpuArithmetic | None
     try:
         before = cpuload.CpuClock.now()
         with tempfile.TemporaryDirectory(prefix="r1run-arith-") as tmp:
@@ -164,13 +165,10 @@ def measured(cache_dir: Path, bench: Path | None, quantize: Path | None, file_ty
         share = cpuload.others_share(before, cpuload.CpuClock.now())
         fresh = from_speeds(one, many, threads, quant, file_type=file_type, params=params or speed.shipped().params,
                             probe_bytes=size)
-        result: speed.CpuArithmetic | None = fresh
-        entry.update(result=asdict(fresh), tps={"1": one, str(threads): many}, probe_bytes=size,
-                     busy_share=round(share, 3), probes=1 + int(earlier.get("probes", 1) if earlier else 0))
-        if earlier is not None and float(earlier["busy_share"]) < share:  # the quieter one stands
-            entry.update({k: earlier[k] for k in ("measured_at", "result", "tps", "probe_bytes", "busy_share")
-                          if k in earlier})
-            result = speed.CpuArithmetic(**{**earlier["result"], "covers_type": covers})
+        entry = cpuload.after_probe(  # the quieter measurement stands
+            earlier, {**entry, "result": asdict(fresh), "tps": {"1": one, str(threads): many}, "probe_bytes": size},
+            share, lambda old, new: float(old["busy_share"]) < new["busy_share"])
+        result = speed.CpuArithmetic(**{**entry["result"], "covers_type": covers})
         if share > cpuload.busy_limit() and on_status is not None:
             on_status(f"other programs used {share:.0%} of the CPUs while r1run measured: "
                       + ("it measures again next time" if not cpuload.settled(entry) else

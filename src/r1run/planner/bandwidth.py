@@ -115,14 +115,11 @@ def ram_bandwidth(home, *, refresh: bool = False) -> float:
     before = cpuload.CpuClock.now()
     value = measure_ram()
     share = cpuload.others_share(before, cpuload.CpuClock.now())
-    probes = 1 + (int(earlier.get("probes", 1)) if earlier else 0)
-    measured_at: float | None = time.time()
-    if earlier is not None and float(earlier["ram_bytes_per_s"]) > value:  # the earlier, higher figure stands
-        value, measured_at = float(earlier["ram_bytes_per_s"]), earlier.get("measured_at")
-        share = min(share, float(earlier.get("busy_share", share)))
+    record = cpuload.after_probe(  # the higher figure stands
+        earlier, {"ram_bytes_per_s": value, "measured_at": time.time(), "how": MEASURE_HOW}, share,
+        lambda old, new: float(old["ram_bytes_per_s"]) > new["ram_bytes_per_s"])
     try:
-        write_atomic(path, json.dumps({"ram_bytes_per_s": value, "measured_at": measured_at, "how": MEASURE_HOW,
-                                       "busy_share": round(share, 3), "probes": probes}))
+        write_atomic(path, json.dumps(record))
     except OSError:
         pass  # a cache: an unwritable home only costs the next run a measurement
-    return value
+    return float(record["ram_bytes_per_s"])
