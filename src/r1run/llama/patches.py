@@ -31,28 +31,39 @@ _DRAIN = (
 )
 
 
+def _leaks(text: str) -> bool:
+    """The text `apply` changes is there, unchanged: the logger leaked, nothing draining it."""
+    return _MARK not in text and len(_LEAK.findall(text)) == 1 and "std::atexit" not in text
+
+
 def needs_log_flush(tree: Path) -> bool:
-    """Whether this tree leaks its logger without draining it (the text `apply` changes is there, unchanged)."""
+    """Whether this tree leaks its logger without draining it."""
     text = _read(tree / _LOG_FILE)
-    return text is not None and _MARK not in text and len(_LEAK.findall(text)) == 1 and "std::atexit" not in text
+    return text is not None and _leaks(text)
 
 
 def applies(tree: Path) -> list[str]:
     """The fixes this tree wants or already has: what a build from it should have had applied."""
     text = _read(tree / _LOG_FILE)
-    return [LOG_FLUSH] if text is not None and (_MARK in text or needs_log_flush(tree)) else []
+    return _wanted(text) if text is not None else []
+
+
+def _wanted(text: str) -> list[str]:
+    return [LOG_FLUSH] if _MARK in text or _leaks(text) else []
 
 
 def apply(tree: Path) -> list[str]:
     """Patch the tree in place, idempotently (a patched file is known by its marker); the fixes it now has."""
     path = tree / _LOG_FILE
-    if needs_log_flush(tree):
-        text = _read(path) or ""
+    text = _read(path)
+    if text is None:
+        return []
+    if _leaks(text):
         tmp = path.with_name(path.name + ".r1run-tmp")
         with open(tmp, "w", encoding="utf-8", newline="") as f:  # its bytes as they were, but for the lines added
             f.write(_LEAK.sub(lambda _: _DRAIN, text))
         tmp.replace(path)  # never a half-written source file
-    return applies(tree)
+    return _wanted(text)
 
 
 def _read(path: Path) -> str | None:
