@@ -96,11 +96,11 @@ BASE_FLAGS = (
 
 NATIVE = "-DGGML_NATIVE=ON"
 BACKEND_FLAGS: dict[Backend, tuple[str, ...]] = {
-    Backend.CPU: ("-DGGML_NATIVE=ON", "-DGGML_METAL=OFF"),
-    Backend.METAL: ("-DGGML_NATIVE=ON", "-DGGML_METAL=ON", "-DGGML_METAL_EMBED_LIBRARY=ON"),
-    Backend.CUDA: ("-DGGML_NATIVE=ON", "-DGGML_CUDA=ON"),
-    Backend.ROCM: ("-DGGML_NATIVE=ON", "-DGGML_HIP=ON"),
-    Backend.VULKAN: ("-DGGML_NATIVE=ON", "-DGGML_VULKAN=ON"),
+    Backend.CPU: (NATIVE, "-DGGML_METAL=OFF"),
+    Backend.METAL: (NATIVE, "-DGGML_METAL=ON", "-DGGML_METAL_EMBED_LIBRARY=ON"),
+    Backend.CUDA: (NATIVE, "-DGGML_CUDA=ON"),
+    Backend.ROCM: (NATIVE, "-DGGML_HIP=ON"),
+    Backend.VULKAN: (NATIVE, "-DGGML_VULKAN=ON"),
 }
 
 
