@@ -305,3 +305,16 @@ def test_rpc_runs_stay_on_llama_cpp() -> None:
     assert exc.value.hint == "run it on llama.cpp: --engine llama.cpp"
     # without an ik build there is nothing to say
     assert engine.choose("auto", "deepseek2", {"llama.cpp": "cpu"}, rpc=True) == engine.EngineChoice("llama.cpp", "")
+
+
+def test_a_bench_comparison_names_the_engine_it_does_not_know() -> None:
+    from r1run.bench import engines as bench_engines
+
+    assert bench_engines.parse_list("llama.cpp, IK_llama.cpp") == ["llama.cpp", "ik_llama.cpp"]
+    assert bench_engines.parse_list("auto") is None
+    for text, said in (("llama.cpp,foo", "unknown engine 'foo' to compare"),
+                       ("auto,llama.cpp", "unknown engine 'auto' to compare"),
+                       ("llama.cpp,llama.cpp", "give distinct engines to compare")):
+        with pytest.raises(BadInput) as err:
+            bench_engines.parse_list(text)
+        assert said in err.value.message, err.value.message

@@ -39,7 +39,11 @@ def parse_list(text: str) -> list[str] | None:
     names = [n.strip().lower() for n in text.split(",")]
     if len(names) == 1:
         return None
-    if any(n not in ENGINE_CHOICES[1:] for n in names) or len(set(names)) != len(names):
+    unknown = [n for n in names if n not in ENGINE_CHOICES[1:]]
+    if unknown:  # `auto` too: it is one of the two, not a third to compare
+        raise BadInput(f"--engine {text!r}: unknown engine {unknown[0]!r} to compare",
+                       f"choose among: {', '.join(ENGINE_CHOICES[1:])}, e.g. --engine llama.cpp,ik_llama.cpp")
+    if len(set(names)) != len(names):
         raise BadInput(f"--engine {text!r}: give distinct engines to compare",
                        "e.g. --engine llama.cpp,ik_llama.cpp")
     return names
